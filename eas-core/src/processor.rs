@@ -1,0 +1,423 @@
+//! [`Processor`]: the code a model server runs for each instance of a service.
+//!
+//! An instance calls [`Processor::initialize`] once, with the resolved model path, the
+//! `model_config` text, the device and the thread count, then [`Processor::process`] for each
+//! batch of requests (a batch of one when batching is off). `process` returns exactly one
+//! result per request, in order. Processors run on worker threads, never on async threads, so
+//! `process` is a plain blocking method and may take as long as inference takes.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use eas_core::Processor;
+//! use eas_core::processor::{InitContext, ProcessError, Request, Response};
+//!
+//! /// Echoes the body in upper case.
+//! #[derive(Default)]
+//! struct Upper {
+//!     ready: bool,
+//! }
+//!
+//! impl Processor for Upper {
+//!     fn initialize(&mut self, _ctx: &InitContext) -> eas_core::Result<()> {
+//!         self.ready = true;
+//!         Ok(())
+//!     }
+//!
+//!     fn process(&self, batch: &[Request]) -> Vec<Result<Response, ProcessError>> {
+//!         batch
+//!             .iter()
+//!             .map(|request| {
+//!                 let text = std::str::from_utf8(&request.body)
+//!                     .map_err(|_| ProcessError::bad_request("body is not UTF-8"))?;
+//!                 Ok(Response::ok(text.to_uppercase()))
+//!             })
+//!             .collect()
+//!     }
+//! }
+//!
+//! let mut processor = Upper::default();
+//! processor.initialize(&InitContext::new("upper").with_threads(2))?;
+//! let out = processor.process(&[Request::new("hello"), Request::new(vec![0xff])]);
+//! assert_eq!(out[0].as_ref().map(|r| r.body.clone()), Ok(Bytes::from("HELLO")));
+//! assert_eq!(out[1].as_ref().map_err(|e| e.status), Err(400));
+//! # Ok::<(), eas_core::Error>(())
+//! ```
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// The code a model server runs: initialized once per instance, then called per batch.
+///
+/// Object-safe; instances hold it as a [`DynProcessor`].
+pub trait Processor: Send + Sync + 'static {
+    /// Loads the model. Called once per instance, before any [`process`](Self::process).
+    ///
+    /// # Errors
+    /// [`Error::ProcessorInit`](crate::Error::ProcessorInit) (or another variant) when the model
+    /// cannot be loaded; the instance then fails to start.
+    fn initialize(&mut self, ctx: &InitContext) -> Result<()>;
+
+    /// Runs one batch. Returns one result per request, in the same order as `batch`.
+    fn process(&self, batch: &[Request]) -> Vec<Result<Response, ProcessError>>;
+
+    /// Describes the model's inputs and outputs (served as OIP v2 model metadata).
+    fn metadata(&self) -> ModelMetadata {
+        ModelMetadata::default()
+    }
+}
+
+/// A boxed processor, as instances hold it.
+pub type DynProcessor = Box<dyn Processor>;
+
+/// The device a processor runs its model on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Device {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// A CUDA GPU.
+    Cuda {
+        /// The GPU's index on the machine.
+        ordinal: u32,
+    },
+}
+
+/// What a processor learns when it is initialized.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct InitContext {
+    /// The service's name.
+    pub service: String,
+    /// The index of this instance within the service (0-based).
+    pub instance_index: u32,
+    /// The model entry file, resolved to a local path (EAS `model_entry` under `model_path`).
+    pub model_entry: Option<PathBuf>,
+    /// The local directory where the model was mounted or downloaded.
+    pub model_dir: Option<PathBuf>,
+    /// The spec's `model_config` text, as given.
+    pub model_config: Option<String>,
+    /// The device to run on.
+    pub device: Device,
+    /// The number of threads the processor may use for inference.
+    pub threads: usize,
+}
+
+impl InitContext {
+    /// A context for instance 0 of `service` on the CPU, one thread, no model paths.
+    #[must_use]
+    pub fn new(service: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            instance_index: 0,
+            model_entry: None,
+            model_dir: None,
+            model_config: None,
+            device: Device::Cpu,
+            threads: 1,
+        }
+    }
+
+    /// The same for instance `index`.
+    #[must_use]
+    pub fn with_instance_index(mut self, index: u32) -> Self {
+        self.instance_index = index;
+        self
+    }
+
+    /// The same with a resolved model entry file.
+    #[must_use]
+    pub fn with_model_entry(mut self, path: impl Into<PathBuf>) -> Self {
+        self.model_entry = Some(path.into());
+        self
+    }
+
+    /// The same with a local model directory.
+    #[must_use]
+    pub fn with_model_dir(mut self, path: impl Into<PathBuf>) -> Self {
+        self.model_dir = Some(path.into());
+        self
+    }
+
+    /// The same with `model_config` text.
+    #[must_use]
+    pub fn with_model_config(mut self, config: impl Into<String>) -> Self {
+        self.model_config = Some(config.into());
+        self
+    }
+
+    /// The same on `device`.
+    #[must_use]
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// The same with `threads` inference threads (at least one).
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+}
+
+/// One inference request, as the processor sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// The request body, as received.
+    pub body: Bytes,
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The path after the service name (`/api/predict/{service}/{path}`); may be empty.
+    pub path: String,
+    /// The request headers (names as received).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// A request with this body and nothing else.
+    #[must_use]
+    pub fn new(body: impl Into<Bytes>) -> Self {
+        Self {
+            body: body.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The same with a content type.
+    #[must_use]
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// The same with a sub-path.
+    #[must_use]
+    pub fn with_path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The same with one more header.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The first header named `name`, compared case-insensitively.
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The answer to one request: EAS processors return `(data, code)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The response body.
+    pub body: Bytes,
+    /// The `Content-Type` to send, if any.
+    pub content_type: Option<String>,
+    /// The HTTP status code; 200 unless the processor says otherwise.
+    pub status: u16,
+}
+
+impl Response {
+    /// A 200 response with this body.
+    #[must_use]
+    pub fn ok(body: impl Into<Bytes>) -> Self {
+        Self::with_status(200, body)
+    }
+
+    /// A response with this status and body.
+    #[must_use]
+    pub fn with_status(status: u16, body: impl Into<Bytes>) -> Self {
+        Self {
+            body: body.into(),
+            content_type: None,
+            status,
+        }
+    }
+
+    /// The same with a content type.
+    #[must_use]
+    pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
+        self.content_type = Some(content_type.into());
+        self
+    }
+
+    /// Whether the status is 2xx.
+    #[must_use]
+    pub const fn is_success(&self) -> bool {
+        self.status >= 200 && self.status < 300
+    }
+}
+
+/// A request that failed inside the processor; the other requests of the batch are unaffected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (status {status})")]
+pub struct ProcessError {
+    /// What went wrong, returned to the client.
+    pub message: String,
+    /// The HTTP status code to answer with; 500 unless said otherwise.
+    pub status: u16,
+}
+
+impl ProcessError {
+    /// An error with this status.
+    #[must_use]
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            status,
+        }
+    }
+
+    /// A 400: the request itself is wrong.
+    #[must_use]
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, message)
+    }
+
+    /// A 500: the processor failed.
+    #[must_use]
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, message)
+    }
+}
+
+impl From<String> for ProcessError {
+    fn from(message: String) -> Self {
+        Self::internal(message)
+    }
+}
+
+impl From<&str> for ProcessError {
+    fn from(message: &str) -> Self {
+        Self::internal(message)
+    }
+}
+
+/// What a model takes and returns (OIP v2 model metadata).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelMetadata {
+    /// The model's name.
+    pub name: String,
+    /// The framework or runtime, e.g. `onnxruntime`, `pytorch`, `custom`.
+    pub platform: String,
+    /// The inputs.
+    pub inputs: Vec<TensorInfo>,
+    /// The outputs.
+    pub outputs: Vec<TensorInfo>,
+}
+
+/// One input or output tensor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorInfo {
+    /// The tensor's name.
+    pub name: String,
+    /// The OIP data type name: `BOOL`, `UINT8`, `INT32`, `INT64`, `FP16`, `FP32`, `BYTES`, ...
+    pub datatype: String,
+    /// The shape; `-1` marks a dynamic dimension.
+    pub shape: Vec<i64>,
+}
+
+impl TensorInfo {
+    /// A tensor description.
+    #[must_use]
+    pub fn new(name: impl Into<String>, datatype: impl Into<String>, shape: Vec<i64>) -> Self {
+        Self {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Lengths;
+
+    impl Processor for Lengths {
+        fn initialize(&mut self, ctx: &InitContext) -> Result<()> {
+            if ctx.model_entry.is_none() {
+                return Err(crate::Error::processor_init("lengths", "no model_entry"));
+            }
+            Ok(())
+        }
+
+        fn process(&self, batch: &[Request]) -> Vec<std::result::Result<Response, ProcessError>> {
+            batch
+                .iter()
+                .map(|r| Ok(Response::ok(r.body.len().to_string())))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn processor_should_answer_one_result_per_request_in_order() {
+        let mut p: DynProcessor = Box::new(Lengths);
+        p.initialize(&InitContext::new("s").with_model_entry("/m/model.onnx"))
+            .expect("initializes");
+        let out = p.process(&[Request::new("a"), Request::new("abc")]);
+        let bodies: Vec<_> = out.into_iter().map(|r| r.expect("ok").body).collect();
+        assert_eq!(bodies, vec![Bytes::from("1"), Bytes::from("3")]);
+        assert_eq!(p.metadata(), ModelMetadata::default());
+    }
+
+    #[test]
+    fn processor_initialize_should_report_a_missing_model() {
+        let err = Lengths
+            .initialize(&InitContext::new("s"))
+            .expect_err("no model entry");
+        assert!(err.to_string().contains("no model_entry"), "{err}");
+    }
+
+    #[test]
+    fn init_context_builder_should_set_every_field() {
+        let ctx = InitContext::new("svc")
+            .with_instance_index(3)
+            .with_model_dir("/m")
+            .with_model_entry("/m/a.onnx")
+            .with_model_config("{}")
+            .with_device(Device::Cuda { ordinal: 1 })
+            .with_threads(0);
+        assert_eq!(ctx.instance_index, 3);
+        assert_eq!(ctx.model_dir, Some(PathBuf::from("/m")));
+        assert_eq!(ctx.device, Device::Cuda { ordinal: 1 });
+        assert_eq!(ctx.threads, 1, "at least one thread");
+    }
+
+    #[test]
+    fn request_header_lookup_should_ignore_case() {
+        let r = Request::new("x")
+            .with_header("Content-Type", "text/plain")
+            .with_path("v1/x");
+        assert_eq!(r.header("content-type"), Some("text/plain"));
+        assert_eq!(r.header("accept"), None);
+        assert_eq!(r.path, "v1/x");
+    }
+
+    #[test]
+    fn response_and_error_should_default_to_200_and_500() {
+        assert_eq!(Response::ok("x").status, 200);
+        assert!(Response::ok("x").is_success());
+        assert!(!Response::with_status(404, "").is_success());
+        assert_eq!(ProcessError::from("boom").status, 500);
+        assert_eq!(ProcessError::bad_request("no").status, 400);
+        assert_eq!(
+            ProcessError::internal("boom").to_string(),
+            "boom (status 500)"
+        );
+    }
+}

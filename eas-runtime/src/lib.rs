@@ -1,0 +1,1 @@
+//! `eas-runtime`: see the workspace README for its place in eas.

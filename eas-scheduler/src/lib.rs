@@ -1,0 +1,1 @@
+//! `eas-scheduler`: see the workspace README for its place in eas.

@@ -1,0 +1,1 @@
+//! `eas-storage`: see the workspace README for its place in eas.
