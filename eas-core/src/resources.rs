@@ -46,6 +46,19 @@ impl Resources {
     /// Nothing at all.
     pub const ZERO: Self = Self::new(0, 0);
 
+    /// What one instance of a spec asks for: `cpu` cores as millicores (rounded), `memory`
+    /// in MB, whole `gpu`s, or a GPU slice (`gpu_memory` GB and `gpu_core_percentage`).
+    /// Fields the spec leaves out count as zero.
+    #[must_use]
+    pub fn per_instance(spec: &crate::spec::ServiceSpec) -> Self {
+        let m = &spec.metadata;
+        // A validated cpu is finite and positive; the cast saturates anyway.
+        let cpu_millis = m.cpu.map_or(0, |cores| (cores * 1000.0).round() as u64);
+        Self::new(cpu_millis, m.memory.unwrap_or(0))
+            .with_gpu(m.gpu.unwrap_or(0), m.gpu_memory.unwrap_or(0))
+            .with_gpu_core_percent(m.gpu_core_percentage.unwrap_or(0))
+    }
+
     /// CPU (milli-cores) and memory (MB), no GPU.
     #[must_use]
     pub const fn new(cpu_millis: u64, memory_mb: u64) -> Self {
@@ -596,9 +609,11 @@ impl Instance {
     }
 }
 
-/// How a service's instances are spread (EAS `metadata.schedule` spread settings).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// How a service's instances are spread (`metadata.scheduling.spread.policy`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum SpreadPolicy {
     /// No constraint: the scheduler packs as it likes.
     #[default]

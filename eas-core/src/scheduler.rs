@@ -65,6 +65,7 @@ use crate::resources::{
     Instance, InstanceId, InstanceType, Node, NodeId, Placement, ResourceGroup, Resources,
     SpreadPolicy, Zone,
 };
+use crate::spec::{CountOrPercent, Qos, ServiceSpec};
 
 /// A placement policy: decides where instances run.
 pub trait Scheduler: Send + std::fmt::Debug {
@@ -158,6 +159,39 @@ impl ServiceDemand {
         }
     }
 
+    /// The demand of a validated spec for `replicas` instances: its resources per instance,
+    /// QoS, resource group, bursting, ordered instance types, spread, rebalancing and spot
+    /// protection, all as the spec states them.
+    #[must_use]
+    pub fn from_spec(spec: &ServiceSpec, replicas: u32) -> Self {
+        let m = &spec.metadata;
+        let computing = spec.cloud.as_ref().and_then(|c| c.computing.as_ref());
+        let instance_types = computing
+            .map(|c| {
+                c.instances
+                    .iter()
+                    .map(|entry| InstanceChoice {
+                        instance_type: entry.instance_type.clone(),
+                        spot_price_limit: entry.spot_price_limit,
+                        capacity: entry.capacity,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            service: m.name.clone(),
+            replicas,
+            per_instance: Resources::per_instance(spec),
+            best_effort: m.qos == Some(Qos::BestEffort),
+            resource_group: m.resource.clone(),
+            burstable: m.resource_burstable,
+            instance_types,
+            spread: m.spread_policy(),
+            rebalancing: m.resource_rebalancing,
+            spot_protection: !computing.is_some_and(|c| c.disable_spot_protection_period),
+        }
+    }
+
     /// The same with BestEffort QoS on or off.
     #[must_use]
     pub fn with_best_effort(mut self, best_effort: bool) -> Self {
@@ -225,8 +259,9 @@ pub struct InstanceChoice {
     pub instance_type: String,
     /// Buy it on the spot market with this maximum price (USD per hour); on demand when `None`.
     pub spot_price_limit: Option<f64>,
-    /// How many of the service's instances may use this type.
-    pub capacity: Option<CapacityLimit>,
+    /// How many of the service's instances may use this type: a count, or a percentage of
+    /// the service's instances (rounded down).
+    pub capacity: Option<CountOrPercent>,
 }
 
 impl InstanceChoice {
@@ -249,7 +284,7 @@ impl InstanceChoice {
 
     /// The same with a capacity limit.
     #[must_use]
-    pub fn with_capacity(mut self, capacity: CapacityLimit) -> Self {
+    pub fn with_capacity(mut self, capacity: CountOrPercent) -> Self {
         self.capacity = Some(capacity);
         self
     }
@@ -263,31 +298,11 @@ impl InstanceChoice {
     /// How many of `total` instances may use this choice (all of them without a limit).
     #[must_use]
     pub fn max_instances(&self, total: u32) -> u32 {
-        self.capacity.map_or(total, |c| c.max_instances(total))
-    }
-}
-
-/// A cap on how many of a service's instances one instance type may take.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CapacityLimit {
-    /// At most this many instances.
-    Count(u32),
-    /// At most this percentage (0 to 100) of the service's instances, rounded down.
-    Percent(f64),
-}
-
-impl CapacityLimit {
-    /// The cap for a service of `total` instances: `Count(n)` is `n`, `Percent(p)` is
-    /// `floor(total * p / 100)` (20 % of 200 is 40).
-    #[must_use]
-    pub fn max_instances(&self, total: u32) -> u32 {
-        match *self {
-            Self::Count(n) => n,
-            Self::Percent(p) => {
-                let cap = (f64::from(total) * p.clamp(0.0, 100.0) / 100.0).floor();
-                // `cap` is within 0..=total, so the conversion is exact.
-                cap as u32
+        match self.capacity {
+            None => total,
+            Some(CountOrPercent::Count(n)) => n,
+            Some(CountOrPercent::Percent(p)) => {
+                CountOrPercent::Percent(p.clamp(0.0, 100.0)).resolve_floor(total)
             }
         }
     }
@@ -474,12 +489,42 @@ mod tests {
     use crate::resources::{InstanceState, Market};
 
     #[test]
+    fn demand_from_spec_should_carry_the_placement_policy_of_the_spec() {
+        let spec = ServiceSpec::from_json_str(
+            r#"{"metadata": {"name": "svc", "instance": 3, "cpu": 1.5, "memory": 2048,
+                "gpu_memory": 8, "gpu_core_percentage": 30, "qos": "BestEffort",
+                "resource": "eas-r-1", "resource_burstable": true, "resource_rebalancing": true,
+                "scheduling": {"spread": {"policy": "zone"}}},
+               "cloud": {"computing": {"instances": [
+                   {"type": "ecs.spot", "spot_price_limit": 0.5, "capacity": "20%"},
+                   {"type": "ecs.od"}], "disable_spot_protection_period": true}},
+               "containers": [{"image": "i", "command": "run"}]}"#,
+        )
+        .expect("a valid spec");
+        let demand = ServiceDemand::from_spec(&spec, 10);
+        assert_eq!(demand.replicas, 10);
+        assert_eq!(
+            demand.per_instance,
+            Resources::new(1_500, 2_048)
+                .with_gpu(0, 8)
+                .with_gpu_core_percent(30)
+        );
+        assert!(demand.best_effort && demand.burstable && demand.rebalancing);
+        assert!(!demand.spot_protection);
+        assert_eq!(demand.resource_group.as_deref(), Some("eas-r-1"));
+        assert_eq!(demand.spread, SpreadPolicy::Zone);
+        assert_eq!(demand.instance_types.len(), 2);
+        assert_eq!(demand.instance_types[0].max_instances(10), 2);
+        assert!(demand.instance_types[0].is_spot() && !demand.instance_types[1].is_spot());
+    }
+
+    #[test]
     fn percent_capacity_should_round_down_a_share_of_the_total() {
-        assert_eq!(CapacityLimit::Percent(20.0).max_instances(200), 40);
-        assert_eq!(CapacityLimit::Percent(30.0).max_instances(5), 1);
-        assert_eq!(CapacityLimit::Percent(150.0).max_instances(4), 4);
-        assert_eq!(CapacityLimit::Percent(-5.0).max_instances(4), 0);
-        assert_eq!(CapacityLimit::Count(7).max_instances(3), 7);
+        let capped = |c| InstanceChoice::new("t").with_capacity(c);
+        assert_eq!(capped(CountOrPercent::Percent(20.0)).max_instances(200), 40);
+        assert_eq!(capped(CountOrPercent::Percent(30.0)).max_instances(5), 1);
+        assert_eq!(capped(CountOrPercent::Percent(150.0)).max_instances(4), 4);
+        assert_eq!(capped(CountOrPercent::Count(7)).max_instances(3), 7);
         assert_eq!(InstanceChoice::new("t").max_instances(9), 9);
     }
 

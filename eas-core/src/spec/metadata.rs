@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::values::{CountOrPercent, EmptyOr, duration, empty_as_none};
+use crate::resources::SpreadPolicy;
 
 /// Service metadata: name, instance count, resources per instance and runtime settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -198,7 +199,7 @@ impl Metadata {
 
     /// The spread policy, `default` when none is set.
     #[must_use]
-    pub fn spread_policy(&self) -> SpreadPolicyName {
+    pub fn spread_policy(&self) -> SpreadPolicy {
         self.scheduling
             .as_ref()
             .and_then(|s| s.spread.as_ref())
@@ -353,18 +354,5 @@ pub struct Scheduling {
 pub struct Spread {
     /// The spread policy.
     #[serde(default)]
-    pub policy: SpreadPolicyName,
-}
-
-/// A spread policy as `service.json` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SpreadPolicyName {
-    /// No active spreading.
-    #[default]
-    Default,
-    /// Spread instances across nodes.
-    Host,
-    /// Spread instances across availability zones.
-    Zone,
+    pub policy: SpreadPolicy,
 }

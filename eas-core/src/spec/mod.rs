@@ -48,12 +48,14 @@ pub use container::{Container, EnvVar, Prepare, RESERVED_PORTS};
 pub use error::{SpecError, SpecErrors};
 pub use metadata::{
     Metadata, Qos, RollingStrategy, Rpc, SUPPORTED_CUDA_VERSIONS, Scheduling, ServiceType, Spread,
-    SpreadPolicyName, WorkloadType,
+    WorkloadType,
 };
 pub use networking::{GatewayPolicy, Limit, Networking};
 pub use sinker::{FileSink, MaxComputeSink, Sinker, SinkerConfig, SinkerType, SlsSink};
 pub use storage::{CacheMount, LocalMount, MountSource, MountSpec, NfsMount, OssMount};
 pub use values::{ByteSize, CountOrPercent, CronExpr, TimeZone};
+
+pub use crate::resources::SpreadPolicy;
 
 use values::{EmptyOr, empty_as_none};
 
