@@ -105,57 +105,25 @@ impl Resources {
 
     /// The sum, or `None` if any dimension overflows.
     #[must_use]
-    pub const fn checked_add(&self, other: &Self) -> Option<Self> {
-        let (
-            Some(cpu_millis),
-            Some(memory_mb),
-            Some(gpu),
-            Some(gpu_memory_gb),
-            Some(gpu_core_percent),
-        ) = (
-            self.cpu_millis.checked_add(other.cpu_millis),
-            self.memory_mb.checked_add(other.memory_mb),
-            self.gpu.checked_add(other.gpu),
-            self.gpu_memory_gb.checked_add(other.gpu_memory_gb),
-            self.gpu_core_percent.checked_add(other.gpu_core_percent),
-        )
-        else {
-            return None;
-        };
+    pub fn checked_add(&self, other: &Self) -> Option<Self> {
         Some(Self {
-            cpu_millis,
-            memory_mb,
-            gpu,
-            gpu_memory_gb,
-            gpu_core_percent,
+            cpu_millis: self.cpu_millis.checked_add(other.cpu_millis)?,
+            memory_mb: self.memory_mb.checked_add(other.memory_mb)?,
+            gpu: self.gpu.checked_add(other.gpu)?,
+            gpu_memory_gb: self.gpu_memory_gb.checked_add(other.gpu_memory_gb)?,
+            gpu_core_percent: self.gpu_core_percent.checked_add(other.gpu_core_percent)?,
         })
     }
 
     /// The difference, or `None` if any dimension of `other` is larger than this one's.
     #[must_use]
-    pub const fn checked_sub(&self, other: &Self) -> Option<Self> {
-        let (
-            Some(cpu_millis),
-            Some(memory_mb),
-            Some(gpu),
-            Some(gpu_memory_gb),
-            Some(gpu_core_percent),
-        ) = (
-            self.cpu_millis.checked_sub(other.cpu_millis),
-            self.memory_mb.checked_sub(other.memory_mb),
-            self.gpu.checked_sub(other.gpu),
-            self.gpu_memory_gb.checked_sub(other.gpu_memory_gb),
-            self.gpu_core_percent.checked_sub(other.gpu_core_percent),
-        )
-        else {
-            return None;
-        };
+    pub fn checked_sub(&self, other: &Self) -> Option<Self> {
         Some(Self {
-            cpu_millis,
-            memory_mb,
-            gpu,
-            gpu_memory_gb,
-            gpu_core_percent,
+            cpu_millis: self.cpu_millis.checked_sub(other.cpu_millis)?,
+            memory_mb: self.memory_mb.checked_sub(other.memory_mb)?,
+            gpu: self.gpu.checked_sub(other.gpu)?,
+            gpu_memory_gb: self.gpu_memory_gb.checked_sub(other.gpu_memory_gb)?,
+            gpu_core_percent: self.gpu_core_percent.checked_sub(other.gpu_core_percent)?,
         })
     }
 
