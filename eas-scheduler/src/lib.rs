@@ -3,8 +3,11 @@
 //! simulator live here as plain functions of state and time: no I/O, no runtime, time only
 //! from a [`Clock`](eas_core::Clock).
 //!
-//! The policies arrive with their own issues; this crate already owns its [`Error`].
+//! - [`autoscale`]: `Autoscaler`s (Kubernetes-HPA-compatible, EAS strategies, schedules);
+//! - [`pricing`]: `PricingOracle`s (static tables, replays of real price traces).
 
+pub mod autoscale;
 pub mod error;
+pub mod pricing;
 
 pub use error::{Error, Result};

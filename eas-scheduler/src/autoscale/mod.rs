@@ -1,0 +1,1 @@
+//! Autoscalers: HPA-compatible replica calculation, EAS strategies and scheduled scaling.

@@ -1,0 +1,1 @@
+//! Pricing oracles: static tables and replays of real spot price traces.
