@@ -798,3 +798,36 @@ trait Pipe: Sized {
 }
 
 impl Pipe for Value {}
+
+#[test]
+fn a_spec_built_with_constructors_should_validate_and_read_back_equal() {
+    use eas_core::spec::{
+        AutoscalerSpec, ByteSize, Container, Metadata, MountSpec, ScheduledScaling, Sinker,
+    };
+
+    let mut spec = ServiceSpec::new(Metadata::new("built_in_code", 2));
+    spec.containers.push(
+        Container::new("python:3.11")
+            .with_script("python app.py")
+            .with_port(8000)
+            .with_env("MODE", "prod"),
+    );
+    spec.storage = vec![
+        MountSpec::oss("/data_oss", "oss://bucket/data/"),
+        MountSpec::nfs("/data_nas", "nas.example.com", "/share"),
+        MountSpec::local("/models", "./models"),
+        MountSpec::cache("/cache", ByteSize::new(1 << 30), "/data_oss"),
+    ];
+    let weekday_mornings = "0 8 * * MON-FRI".parse().expect("a cron expression");
+    let entry = ScheduledScaling::bounds(weekday_mornings, Some(3), None)
+        .in_timezone("Asia/Shanghai".parse().expect("a zone"));
+    spec.autoscaler = Some(
+        AutoscalerSpec::new(1, 8)
+            .with_qps(50.0)
+            .with_schedule(entry),
+    );
+    spec.sinker = Some(Sinker::file("/tmp/requests.jsonl"));
+    spec.validate().expect("a valid spec");
+    let read_back = ServiceSpec::from_json_str(&spec.to_json_pretty()).expect("its JSON is valid");
+    assert_eq!(read_back, spec);
+}

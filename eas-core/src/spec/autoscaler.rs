@@ -36,6 +36,34 @@ pub struct AutoscalerSpec {
     pub schedules: Vec<ScheduledScaling>,
 }
 
+impl AutoscalerSpec {
+    /// Bounds with no strategy yet: add targets to `strategies` or a schedule.
+    #[must_use]
+    pub fn new(min: u32, max: u32) -> Self {
+        Self {
+            min,
+            max,
+            strategies: Strategies::default(),
+            behavior: None,
+            schedules: Vec::new(),
+        }
+    }
+
+    /// This autoscaler with a QPS-per-instance target.
+    #[must_use]
+    pub fn with_qps(mut self, per_instance: f64) -> Self {
+        self.strategies.qps = Some(per_instance);
+        self
+    }
+
+    /// This autoscaler with a scheduled entry.
+    #[must_use]
+    pub fn with_schedule(mut self, entry: ScheduledScaling) -> Self {
+        self.schedules.push(entry);
+        self
+    }
+}
+
 /// `autoscaler.strategies`: the targets, per instance, that trigger scaling.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -133,4 +161,37 @@ pub struct ScheduledScaling {
     /// A fixed number of replicas from then on (instead of `min`/`max`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
+}
+
+impl ScheduledScaling {
+    /// An entry that fixes the replica count from each occurrence of `schedule` (UTC) on.
+    #[must_use]
+    pub fn fixed(schedule: CronExpr, replicas: u32) -> Self {
+        Self {
+            schedule,
+            timezone: TimeZone::UTC,
+            min: None,
+            max: None,
+            replicas: Some(replicas),
+        }
+    }
+
+    /// An entry that sets the bounds from each occurrence of `schedule` (UTC) on.
+    #[must_use]
+    pub fn bounds(schedule: CronExpr, min: Option<u32>, max: Option<u32>) -> Self {
+        Self {
+            schedule,
+            timezone: TimeZone::UTC,
+            min,
+            max,
+            replicas: None,
+        }
+    }
+
+    /// This entry in another time zone.
+    #[must_use]
+    pub fn in_timezone(mut self, timezone: TimeZone) -> Self {
+        self.timezone = timezone;
+        self
+    }
 }

@@ -37,6 +37,52 @@ pub struct Container {
 /// Ports the EAS engine listens on, refused for containers.
 pub const RESERVED_PORTS: [u16; 2] = [8080, 9090];
 
+impl Container {
+    /// A container of `image` with nothing to run yet: add a command or a script.
+    #[must_use]
+    pub fn new(image: impl Into<String>) -> Self {
+        Self {
+            image: image.into(),
+            env: Vec::new(),
+            command: None,
+            script: None,
+            port: None,
+            prepare: None,
+        }
+    }
+
+    /// This container running `command` (a single command, no shell).
+    #[must_use]
+    pub fn with_command(mut self, command: impl Into<String>) -> Self {
+        self.command = Some(command.into());
+        self
+    }
+
+    /// This container running `script` in a shell.
+    #[must_use]
+    pub fn with_script(mut self, script: impl Into<String>) -> Self {
+        self.script = Some(script.into());
+        self
+    }
+
+    /// This container listening on `port`.
+    #[must_use]
+    pub fn with_port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// This container with an environment variable.
+    #[must_use]
+    pub fn with_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push(EnvVar {
+            name: name.into(),
+            value: value.into(),
+        });
+        self
+    }
+}
+
 /// An environment variable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -20,6 +20,21 @@ pub struct Sinker {
     pub config: SinkerConfig,
 }
 
+impl Sinker {
+    /// A sink that appends one JSON object per request/response pair to `path`.
+    #[must_use]
+    pub fn file(path: impl Into<String>) -> Self {
+        let config = SinkerConfig {
+            file: Some(FileSink { path: path.into() }),
+            ..SinkerConfig::default()
+        };
+        Self {
+            sink_type: SinkerType::File,
+            config,
+        }
+    }
+}
+
 /// The kinds of sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

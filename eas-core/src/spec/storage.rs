@@ -49,6 +49,76 @@ pub enum MountSource<'a> {
 }
 
 impl MountSpec {
+    fn at(mount_path: impl Into<String>) -> Self {
+        Self {
+            mount_path: mount_path.into(),
+            oss: None,
+            nfs: None,
+            local: None,
+            cache: None,
+        }
+    }
+
+    /// Mounts an OSS or S3 prefix (`oss://bucket/prefix/`) at `mount_path`, read-write,
+    /// through the spec's `oss_endpoint`.
+    #[must_use]
+    pub fn oss(mount_path: impl Into<String>, path: impl Into<String>) -> Self {
+        Self {
+            oss: Some(OssMount {
+                path: path.into(),
+                endpoint: None,
+                read_only: false,
+            }),
+            ..Self::at(mount_path)
+        }
+    }
+
+    /// Mounts the NAS export `server:path` at `mount_path`, read-write.
+    #[must_use]
+    pub fn nfs(
+        mount_path: impl Into<String>,
+        server: impl Into<String>,
+        path: impl Into<String>,
+    ) -> Self {
+        let nfs = NfsMount {
+            server: server.into(),
+            path: path.into(),
+            read_only: false,
+        };
+        Self {
+            nfs: Some(nfs),
+            ..Self::at(mount_path)
+        }
+    }
+
+    /// Mounts the host directory `path` at `mount_path`, read-write.
+    #[must_use]
+    pub fn local(mount_path: impl Into<String>, path: impl Into<String>) -> Self {
+        Self {
+            local: Some(LocalMount {
+                path: path.into(),
+                read_only: false,
+            }),
+            ..Self::at(mount_path)
+        }
+    }
+
+    /// A memory cache of at most `capacity` in front of the mount at `cached_path`.
+    #[must_use]
+    pub fn cache(
+        mount_path: impl Into<String>,
+        capacity: ByteSize,
+        cached_path: impl Into<String>,
+    ) -> Self {
+        Self {
+            cache: Some(CacheMount {
+                capacity,
+                path: cached_path.into(),
+            }),
+            ..Self::at(mount_path)
+        }
+    }
+
     /// Every source this entry names (a valid spec names exactly one).
     #[must_use]
     pub fn sources(&self) -> Vec<MountSource<'_>> {
