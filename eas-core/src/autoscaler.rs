@@ -251,6 +251,7 @@ impl Observation {
 
 /// The desired replica count and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Recommendation {
     /// How many instances the service should have.
     pub replicas: u32,

@@ -449,6 +449,15 @@ fn check_autoscaler(autoscaler: &AutoscalerSpec, report: &mut Report<'_>) {
         if !builtin && name.trim().is_empty() {
             report(&path, "a custom metric needs a name".to_owned());
         }
+        if !builtin && ["qps", "cpu", "gpu", "queue"].contains(&name.trim()) {
+            report(
+                &path,
+                format!(
+                    "{name} is a built-in strategy; set autoscaler.strategies.{} instead",
+                    name.trim()
+                ),
+            );
+        }
     }
     if targets.is_empty() && autoscaler.schedules.is_empty() {
         report(
