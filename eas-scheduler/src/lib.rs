@@ -4,10 +4,13 @@
 //! from a [`Clock`](eas_core::Clock).
 //!
 //! - [`autoscale`]: `Autoscaler`s (Kubernetes-HPA-compatible, EAS strategies, schedules);
+//! - [`placement`]: the default `Scheduler` (dedicated first, bursting, ordered instance
+//!   types with spot bids and capacity caps, spread, preemption, rebalancing);
 //! - [`pricing`]: `PricingOracle`s (static tables, replays of real price traces).
 
 pub mod autoscale;
 pub mod error;
+pub mod placement;
 pub mod pricing;
 
 pub use error::{Error, Result};

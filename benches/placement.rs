@@ -1,0 +1,3 @@
+//! Placement throughput (written with the placement policy).
+
+fn main() {}
