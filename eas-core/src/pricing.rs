@@ -60,10 +60,12 @@ pub trait PricingOracle: Send + Sync + std::fmt::Debug {
     /// [`Error::NoPrice`](crate::Error::NoPrice) when the type is unknown.
     fn on_demand_price(&self, instance_type: &str) -> Result<f64>;
 
-    /// The spot price of `instance_type` in `zone` at time `at`, in USD per hour.
+    /// The spot price of `instance_type` in `zone` in force at time `at`, in USD per hour.
+    /// Prices are step functions: a price holds from its time until the next one.
     ///
     /// # Errors
-    /// [`Error::NoPrice`](crate::Error::NoPrice) when there is no spot market for them.
+    /// [`Error::NoPrice`](crate::Error::NoPrice) when there is no spot market for them, or
+    /// no price is known yet at `at` (before the first point of a history).
     fn spot_price(&self, instance_type: &str, zone: &Zone, at: SystemTime) -> Result<f64>;
 
     /// The spot price changes between `from` and `to`, oldest first. The first point is the
