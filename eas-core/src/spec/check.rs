@@ -211,14 +211,14 @@ impl<'s> Checker<'s> {
             Some("int32") => (Some(f64::from(i32::MIN)), Some(f64::from(i32::MAX))),
             _ => (None, None),
         };
-        let declared_min = schema.get("minimum").and_then(Value::as_f64);
-        let declared_max = schema.get("maximum").and_then(Value::as_f64);
-        let minimum = declared_min.or(format_min);
-        let maximum = declared_max.or(format_max);
+        let minimum = schema.get("minimum").and_then(Value::as_f64).or(format_min);
+        let maximum = schema.get("maximum").and_then(Value::as_f64).or(format_max);
         let too_small = minimum.is_some_and(|min| number < min);
         let too_large = maximum.is_some_and(|max| number > max);
-        let reason = match (declared_min, declared_max) {
-            (Some(min), Some(max)) if too_small || too_large => {
+        // A range is worth naming when its top is a number a person would write (ports: 1
+        // to 65535); past a huge type limit the message names the one bound that was crossed.
+        let reason = match (minimum, maximum) {
+            (Some(min), Some(max)) if max < f64::from(u32::MAX) && (too_small || too_large) => {
                 format!("must be from {min} to {max}, found {value}")
             }
             _ if too_small => format!(

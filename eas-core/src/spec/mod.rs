@@ -451,7 +451,34 @@ impl std::str::FromStr for ServiceSpec {
 #[must_use]
 pub fn json_schema() -> &'static serde_json::Value {
     static SCHEMA: OnceLock<serde_json::Value> = OnceLock::new();
-    SCHEMA.get_or_init(|| schemars::schema_for!(ServiceSpec).to_value())
+    SCHEMA.get_or_init(|| {
+        let mut schema = schemars::schema_for!(ServiceSpec).to_value();
+        bound_integer_formats(&mut schema);
+        schema
+    })
+}
+
+/// Writes the range of fixed-width integers (`"format": "uint32"`) as `minimum`/`maximum`,
+/// so that validators which ignore `format` refuse what the reader refuses.
+fn bound_integer_formats(schema: &mut serde_json::Value) {
+    match schema {
+        serde_json::Value::Object(map) => {
+            let bounds = match map.get("format").and_then(serde_json::Value::as_str) {
+                Some("uint8") => Some((0, u64::from(u8::MAX))),
+                Some("uint16") => Some((0, u64::from(u16::MAX))),
+                Some("uint32") => Some((0, u64::from(u32::MAX))),
+                Some("uint64" | "uint") => Some((0, u64::MAX)),
+                _ => None,
+            };
+            if let Some((min, max)) = bounds {
+                map.entry("minimum").or_insert(min.into());
+                map.entry("maximum").or_insert(max.into());
+            }
+            map.values_mut().for_each(bound_integer_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(bound_integer_formats),
+        _ => {}
+    }
 }
 
 fn syntax_error(e: &serde_json::Error) -> SpecError {
@@ -460,6 +487,6 @@ fn syntax_error(e: &serde_json::Error) -> SpecError {
     SpecError {
         path: String::new(),
         message: format!("invalid JSON: {reason}"),
-        location: Some((e.line(), e.column())),
+        location: Some((e.line(), e.column().max(1))),
     }
 }

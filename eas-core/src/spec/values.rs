@@ -76,22 +76,33 @@ impl FromStr for CountOrPercent {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let trimmed = s.trim();
         if let Some(number) = trimmed.strip_suffix('%') {
-            let p: f64 = number
-                .trim()
-                .parse()
-                .map_err(|_| format!("expected a percentage such as \"20%\", found \"{s}\""))?;
-            if !p.is_finite() || p < 0.0 {
-                return Err(format!(
-                    "a percentage must be a finite number >= 0, found \"{s}\""
-                ));
+            let number = number.trim_end();
+            match number.parse::<f64>() {
+                Ok(p) if is_plain_decimal(number) && p.is_finite() => Ok(Self::Percent(p)),
+                _ => Err(format!(
+                    "expected a percentage such as \"20%\", found \"{s}\""
+                )),
             }
-            Ok(Self::Percent(p))
+        } else if is_plain_decimal(trimmed) && !trimmed.contains('.') {
+            trimmed
+                .parse::<u32>()
+                .map(Self::Count)
+                .map_err(|_| format!("a count must be at most {}, found \"{s}\"", u32::MAX))
         } else {
-            trimmed.parse::<u32>().map(Self::Count).map_err(|_| {
-                format!("expected a whole number or a percentage such as \"20%\", found \"{s}\"")
-            })
+            Err(format!(
+                "expected a whole number or a percentage such as \"20%\", found \"{s}\""
+            ))
         }
     }
+}
+
+/// Digits with at most one inner decimal point: what the schema's pattern allows (no sign,
+/// exponent or `inf`).
+fn is_plain_decimal(text: &str) -> bool {
+    let mut parts = text.splitn(2, '.');
+    let whole = parts.next().unwrap_or_default();
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && parts.next().is_none_or(digits)
 }
 
 impl fmt::Display for CountOrPercent {
@@ -129,7 +140,7 @@ impl JsonSchema for CountOrPercent {
             "description": "A whole number (5 or \"5\") or a percentage of the total (\"20%\").",
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*%?\\s*$"}
+                {"type": "string", "pattern": "^\\s*([0-9]+|[0-9]+(\\.[0-9]+)?\\s*%)\\s*$"}
             ],
             "x-eas-format": "count_or_percent"
         })
@@ -189,7 +200,8 @@ impl FromStr for ByteSize {
         let (number, unit) = trimmed.split_at(digits_end);
         let bad = || format!("expected a size such as \"20G\" or \"512Mi\", found \"{s}\"");
         let number: u64 = number.parse().map_err(|_| bad())?;
-        let shift = match unit.trim().trim_end_matches(['B', 'b']) {
+        let unit = unit.trim();
+        let shift = match unit.strip_suffix('B').unwrap_or(unit) {
             "" => 0,
             "K" | "k" | "Ki" => 10,
             "M" | "Mi" => 20,
@@ -239,7 +251,7 @@ impl JsonSchema for ByteSize {
             "description": "A size: a number of bytes, or a string such as \"20G\" or \"512Mi\" (powers of 1024).",
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": "^\\s*[0-9]+\\s*([KMGT]i?)?B?\\s*$"}
+                {"type": "string", "pattern": "^\\s*[0-9]+\\s*(k|[KMGT]i?)?B?\\s*$"}
             ],
             "x-eas-format": "byte_size"
         })
