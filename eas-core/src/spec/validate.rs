@@ -427,9 +427,13 @@ fn check_autoscaler(autoscaler: &AutoscalerSpec, report: &mut Report<'_>) {
             ),
         );
     }
+    const BUILT_IN: [&str; 4] = ["qps", "cpu", "gpu", "queue"];
     let targets = autoscaler.strategies.targets();
-    for (name, target) in &targets {
-        let builtin = ["qps", "cpu", "gpu", "queue"].contains(name);
+    let custom = &autoscaler.strategies.custom;
+    // Built-in targets come first in `targets()`; the rest are the custom map's entries.
+    let built_in_count = targets.len() - custom.len();
+    for (index, (name, target)) in targets.iter().enumerate() {
+        let builtin = index < built_in_count;
         let path = if builtin {
             format!("autoscaler.strategies.{name}")
         } else {
@@ -440,7 +444,7 @@ fn check_autoscaler(autoscaler: &AutoscalerSpec, report: &mut Report<'_>) {
                 &path,
                 format!("a target must be greater than 0, found {target}"),
             );
-        } else if matches!(*name, "cpu" | "gpu") && *target > 100.0 {
+        } else if builtin && matches!(*name, "cpu" | "gpu") && *target > 100.0 {
             report(
                 &path,
                 format!("a utilisation target is a percentage, at most 100, found {target}"),
@@ -449,7 +453,7 @@ fn check_autoscaler(autoscaler: &AutoscalerSpec, report: &mut Report<'_>) {
         if !builtin && name.trim().is_empty() {
             report(&path, "a custom metric needs a name".to_owned());
         }
-        if !builtin && ["qps", "cpu", "gpu", "queue"].contains(&name.trim()) {
+        if !builtin && BUILT_IN.contains(&name.trim()) {
             report(
                 &path,
                 format!(
