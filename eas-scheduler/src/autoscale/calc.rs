@@ -396,21 +396,7 @@ fn resource_utilization(
 
     let rebalance = !groups.set_aside.is_empty() && ratio > 1.0;
     if !rebalance && groups.missing.is_empty() {
-        if within(ratio, tolerance) {
-            return Ok(ReplicaCount::new(
-                current,
-                ratio,
-                value,
-                format!("{what}: within tolerance {tolerance}, keeping {current}"),
-            ));
-        }
-        let replicas = ceil_replicas(ratio * ready as f64);
-        return Ok(ReplicaCount::new(
-            replicas,
-            ratio,
-            value,
-            format!("{what} on {ready} ready instances: {replicas}"),
-        ));
+        return Ok(from_ready(&what, ratio, value, current, ready, tolerance));
     }
 
     if !groups.missing.is_empty() {
@@ -436,10 +422,7 @@ fn resource_utilization(
         groups.set_aside.len(),
         if rebalance { " at 0%" } else { "" },
     );
-    if within(new_ratio, tolerance)
-        || (ratio < 1.0 && new_ratio > 1.0)
-        || (ratio > 1.0 && new_ratio < 1.0)
-    {
+    if recheck_keeps_current(ratio, new_ratio, tolerance) {
         return Ok(ReplicaCount::new(
             current,
             ratio,
@@ -500,21 +483,7 @@ fn plain(
 
     let rebalance = !groups.set_aside.is_empty() && ratio > 1.0;
     if !rebalance && groups.missing.is_empty() {
-        if within(ratio, tolerance) {
-            return Ok(ReplicaCount::new(
-                current,
-                ratio,
-                value,
-                format!("{what}: within tolerance {tolerance}, keeping {current}"),
-            ));
-        }
-        let replicas = ceil_replicas(ratio * ready as f64);
-        return Ok(ReplicaCount::new(
-            replicas,
-            ratio,
-            value,
-            format!("{what} on {ready} ready instances: {replicas}"),
-        ));
+        return Ok(from_ready(&what, ratio, value, current, ready, tolerance));
     }
 
     let fill = if ratio < 1.0 { target_milli } else { 0 };
@@ -530,10 +499,7 @@ fn plain(
         groups.set_aside.len(),
         if rebalance { " at 0" } else { "" },
     );
-    if within(new_ratio, tolerance)
-        || (ratio < 1.0 && new_ratio > 1.0)
-        || (ratio > 1.0 && new_ratio < 1.0)
-    {
+    if recheck_keeps_current(ratio, new_ratio, tolerance) {
         return Ok(ReplicaCount::new(
             current,
             ratio,
@@ -548,6 +514,41 @@ fn plain(
         value,
         format!("{what}; {note} over {} instances: {replicas}", values.len()),
     ))
+}
+
+/// The count when every counted instance has a trusted sample: `current` within tolerance,
+/// else the ready count scaled by the ratio.
+fn from_ready(
+    what: &str,
+    ratio: f64,
+    value: f64,
+    current: u32,
+    ready: usize,
+    tolerance: f64,
+) -> ReplicaCount {
+    if within(ratio, tolerance) {
+        return ReplicaCount::new(
+            current,
+            ratio,
+            value,
+            format!("{what}: within tolerance {tolerance}, keeping {current}"),
+        );
+    }
+    let replicas = ceil_replicas(ratio * ready as f64);
+    ReplicaCount::new(
+        replicas,
+        ratio,
+        value,
+        format!("{what} on {ready} ready instances: {replicas}"),
+    )
+}
+
+/// After recomputing with missing and set-aside instances, whether the count stays: the new
+/// ratio is within tolerance, or it points the other way than the first one did.
+fn recheck_keeps_current(ratio: f64, new_ratio: f64, tolerance: f64) -> bool {
+    within(new_ratio, tolerance)
+        || (ratio < 1.0 && new_ratio > 1.0)
+        || (ratio > 1.0 && new_ratio < 1.0)
 }
 
 /// `GetObjectMetricReplicas` / `GetExternalMetricReplicas`: a total against a total.
