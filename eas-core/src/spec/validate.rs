@@ -427,33 +427,33 @@ fn check_autoscaler(autoscaler: &AutoscalerSpec, report: &mut Report<'_>) {
             ),
         );
     }
-    const BUILT_IN: [&str; 4] = ["qps", "cpu", "gpu", "queue"];
-    let targets = autoscaler.strategies.targets();
-    let custom = &autoscaler.strategies.custom;
-    // Built-in targets come first in `targets()`; the rest are the custom map's entries.
-    let built_in_count = targets.len() - custom.len();
-    for (index, (name, target)) in targets.iter().enumerate() {
-        let builtin = index < built_in_count;
-        let path = if builtin {
-            format!("autoscaler.strategies.{name}")
-        } else {
-            format!("autoscaler.strategies.custom[{name:?}]")
-        };
-        if !(target.is_finite() && *target > 0.0) {
-            report(
-                &path,
-                format!("a target must be greater than 0, found {target}"),
-            );
-        } else if builtin && matches!(*name, "cpu" | "gpu") && *target > 100.0 {
+    let strategies = &autoscaler.strategies;
+    let built_in = [
+        ("qps", strategies.qps),
+        ("cpu", strategies.cpu),
+        ("gpu", strategies.gpu),
+        ("queue", strategies.queue),
+    ];
+    for (name, target) in built_in {
+        let Some(target) = target else { continue };
+        let path = format!("autoscaler.strategies.{name}");
+        if let Err(reason) = check_target(target) {
+            report(&path, reason);
+        } else if matches!(name, "cpu" | "gpu") && target > 100.0 {
             report(
                 &path,
                 format!("a utilisation target is a percentage, at most 100, found {target}"),
             );
         }
-        if !builtin && name.trim().is_empty() {
-            report(&path, "a custom metric needs a name".to_owned());
+    }
+    for (name, target) in &strategies.custom {
+        let path = format!("autoscaler.strategies.custom[{name:?}]");
+        if let Err(reason) = check_target(*target) {
+            report(&path, reason);
         }
-        if !builtin && BUILT_IN.contains(&name.trim()) {
+        if name.trim().is_empty() {
+            report(&path, "a custom metric needs a name".to_owned());
+        } else if built_in.iter().any(|(b, _)| *b == name.trim()) {
             report(
                 &path,
                 format!(
@@ -463,7 +463,7 @@ fn check_autoscaler(autoscaler: &AutoscalerSpec, report: &mut Report<'_>) {
             );
         }
     }
-    if targets.is_empty() && autoscaler.schedules.is_empty() {
+    if strategies.targets().is_empty() && autoscaler.schedules.is_empty() {
         report(
             "autoscaler.strategies",
             "set at least one strategy (qps, cpu, gpu, queue, custom) or a schedule".to_owned(),
@@ -489,6 +489,15 @@ fn check_autoscaler(autoscaler: &AutoscalerSpec, report: &mut Report<'_>) {
             }
             _ => {}
         }
+    }
+}
+
+/// A strategy target: a finite number greater than 0.
+fn check_target(target: f64) -> Result<(), String> {
+    if target.is_finite() && target > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("a target must be greater than 0, found {target}"))
     }
 }
 

@@ -270,23 +270,35 @@ impl JsonSchema for ByteSize {
 /// assert_eq!(weekdays.as_str(), "0 8 * * MON-FRI");
 /// assert!("0 25 * * *".parse::<CronExpr>().is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CronExpr(String);
+#[derive(Debug, Clone)]
+pub struct CronExpr {
+    text: String,
+    /// Parsed once, when the spec is read: policies ask for occurrences at every step.
+    schedule: croner::Cron,
+}
 
 impl CronExpr {
     /// The expression as written.
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// The parsed schedule, for computing occurrences.
     #[must_use]
-    pub fn schedule(&self) -> croner::Cron {
-        // The expression was parsed when this value was made, so parsing again succeeds.
-        parse_cron(&self.0).expect("a CronExpr holds an expression that parsed")
+    pub const fn schedule(&self) -> &croner::Cron {
+        &self.schedule
     }
 }
+
+/// Two expressions are equal when they are written the same way.
+impl PartialEq for CronExpr {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for CronExpr {}
 
 fn parse_cron(expression: &str) -> Result<croner::Cron, String> {
     let fields = expression.split_whitespace().count();
@@ -304,13 +316,16 @@ impl FromStr for CronExpr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_cron(s).map(|_| Self(s.trim().to_owned()))
+        parse_cron(s).map(|schedule| Self {
+            text: s.trim().to_owned(),
+            schedule,
+        })
     }
 }
 
 impl fmt::Display for CronExpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
