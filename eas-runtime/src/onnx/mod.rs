@@ -1,0 +1,1 @@
+//! The `onnx` processor: ONNX models run by ONNX Runtime through `ort` (being written).

@@ -1,0 +1,1 @@
+//! Protobuf messages of the EAS wire protocols (being written).

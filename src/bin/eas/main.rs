@@ -1,0 +1,55 @@
+//! The `eas` command line: check a `service.json`, print its JSON Schema, serve services,
+//! replay policies in the simulator.
+
+mod simulate;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use eas::core::spec::json_schema;
+
+/// eas: elastic model serving.
+#[derive(Debug, Parser)]
+#[command(name = "eas", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a service.json: print every problem (path: reason) and exit 1, or a one-line
+    /// summary and exit 0.
+    Validate {
+        /// The service.json file.
+        file: PathBuf,
+    },
+    /// Print the JSON Schema of service.json, for editors and other tools.
+    Schema,
+    /// Replay a service's scaling and placement policy on price, preemption and arrival traces
+    /// in virtual time, and report cost, availability and latency.
+    Simulate(Box<simulate::SimulateArgs>),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Validate { file } => validate::run(&file),
+        Command::Schema => print_schema(),
+        Command::Simulate(args) => simulate::run(&args),
+    }
+}
+
+fn print_schema() -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{:#}", json_schema()) {
+        // A closed pipe (`eas schema | head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("eas schema: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}

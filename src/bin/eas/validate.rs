@@ -1,0 +1,38 @@
+//! `eas validate FILE`: every problem of a service.json, or a one-line summary.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use eas::core::spec::ServiceSpec;
+
+/// Checks `file`, prints what is wrong (or a summary) and says how the command should exit.
+pub fn run(file: &Path) -> ExitCode {
+    let shown = file.display();
+    let text = match std::fs::read(file) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            eprintln!("{shown}: cannot read: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match ServiceSpec::from_json_slice(&text) {
+        Ok(spec) => {
+            println!("{shown}: valid: {}", spec.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for error in errors.errors() {
+                match error.location {
+                    Some((line, column)) => eprintln!("{shown}:{line}:{column}: {}", error.message),
+                    None => eprintln!("{shown}: {error}"),
+                }
+            }
+            let count = errors.len();
+            eprintln!(
+                "{shown}: {count} problem{}",
+                if count == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
