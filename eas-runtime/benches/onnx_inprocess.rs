@@ -1,0 +1,3 @@
+//! In-process ONNX bench (being written).
+
+fn main() {}
