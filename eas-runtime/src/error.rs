@@ -1,6 +1,7 @@
 //! The error type of `eas-runtime`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -20,13 +21,46 @@ pub enum Error {
     },
 
     /// A spec names a processor nobody registered.
-    #[error("service `{service}`: unknown processor `{processor}`")]
+    #[error("service `{service}`: unknown processor `{processor}` (known: {})", known.join(", "))]
     UnknownProcessor {
         /// The service.
         service: String,
         /// The processor it names.
         processor: String,
+        /// The processors that are registered.
+        known: Vec<String>,
     },
+
+    /// The warm-up request file could not be read.
+    #[error("service `{service}`: warm-up file {}: {reason}", path.display())]
+    WarmUp {
+        /// The service.
+        service: String,
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+
+    /// The sinker's destination could not be opened.
+    #[error("service `{service}`: cannot open sink {}: {source}", path.display())]
+    Sink {
+        /// The service.
+        service: String,
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// No token could be generated for a spec without one.
+    #[error("cannot generate a service token: {0}")]
+    Token(String),
+
+    /// Two specs have the same name.
+    #[error("two services are named `{0}`")]
+    DuplicateService(String),
 
     /// An error from `eas-core`: an invalid spec, a processor or a mount that failed.
     #[error(transparent)]

@@ -1,0 +1,368 @@
+//! One instance of a service: its processor, its queue, its batcher and its workers.
+//!
+//! ```text
+//! submit() --queue--> batcher task --batches--> worker threads --> Processor::process
+//!    ^                 (up to max_batch_size,     (worker_threads,        |
+//!    |                  or max_batch_timeout)      off the async threads) |
+//!    +------------------------ oneshot reply per request <----------------+
+//! ```
+//!
+//! Admission is decided in [`Instance::submit`]: not ready -> 503, over `rpc.rate_limit` -> 429,
+//! `rpc.max_queue_size` requests already waiting -> 450. A request whose client gave up
+//! (the keepalive expired) is dropped before it reaches the processor.
+//!
+//! A processor that panics fails only the requests that make it panic: a batch that panics is
+//! run again one request at a time. Then the instance rebuilds its processor (a restart),
+//! unless `runtime.enable_crash_block` is set: then it stays down and says why.
+
+mod batcher;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use eas_core::processor::{DynProcessor, InitContext, Processor, Request, Response};
+use eas_core::spec::ServiceSpec;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::api_error::ApiError;
+use crate::limit::RateLimiter;
+use crate::metrics::{InstanceLabels, Metrics};
+
+/// Makes a fresh, uninitialized processor for this instance.
+pub type ProcessorMaker = Arc<dyn Fn() -> eas_core::Result<DynProcessor> + Send + Sync>;
+
+/// What an instance answers for one request.
+pub type Reply = Result<Response, ApiError>;
+
+/// How an instance batches, queues and limits, from the spec's `metadata.rpc` and `runtime`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct InstanceConfig {
+    /// The most requests per processor call (1 without batching).
+    pub max_batch_size: usize,
+    /// The longest a batch waits for more requests after its first.
+    pub max_batch_timeout: Duration,
+    /// The most requests waiting at the instance; past it, 450.
+    pub max_queue_size: usize,
+    /// Threads that run the processor.
+    pub worker_threads: usize,
+    /// Requests per second the instance accepts (`None`: unlimited); past it, 429.
+    pub rate_limit: Option<u32>,
+    /// Stay down after a crash instead of restarting.
+    pub crash_block: bool,
+}
+
+impl InstanceConfig {
+    /// The configuration a spec asks for.
+    #[must_use]
+    pub fn from_spec(spec: &ServiceSpec) -> Self {
+        let rpc = &spec.metadata.rpc;
+        let batching = rpc.batching && rpc.max_batch_size > 1;
+        Self {
+            max_batch_size: if batching {
+                rpc.max_batch_size as usize
+            } else {
+                1
+            },
+            max_batch_timeout: if batching {
+                rpc.max_batch_timeout
+            } else {
+                Duration::ZERO
+            },
+            max_queue_size: (rpc.max_queue_size as usize).max(1),
+            worker_threads: (rpc.worker_threads as usize).max(1),
+            rate_limit: (rpc.rate_limit > 0).then_some(rpc.rate_limit),
+            crash_block: spec.runtime.as_ref().is_some_and(|r| r.enable_crash_block),
+        }
+    }
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InstanceState {
+    /// Building and initializing its processor, or warming up.
+    Starting,
+    /// Taking requests.
+    Ready,
+    /// Rebuilding its processor after a crash.
+    Restarting,
+    /// Down after a crash because `runtime.enable_crash_block` is set; says why.
+    CrashBlocked(String),
+    /// Its processor could not be built or initialized; says why.
+    Failed(String),
+    /// Shut down.
+    Stopped,
+}
+
+/// A request waiting at an instance.
+struct Job {
+    request: Request,
+    enqueued_at: std::time::Instant,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// A running instance. Cheap to clone: clones share the instance.
+#[derive(Clone)]
+pub struct Instance {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("service", &self.shared.service)
+            .field("index", &self.shared.index)
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the handle, the batcher and the workers share.
+struct Shared {
+    service: String,
+    index: u32,
+    config: InstanceConfig,
+    state: Mutex<InstanceState>,
+    ready: AtomicBool,
+    /// Requests admitted and not yet taken by a worker.
+    waiting: AtomicUsize,
+    /// Requests a worker is running now.
+    running: AtomicUsize,
+    limiter: Option<RateLimiter>,
+    queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    processor: RwLock<Option<Arc<dyn Processor>>>,
+    make_processor: ProcessorMaker,
+    init: InitContext,
+    warm_up: Vec<Request>,
+    metrics: Arc<Metrics>,
+    labels: InstanceLabels,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+/// How to start an instance.
+pub struct InstanceParts {
+    /// The service it belongs to.
+    pub service: String,
+    /// Its index within the service.
+    pub index: u32,
+    /// Batching, queueing and limits.
+    pub config: InstanceConfig,
+    /// Makes its processor.
+    pub make_processor: ProcessorMaker,
+    /// What the processor is initialized with.
+    pub init: InitContext,
+    /// Requests replayed through the processor before the instance is marked ready.
+    pub warm_up: Vec<Request>,
+    /// Where it records metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Instance {
+    /// Starts an instance: its batcher on the current tokio runtime, then, on a thread of its
+    /// own, builds and initializes the processor, replays the warm-up requests, starts the
+    /// workers and marks itself ready. Must be called within a tokio runtime.
+    #[must_use]
+    pub fn start(parts: InstanceParts) -> Self {
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        let (batch_tx, batch_rx) = async_channel::bounded(1);
+        let labels = Metrics::instance(&parts.service, Some(parts.index));
+        let shared = Arc::new(Shared {
+            limiter: parts.config.rate_limit.map(RateLimiter::per_second),
+            service: parts.service,
+            index: parts.index,
+            config: parts.config,
+            state: Mutex::new(InstanceState::Starting),
+            ready: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            queue: Mutex::new(Some(queue_tx)),
+            processor: RwLock::new(None),
+            make_processor: parts.make_processor,
+            init: parts.init,
+            warm_up: parts.warm_up,
+            metrics: parts.metrics,
+            labels,
+            workers: Mutex::new(Vec::new()),
+        });
+        shared.publish_readiness();
+        tokio::spawn(batcher::run(
+            queue_rx,
+            batch_tx,
+            shared.config.max_batch_size,
+            shared.config.max_batch_timeout,
+        ));
+        let starter = Arc::clone(&shared);
+        let name = format!("eas-{}-{}-start", shared.service, shared.index);
+        let spawned = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || worker::start(&starter, batch_rx));
+        if let Err(e) = spawned {
+            shared.set_state(InstanceState::Failed(format!("cannot start a thread: {e}")));
+        }
+        Self { shared }
+    }
+
+    /// The service this instance belongs to.
+    #[must_use]
+    pub fn service(&self) -> &str {
+        &self.shared.service
+    }
+
+    /// Its index within the service.
+    #[must_use]
+    pub fn index(&self) -> u32 {
+        self.shared.index
+    }
+
+    /// Where it is in its life.
+    #[must_use]
+    pub fn state(&self) -> InstanceState {
+        self.shared.state()
+    }
+
+    /// Whether it takes requests now.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Acquire)
+    }
+
+    /// Requests admitted and not yet finished: waiting plus running.
+    #[must_use]
+    pub fn load(&self) -> usize {
+        self.shared.waiting.load(Ordering::Acquire) + self.shared.running.load(Ordering::Acquire)
+    }
+
+    /// Requests waiting for a worker.
+    #[must_use]
+    pub fn queue_depth(&self) -> usize {
+        self.shared.waiting.load(Ordering::Acquire)
+    }
+
+    /// The processor's description of its model, once initialized (`None` if it gives none).
+    #[must_use]
+    pub fn metadata(&self) -> Option<eas_core::processor::ModelMetadata> {
+        let metadata = self.shared.current_processor()?.metadata();
+        let described = !(metadata.inputs.is_empty() && metadata.outputs.is_empty());
+        described.then_some(metadata)
+    }
+
+    /// Admits a request, or says why not. The answer arrives on the returned channel.
+    pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<Reply>, ApiError> {
+        let shared = &self.shared;
+        if !self.is_ready() {
+            return Err(ApiError::Unavailable(format!(
+                "instance {} of service `{}` is {}",
+                shared.index,
+                shared.service,
+                describe_state(&shared.state())
+            )));
+        }
+        if let Some(limiter) = &shared.limiter
+            && !limiter.try_acquire()
+        {
+            return Err(ApiError::RateLimited(format!(
+                "instance {} of service `{}` allows {} requests per second",
+                shared.index,
+                shared.service,
+                limiter.rate()
+            )));
+        }
+        let before = shared.waiting.fetch_add(1, Ordering::AcqRel);
+        if before >= shared.config.max_queue_size {
+            shared.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(ApiError::QueueFull {
+                service: shared.service.clone(),
+                instance: shared.index,
+                size: shared.config.max_queue_size as u32,
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            request,
+            enqueued_at: std::time::Instant::now(),
+            reply,
+        };
+        let queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        match queue.as_ref().map(|q| q.send(job)) {
+            Some(Ok(())) => Ok(answer),
+            _ => {
+                shared.waiting.fetch_sub(1, Ordering::AcqRel);
+                Err(ApiError::Unavailable(format!(
+                    "instance {} of service `{}` is shutting down",
+                    shared.index, shared.service
+                )))
+            }
+        }
+    }
+
+    /// Stops taking requests, lets what is queued finish (up to `grace`), then stops the
+    /// workers. Returns how many requests were still unfinished when the grace ran out.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let shared = &self.shared;
+        shared.ready.store(false, Ordering::Release);
+        drop(shared.queue.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.load() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let left = self.load();
+        shared.set_state(InstanceState::Stopped);
+        let workers = std::mem::take(&mut *shared.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        if left == 0 {
+            // The queue is closed and empty, so the workers are on their way out.
+            let _ = tokio::task::spawn_blocking(move || {
+                for worker in workers {
+                    let _ = worker.join();
+                }
+            })
+            .await;
+        }
+        left
+    }
+}
+
+impl Shared {
+    fn state(&self) -> InstanceState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_state(&self, state: InstanceState) {
+        let ready = state == InstanceState::Ready;
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        self.ready.store(ready, Ordering::Release);
+        self.publish_readiness();
+    }
+
+    fn publish_readiness(&self) {
+        let ready = i64::from(self.ready.load(Ordering::Acquire));
+        self.metrics
+            .instance_ready
+            .get_or_create(&self.labels)
+            .set(ready);
+    }
+
+    fn current_processor(&self) -> Option<Arc<dyn Processor>> {
+        self.processor
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Describes an instance state in words, for error messages and status pages.
+#[must_use]
+pub fn describe_state(state: &InstanceState) -> String {
+    match state {
+        InstanceState::Starting => "starting".into(),
+        InstanceState::Ready => "ready".into(),
+        InstanceState::Restarting => "restarting after a crash".into(),
+        InstanceState::CrashBlocked(why) => {
+            format!("down after a crash (runtime.enable_crash_block is set): {why}")
+        }
+        InstanceState::Failed(why) => format!("failed to start: {why}"),
+        InstanceState::Stopped => "stopped".into(),
+    }
+}

@@ -1,0 +1,238 @@
+//! The threads that run the processor, off the async threads: starting the instance
+//! (build, initialize, warm up), running batches, and recovering from crashes.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use eas_core::processor::{ProcessError, Processor, Request, Response};
+
+use super::{InstanceState, Job, Reply, Shared};
+use crate::api_error::ApiError;
+
+/// Builds the processor, replays the warm-up, starts the workers and marks the instance
+/// ready; or marks it failed and says why.
+pub(super) fn start(shared: &Arc<Shared>, batches: async_channel::Receiver<Vec<Job>>) {
+    let processor = match build(shared) {
+        Ok(processor) => processor,
+        Err(why) => {
+            tracing::error!(service = %shared.service, instance = shared.index, "{why}");
+            shared.set_state(InstanceState::Failed(why));
+            return;
+        }
+    };
+    warm_up(shared, processor.as_ref());
+    *shared.processor.write().unwrap_or_else(|e| e.into_inner()) = Some(processor);
+
+    let mut workers = shared.workers.lock().unwrap_or_else(|e| e.into_inner());
+    for n in 0..shared.config.worker_threads {
+        let worker_shared = Arc::clone(shared);
+        let batches = batches.clone();
+        let name = format!("eas-{}-{}-w{n}", shared.service, shared.index);
+        match std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run(&worker_shared, &batches))
+        {
+            Ok(handle) => workers.push(handle),
+            Err(e) => {
+                drop(workers);
+                shared.set_state(InstanceState::Failed(format!("cannot start a worker: {e}")));
+                return;
+            }
+        }
+    }
+    drop(workers);
+    shared.set_state(InstanceState::Ready);
+    tracing::info!(service = %shared.service, instance = shared.index, "ready");
+}
+
+/// A new processor, initialized; `Err` says why not (a panic included).
+fn build(shared: &Shared) -> Result<Arc<dyn Processor>, String> {
+    let made = catch_unwind(AssertUnwindSafe(|| {
+        let mut processor = (shared.make_processor)().map_err(|e| e.to_string())?;
+        processor
+            .initialize(&shared.init)
+            .map_err(|e| format!("processor initialization failed: {e}"))?;
+        Ok::<_, String>(processor)
+    }));
+    match made {
+        Ok(Ok(processor)) => Ok(Arc::from(processor)),
+        Ok(Err(why)) => Err(why),
+        Err(panic) => Err(format!(
+            "processor panicked while starting: {}",
+            panic_message(&*panic)
+        )),
+    }
+}
+
+/// Replays the warm-up requests one at a time; failures are logged, not fatal.
+fn warm_up(shared: &Shared, processor: &dyn Processor) {
+    let mut failed = 0usize;
+    for request in &shared.warm_up {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            processor.process(std::slice::from_ref(request))
+        }));
+        if !matches!(outcome.as_deref(), Ok([Ok(_)])) {
+            failed += 1;
+        }
+    }
+    if !shared.warm_up.is_empty() {
+        tracing::info!(
+            service = %shared.service,
+            instance = shared.index,
+            requests = shared.warm_up.len(),
+            failed,
+            "warm-up done"
+        );
+    }
+}
+
+/// One worker: takes batches until the batcher is gone.
+fn run(shared: &Arc<Shared>, batches: &async_channel::Receiver<Vec<Job>>) {
+    while let Ok(batch) = batches.recv_blocking() {
+        let taken = batch.len();
+        // Requests whose client already gave up (keepalive expired) are not run.
+        let jobs: Vec<Job> = batch.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        shared.running.fetch_add(jobs.len(), Ordering::AcqRel);
+        shared.waiting.fetch_sub(taken, Ordering::AcqRel);
+        let count = jobs.len();
+        if count > 0 {
+            run_batch(shared, jobs);
+        }
+        shared.running.fetch_sub(count, Ordering::AcqRel);
+    }
+}
+
+fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
+    let metrics = &shared.metrics;
+    let mut requests = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        metrics
+            .queue_wait
+            .get_or_create(&shared.labels)
+            .observe(job.enqueued_at.elapsed().as_secs_f64());
+        requests.push(job.request);
+        replies.push(job.reply);
+    }
+    let Some(processor) = shared.current_processor() else {
+        let why = super::describe_state(&shared.state());
+        for reply in replies {
+            let _ = reply.send(Err(ApiError::Unavailable(format!(
+                "instance {} of service `{}` is {why}",
+                shared.index, shared.service
+            ))));
+        }
+        return;
+    };
+
+    metrics
+        .batch_size
+        .get_or_create(&shared.labels)
+        .observe(requests.len() as f64);
+    let started = std::time::Instant::now();
+    let outcome = call(processor.as_ref(), &requests);
+    metrics
+        .process_duration
+        .get_or_create(&shared.labels)
+        .observe(started.elapsed().as_secs_f64());
+
+    let (answers, crash) = match outcome {
+        Ok(answers) => (answers, None),
+        Err(why) if requests.len() > 1 => {
+            // Find the requests that make it panic: run each alone.
+            let mut crash = Some(why);
+            let answers = requests
+                .iter()
+                .map(|request| match call(processor.as_ref(), std::slice::from_ref(request)) {
+                    Ok(mut one) => one.pop().unwrap_or_else(|| Err(ApiError::Internal("no answer".into()))),
+                    Err(why) => {
+                        crash = Some(why.clone());
+                        Err(ApiError::Panicked(why))
+                    }
+                })
+                .collect();
+            (answers, crash)
+        }
+        Err(why) => (vec![Err(ApiError::Panicked(why.clone()))], Some(why)),
+    };
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        let _ = reply.send(answer);
+    }
+    if let Some(why) = crash {
+        recover(shared, &processor, why);
+    }
+}
+
+/// Runs the processor on a batch; `Err` is a panic's message. A processor that returns the
+/// wrong number of results fails every request of the batch.
+fn call(processor: &dyn Processor, requests: &[Request]) -> Result<Vec<Reply>, String> {
+    let results = catch_unwind(AssertUnwindSafe(|| processor.process(requests)))
+        .map_err(|panic| panic_message(&*panic))?;
+    if results.len() != requests.len() {
+        let why = format!(
+            "the processor returned {} results for a batch of {}",
+            results.len(),
+            requests.len()
+        );
+        return Ok(requests
+            .iter()
+            .map(|_| Err(ApiError::Internal(why.clone())))
+            .collect());
+    }
+    Ok(results.into_iter().map(to_reply).collect())
+}
+
+fn to_reply(result: Result<Response, ProcessError>) -> Reply {
+    result.map_err(ApiError::Processor)
+}
+
+/// After a crash: stay down (crash block) or rebuild the processor. Only the first worker to
+/// see the crash of a given processor does it.
+fn recover(shared: &Arc<Shared>, crashed: &Arc<dyn Processor>, why: String) {
+    {
+        let mut current = shared.processor.write().unwrap_or_else(|e| e.into_inner());
+        match current.as_ref() {
+            Some(p) if Arc::ptr_eq(p, crashed) => {}
+            _ => return, // someone else already handled this crash
+        }
+        if shared.config.crash_block {
+            *current = None;
+            drop(current);
+            tracing::error!(service = %shared.service, instance = shared.index, "crashed, blocked: {why}");
+            shared.set_state(InstanceState::CrashBlocked(why));
+            return;
+        }
+    }
+    tracing::warn!(service = %shared.service, instance = shared.index, "crashed, restarting: {why}");
+    shared.set_state(InstanceState::Restarting);
+    shared
+        .metrics
+        .instance_restarts
+        .get_or_create(&shared.labels)
+        .inc();
+    match build(shared) {
+        Ok(fresh) => {
+            *shared.processor.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+            shared.set_state(InstanceState::Ready);
+        }
+        Err(error) => {
+            *shared.processor.write().unwrap_or_else(|e| e.into_inner()) = None;
+            shared.set_state(InstanceState::Failed(format!(
+                "restart after a crash ({why}) failed: {error}"
+            )));
+        }
+    }
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}

@@ -1,0 +1,259 @@
+//! A server: services started from their specs, the [`Gateway`] routes on a TCP socket, and a
+//! graceful shutdown the caller triggers (the library installs no signal handlers).
+//!
+//! Connections are HTTP/1.1 with keep-alive. A client that does not finish sending its headers
+//! within [`ServerBuilder::header_read_timeout`] is disconnected without ever taking a worker.
+//! [`RunningServer::shutdown`] stops accepting, lets in-flight requests finish within the
+//! longest `metadata.termination_grace_period` of the services, then stops the instances.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eas_core::spec::ServiceSpec;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::gateway::{DEFAULT_MAX_BODY_BYTES, Gateway};
+use crate::metrics::Metrics;
+use crate::registry::ProcessorRegistry;
+use crate::service::{LocalPaths, Service};
+
+/// The default time a client has to send a request's headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Entry point: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// A builder with the built-in processors, listening on `127.0.0.1:8080`.
+    #[must_use]
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+}
+
+/// Configures and starts a server.
+#[derive(Debug)]
+#[must_use]
+pub struct ServerBuilder {
+    registry: ProcessorRegistry,
+    services: Vec<(ServiceSpec, Option<LocalPaths>)>,
+    addr: SocketAddr,
+    max_body_bytes: usize,
+    header_read_timeout: Duration,
+    base_dir: PathBuf,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        Self {
+            registry: ProcessorRegistry::with_builtins(),
+            services: Vec::new(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// The processors specs may name (default: the built-ins).
+    pub fn registry(mut self, registry: ProcessorRegistry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// Serves `spec`, with its local paths resolved against the base directory.
+    pub fn service(mut self, spec: ServiceSpec) -> Self {
+        self.services.push((spec, None));
+        self
+    }
+
+    /// Serves `spec` with paths already resolved (say, a remote `model_path` fetched by
+    /// `eas-storage`).
+    pub fn service_with_paths(mut self, spec: ServiceSpec, paths: LocalPaths) -> Self {
+        self.services.push((spec, Some(paths)));
+        self
+    }
+
+    /// Where to listen (port 0: any free port; see [`RunningServer::local_addr`]).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// The largest request body; past it, 413 (default 64 MiB).
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// How long a client may take to send a request's headers (default 10 s).
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// The directory relative local paths in specs are resolved against (default `.`).
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_dir = dir.into();
+        self
+    }
+
+    /// Starts every service's instances and listens. Instances become ready in the
+    /// background; see [`RunningServer::wait_ready`].
+    pub async fn start(self) -> Result<RunningServer> {
+        let metrics = Arc::new(Metrics::new());
+        let mut grace = Duration::ZERO;
+        let mut services = Vec::with_capacity(self.services.len());
+        for (spec, paths) in self.services {
+            grace = grace.max(spec.metadata.termination_grace_period);
+            let paths = paths.unwrap_or_else(|| LocalPaths::local(&spec, &self.base_dir));
+            services.push(Service::start(spec, &self.registry, &paths, Arc::clone(&metrics))?);
+        }
+        let gateway = Arc::new(Gateway::new(services, metrics, self.max_body_bytes)?);
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: self.addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: self.addr,
+            source,
+        })?;
+        gateway.set_local_addr(local_addr);
+        let (stop, stopped) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&gateway),
+            self.header_read_timeout,
+            stopped,
+            grace,
+        ));
+        Ok(RunningServer {
+            local_addr,
+            gateway,
+            stop,
+            accept,
+        })
+    }
+}
+
+/// A server that is listening.
+#[derive(Debug)]
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    gateway: Arc<Gateway>,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+}
+
+/// What a shutdown left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Requests still unfinished when the grace period ran out.
+    pub abandoned: usize,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The routes and services.
+    #[must_use]
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Waits until every service has a ready instance (`true`), a service can no longer
+    /// become ready (`false`), or `timeout` passes (`false`).
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.gateway.is_ready() {
+                return true;
+            }
+            let dead = self.gateway.services().values().any(|s| s.is_dead());
+            if dead || tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops accepting, finishes in-flight requests within the grace period, then stops
+    /// every instance.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+        let mut abandoned = 0;
+        for service in self.gateway.services().values() {
+            abandoned += service.shutdown().await;
+        }
+        ShutdownReport { abandoned }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    header_read_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let router = gateway.router();
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of descriptors and the like: wait a little, keep serving.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let service = TowerToHyperService::new(router.clone());
+                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open after the grace period of {} s",
+            grace.as_secs()
+        );
+    }
+}

@@ -1,0 +1,464 @@
+//! One service: its spec, token, instances, gateway limits and sink.
+//!
+//! A request goes through, in order: the service's rate limit
+//! (`networking.gateway_policy.rate_limit`, 429), its concurrency limit
+//! (`networking.gateway_policy.concurrency_limit`, 429), the least-loaded ready instance
+//! (503 if none), that instance's own admission (429, 450), and finally the processor, whose
+//! answer must come within `rpc.keepalive` (408).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use eas_core::processor::{Device, InitContext, Request, Response};
+use eas_core::spec::ServiceSpec;
+use eas_core::spec::SinkerType;
+use tokio::sync::Semaphore;
+
+use crate::api_error::ApiError;
+use crate::auth::{Authenticator, generate_token};
+use crate::error::{Error, Result};
+use crate::instance::{Instance, InstanceConfig, InstanceParts, InstanceState, ProcessorMaker};
+use crate::limit::RateLimiter;
+use crate::metrics::Metrics;
+use crate::registry::ProcessorRegistry;
+use crate::sink::{JsonLinesSink, SinkRecord, SinkWriter};
+
+/// Records a sink may hold before it drops them.
+const SINK_BUFFER: usize = 4096;
+
+/// Where a service's files are on this machine, once any remote `model_path` is fetched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LocalPaths {
+    /// The model directory (or `None` when the spec has no `model_path`).
+    pub model_dir: Option<PathBuf>,
+    /// The model file the processor loads (`model_entry` inside the model directory).
+    pub model_entry: Option<PathBuf>,
+    /// The warm-up request file.
+    pub warm_up: Option<PathBuf>,
+}
+
+impl LocalPaths {
+    /// The paths of a spec whose `model_path` and `warm_up_data_path` are local, relative to
+    /// `base` when not absolute. Remote paths (`oss://`, `s3://`, `http(s)://`) are left out:
+    /// fetch them with `eas-storage` and fill these fields in.
+    #[must_use]
+    pub fn local(spec: &ServiceSpec, base: &Path) -> Self {
+        let local = |p: &str| (!p.contains("://")).then(|| base.join(p));
+        let model_path = spec.model_path.as_deref().and_then(local);
+        let (model_dir, model_entry) = match (&model_path, spec.model_entry.as_deref()) {
+            (Some(path), Some(entry)) => (Some(path.clone()), Some(path.join(entry))),
+            (Some(path), None) if path.is_file() => {
+                (path.parent().map(Path::to_path_buf), Some(path.clone()))
+            }
+            (Some(path), None) => (Some(path.clone()), None),
+            (None, _) => (None, None),
+        };
+        Self {
+            model_dir,
+            model_entry,
+            warm_up: spec.warm_up_data_path.as_deref().and_then(local),
+        }
+    }
+}
+
+/// A service being served.
+pub struct Service {
+    name: String,
+    spec: Arc<ServiceSpec>,
+    auth: Authenticator,
+    instances: Vec<Instance>,
+    rate_limit: Option<RateLimiter>,
+    concurrency: Option<(Arc<Semaphore>, u32)>,
+    keepalive: Duration,
+    grace: Duration,
+    next: AtomicUsize,
+    sink: Option<SinkWriter>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("instances", &self.instances)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Starts `spec.metadata.instance` instances (at least one) of the processor the spec
+    /// names. Must be called within a tokio runtime. Fails when the processor is unknown, the
+    /// sinker cannot be opened or the warm-up file cannot be read.
+    pub fn start(
+        spec: ServiceSpec,
+        registry: &ProcessorRegistry,
+        paths: &LocalPaths,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        let name = spec.metadata.name.clone();
+        let spec = Arc::new(spec);
+        let make_processor = processor_maker(&spec, registry)?;
+        let warm_up = match &paths.warm_up {
+            Some(path) => read_warm_up(path).map_err(|reason| Error::WarmUp {
+                service: name.clone(),
+                path: path.clone(),
+                reason,
+            })?,
+            None => Vec::new(),
+        };
+        let sink = open_sink(&spec, &metrics)?;
+        let token = match &spec.token {
+            Some(token) => token.clone(),
+            None => generate_token().map_err(|e| Error::Token(e.to_string()))?,
+        };
+        let config = InstanceConfig::from_spec(&spec);
+        let count = spec.metadata.instance.max(1);
+        let instances = (0..count)
+            .map(|index| {
+                Instance::start(InstanceParts {
+                    service: name.clone(),
+                    index,
+                    config: config.clone(),
+                    make_processor: Arc::clone(&make_processor),
+                    init: init_context(&spec, paths, index),
+                    warm_up: warm_up.clone(),
+                    metrics: Arc::clone(&metrics),
+                })
+            })
+            .collect();
+        let gateway = spec
+            .networking
+            .as_ref()
+            .and_then(|n| n.gateway_policy.as_ref());
+        let rate_limit = gateway
+            .and_then(|g| g.rate_limit.as_ref())
+            .filter(|l| l.enable)
+            .map(|l| RateLimiter::per_second(l.limit));
+        let concurrency = gateway
+            .and_then(|g| g.concurrency_limit.as_ref())
+            .filter(|l| l.enable)
+            .map(|l| (Arc::new(Semaphore::new(l.limit as usize)), l.limit));
+        Ok(Self {
+            keepalive: spec.metadata.rpc.keepalive,
+            grace: spec.metadata.termination_grace_period,
+            auth: Authenticator::new(token),
+            name,
+            spec,
+            instances,
+            rate_limit,
+            concurrency,
+            next: AtomicUsize::new(0),
+            sink,
+            metrics,
+        })
+    }
+
+    /// The service name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The spec it runs.
+    #[must_use]
+    pub fn spec(&self) -> &ServiceSpec {
+        &self.spec
+    }
+
+    /// The token clients must present (the spec's, or the one generated at start).
+    #[must_use]
+    pub fn token(&self) -> &str {
+        self.auth.token()
+    }
+
+    /// Checks requests' `Authorization` for this service.
+    #[must_use]
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+
+    /// Its instances.
+    #[must_use]
+    pub fn instances(&self) -> &[Instance] {
+        &self.instances
+    }
+
+    /// Whether at least one instance takes requests.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        self.instances.iter().any(Instance::is_ready)
+    }
+
+    /// Whether no instance can ever become ready again (all failed or crash-blocked).
+    #[must_use]
+    pub fn is_dead(&self) -> bool {
+        self.instances.iter().all(|i| {
+            matches!(
+                i.state(),
+                InstanceState::Failed(_) | InstanceState::CrashBlocked(_) | InstanceState::Stopped
+            )
+        })
+    }
+
+    /// Runs one request through the service's limits and a ready instance. On success, the
+    /// instance that answered; on failure, the instance reached, if any.
+    pub async fn predict(&self, request: Request) -> Result<(Response, u32), (ApiError, Option<u32>)> {
+        if let Some(limiter) = &self.rate_limit
+            && !limiter.try_acquire()
+        {
+            return Err((
+                ApiError::RateLimited(format!(
+                    "service `{}` allows {} requests per second",
+                    self.name,
+                    limiter.rate()
+                )),
+                None,
+            ));
+        }
+        let _permit = match &self.concurrency {
+            Some((semaphore, limit)) => match Arc::clone(semaphore).try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    return Err((
+                        ApiError::ConcurrencyLimited {
+                            service: self.name.clone(),
+                            limit: *limit,
+                        },
+                        None,
+                    ));
+                }
+            },
+            None => None,
+        };
+        let instance = self.choose().map_err(|e| (e, None))?;
+        let index = instance.index();
+        let answer = instance.submit(request).map_err(|e| (e, Some(index)))?;
+        match tokio::time::timeout(self.keepalive, answer).await {
+            Ok(Ok(Ok(response))) => Ok((response, index)),
+            Ok(Ok(Err(error))) => Err((error, Some(index))),
+            Ok(Err(_)) => Err((
+                ApiError::Internal(format!("instance {index} dropped the request")),
+                Some(index),
+            )),
+            Err(_) => Err((ApiError::Timeout(self.keepalive), Some(index))),
+        }
+    }
+
+    /// The least-loaded ready instance; ties go round-robin.
+    fn choose(&self) -> Result<&Instance, ApiError> {
+        let n = self.instances.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| &self.instances[(start + k) % n])
+            .filter(|i| i.is_ready())
+            .min_by_key(|i| i.load())
+            .ok_or_else(|| {
+                let states: Vec<String> = self
+                    .instances
+                    .iter()
+                    .map(|i| {
+                        format!(
+                            "instance {} is {}",
+                            i.index(),
+                            crate::instance::describe_state(&i.state())
+                        )
+                    })
+                    .collect();
+                ApiError::Unavailable(format!(
+                    "service `{}` has no ready instance: {}",
+                    self.name,
+                    states.join("; ")
+                ))
+            })
+    }
+
+    /// Hands a request/answer pair to the sink, if the spec has one.
+    pub fn record(&self, request: &[u8], status: u16, response: &[u8], latency: Duration) {
+        if let Some(sink) = &self.sink {
+            sink.record(SinkRecord::new(
+                &self.name,
+                request,
+                status,
+                response,
+                latency.as_secs_f64() * 1e3,
+            ));
+        }
+    }
+
+    /// Refreshes the gauges read at scrape time (queue depth per instance).
+    pub fn publish_gauges(&self) {
+        for instance in &self.instances {
+            self.metrics
+                .queue_depth
+                .get_or_create(&Metrics::instance(&self.name, Some(instance.index())))
+                .set(instance.queue_depth() as i64);
+        }
+    }
+
+    /// Stops every instance after its in-flight work (up to the spec's
+    /// `termination_grace_period`) and closes the sink. Returns the requests left unfinished.
+    pub async fn shutdown(&self) -> usize {
+        let mut left = 0;
+        for instance in &self.instances {
+            left += instance.shutdown(self.grace).await;
+        }
+        if let Some(sink) = self.sink.clone() {
+            let _ = tokio::task::spawn_blocking(move || sink.close()).await;
+        }
+        left
+    }
+}
+
+fn processor_maker(spec: &Arc<ServiceSpec>, registry: &ProcessorRegistry) -> Result<ProcessorMaker> {
+    let service = &spec.metadata.name;
+    let Some(name) = spec.processor.as_deref() else {
+        return Err(Error::UnknownProcessor {
+            service: service.clone(),
+            processor: spec
+                .processor_type
+                .map_or_else(|| "(none)".to_owned(), |t| format!("custom {t:?} processor")),
+            known: registry.names(),
+        });
+    };
+    let factory = registry.get(name).ok_or_else(|| Error::UnknownProcessor {
+        service: service.clone(),
+        processor: name.to_owned(),
+        known: registry.names(),
+    })?;
+    let spec = Arc::clone(spec);
+    Ok(Arc::new(move || factory(&spec)))
+}
+
+fn init_context(spec: &ServiceSpec, paths: &LocalPaths, index: u32) -> InitContext {
+    let cpu = spec.metadata.cpu.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+    });
+    let mut ctx = InitContext::new(spec.metadata.name.clone())
+        .with_instance_index(index)
+        .with_threads((cpu.round() as usize).max(1))
+        .with_device(if spec.metadata.gpu.unwrap_or(0) > 0 {
+            Device::Cuda { ordinal: 0 }
+        } else {
+            Device::Cpu
+        });
+    if let Some(dir) = &paths.model_dir {
+        ctx = ctx.with_model_dir(dir.clone());
+    }
+    if let Some(entry) = &paths.model_entry {
+        ctx = ctx.with_model_entry(entry.clone());
+    }
+    if let Some(config) = &spec.model_config {
+        ctx = ctx.with_model_config(config.clone());
+    }
+    ctx
+}
+
+fn open_sink(spec: &ServiceSpec, metrics: &Arc<Metrics>) -> Result<Option<SinkWriter>> {
+    let Some(sinker) = &spec.sinker else {
+        return Ok(None);
+    };
+    let service = &spec.metadata.name;
+    let file = match (sinker.sink_type, &sinker.config.file) {
+        (SinkerType::File, Some(file)) => file,
+        (other, _) => {
+            return Err(Error::Core(eas_core::Error::Unsupported(format!(
+                "service `{service}`: sinker type `{}` needs its cloud service; this server writes \
+                 `file` sinks only",
+                other.as_str()
+            ))));
+        }
+    };
+    let opened = JsonLinesSink::create(&file.path)
+        .and_then(|sink| SinkWriter::spawn(service, Box::new(sink), SINK_BUFFER, Some(Arc::clone(metrics))));
+    opened.map(Some).map_err(|e| Error::Sink {
+        service: service.clone(),
+        path: PathBuf::from(&file.path),
+        source: e,
+    })
+}
+
+/// Reads a warm-up file: JSON lines of `{"body": "text"}` or `{"body_base64": "..."}` (with
+/// an optional `"content_type"`), or else the whole file as one request body.
+fn read_warm_up(path: &Path) -> std::result::Result<Vec<Request>, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let text = std::str::from_utf8(&bytes).ok();
+    let lines: Option<Vec<serde_json::Value>> = text.and_then(|t| {
+        t.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v.is_object()))
+            .collect()
+    });
+    let Some(lines) = lines.filter(|l| !l.is_empty()) else {
+        return Ok(vec![Request::new(bytes)]);
+    };
+    lines
+        .iter()
+        .enumerate()
+        .map(|(n, line)| {
+            let body = match (line.get("body"), line.get("body_base64")) {
+                (Some(serde_json::Value::String(text)), None) => text.clone().into_bytes(),
+                (None, Some(serde_json::Value::String(b64))) => BASE64
+                    .decode(b64)
+                    .map_err(|e| format!("line {}: body_base64: {e}", n + 1))?,
+                _ => {
+                    return Err(format!(
+                        "line {}: needs exactly one of `body` (text) or `body_base64`",
+                        n + 1
+                    ));
+                }
+            };
+            let request = Request::new(body);
+            Ok(match line.get("content_type").and_then(|c| c.as_str()) {
+                Some(ct) => request.with_content_type(ct),
+                None => request,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warm_up_file_should_read_json_lines_or_one_raw_body() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lines = dir.path().join("warm.jsonl");
+        std::fs::write(
+            &lines,
+            "{\"body\": \"hi\"}\n\n{\"body_base64\": \"/wA=\", \"content_type\": \"application/x\"}\n",
+        )
+        .expect("write");
+        let requests = read_warm_up(&lines).expect("read");
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].body.as_ref(), b"hi");
+        assert_eq!(requests[1].body.as_ref(), &[0xff, 0x00]);
+        assert_eq!(requests[1].content_type.as_deref(), Some("application/x"));
+
+        let raw = dir.path().join("warm.bin");
+        std::fs::write(&raw, [1u8, 2, 3]).expect("write");
+        assert_eq!(read_warm_up(&raw).expect("read")[0].body.as_ref(), &[1, 2, 3]);
+
+        let bad = dir.path().join("bad.jsonl");
+        std::fs::write(&bad, "{\"nobody\": 1}\n").expect("write");
+        let error = read_warm_up(&bad).expect_err("no body");
+        assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn local_paths_should_join_model_entry_to_model_path() {
+        let spec = ServiceSpec::from_json_str(
+            r#"{"metadata": {"name": "m", "instance": 1}, "processor": "onnx",
+                "model_path": "models", "model_entry": "mlp.onnx"}"#,
+        )
+        .expect("spec");
+        let paths = LocalPaths::local(&spec, Path::new("/srv"));
+        assert_eq!(paths.model_dir, Some(PathBuf::from("/srv/models")));
+        assert_eq!(paths.model_entry, Some(PathBuf::from("/srv/models/mlp.onnx")));
+    }
+}

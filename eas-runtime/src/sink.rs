@@ -1,0 +1,249 @@
+//! Where request/response pairs go when a spec sets `sinker`.
+//!
+//! A [`Sink`] receives [`SinkRecord`]s on a thread of its own, through a bounded buffer: a
+//! slow sink never blocks a request; when the buffer is full, records are dropped and counted
+//! (`eas_sink_dropped_total`). The default sink, [`JsonLinesSink`], appends one JSON object per
+//! record to a file.
+//!
+//! ```no_run
+//! use eas_runtime::sink::{JsonLinesSink, SinkRecord, SinkWriter};
+//!
+//! let sink = JsonLinesSink::create("requests.jsonl")?;
+//! let writer = SinkWriter::spawn("echo", Box::new(sink), 1024, None)?;
+//! writer.record(SinkRecord::new("echo", b"hi", 200, b"hi", 0.4));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+
+/// One request and what it was answered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SinkRecord {
+    /// The service.
+    pub service: String,
+    /// Milliseconds since the Unix epoch when the answer was sent.
+    pub timestamp_ms: u64,
+    /// The request body: UTF-8 text as is, anything else in base64 (see `request_encoding`).
+    pub request: String,
+    /// `utf8` or `base64`.
+    pub request_encoding: &'static str,
+    /// The status answered.
+    pub status: u16,
+    /// The response body, encoded like the request.
+    pub response: String,
+    /// `utf8` or `base64`.
+    pub response_encoding: &'static str,
+    /// Time from arrival to answer, in milliseconds.
+    pub latency_ms: f64,
+}
+
+impl SinkRecord {
+    /// A record stamped with the current time.
+    #[must_use]
+    pub fn new(service: &str, request: &[u8], status: u16, response: &[u8], latency_ms: f64) -> Self {
+        let (request, request_encoding) = encode(request);
+        let (response, response_encoding) = encode(response);
+        Self {
+            service: service.to_owned(),
+            timestamp_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            request,
+            request_encoding,
+            status,
+            response,
+            response_encoding,
+            latency_ms,
+        }
+    }
+}
+
+fn encode(bytes: &[u8]) -> (String, &'static str) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_owned(), "utf8"),
+        Err(_) => (BASE64.encode(bytes), "base64"),
+    }
+}
+
+/// Receives records, one at a time, on the sink's own thread.
+pub trait Sink: Send + 'static {
+    /// Persists one record.
+    fn write(&mut self, record: &SinkRecord) -> std::io::Result<()>;
+
+    /// Persists whatever is buffered; called when the buffer runs empty and at shutdown.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends one JSON object per record to a file.
+#[derive(Debug)]
+pub struct JsonLinesSink {
+    out: BufWriter<File>,
+}
+
+impl JsonLinesSink {
+    /// Opens `path` for appending, creating it (not its directory) if needed.
+    pub fn create(path: impl AsRef<Path>) -> std::io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self {
+            out: BufWriter::new(file),
+        })
+    }
+}
+
+impl Sink for JsonLinesSink {
+    fn write(&mut self, record: &SinkRecord) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, record)?;
+        self.out.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// The request side of a sink: hands records to the sink's thread without ever waiting.
+#[derive(Clone)]
+pub struct SinkWriter {
+    service: String,
+    sender: SyncSender<SinkRecord>,
+    metrics: Option<Arc<Metrics>>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for SinkWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkWriter")
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SinkWriter {
+    /// Starts `sink` on its own thread behind a buffer of `capacity` records; drops are
+    /// counted in `metrics` when given.
+    pub fn spawn(
+        service: &str,
+        mut sink: Box<dyn Sink>,
+        capacity: usize,
+        metrics: Option<Arc<Metrics>>,
+    ) -> std::io::Result<Self> {
+        let (sender, receiver) = sync_channel::<SinkRecord>(capacity.max(1));
+        let name = service.to_owned();
+        let thread = std::thread::Builder::new()
+            .name(format!("eas-{service}-sink"))
+            .spawn(move || {
+                while let Ok(record) = receiver.recv() {
+                    let mut result = sink.write(&record);
+                    while let Ok(record) = receiver.try_recv() {
+                        result = result.and(sink.write(&record));
+                    }
+                    if let Err(e) = result.and(sink.flush()) {
+                        tracing::warn!(service = %name, "sink write failed: {e}");
+                    }
+                }
+                let _ = sink.flush();
+            })?;
+        Ok(Self {
+            service: service.to_owned(),
+            sender,
+            metrics,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Hands a record over; drops it (and counts the drop) if the sink is behind.
+    pub fn record(&self, record: SinkRecord) {
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+            self.sender.try_send(record)
+            && let Some(metrics) = &self.metrics
+        {
+            metrics
+                .sink_dropped
+                .get_or_create(&Metrics::service(&self.service))
+                .inc();
+        }
+    }
+
+    /// Stops the sink once everything handed over is written. Other clones must be dropped
+    /// first for this to return.
+    pub fn close(self) {
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(self.sender);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Slow(std::sync::mpsc::Receiver<()>);
+    impl Sink for Slow {
+        fn write(&mut self, _: &SinkRecord) -> std::io::Result<()> {
+            let _ = self.0.recv();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn file_sink_should_write_one_json_line_per_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sink.jsonl");
+        let writer = SinkWriter::spawn(
+            "echo",
+            Box::new(JsonLinesSink::create(&path).expect("open")),
+            16,
+            None,
+        )
+        .expect("spawn");
+        writer.record(SinkRecord::new("echo", b"hello", 200, b"hello", 1.5));
+        writer.record(SinkRecord::new("echo", &[0xff, 0x00], 400, b"bad", 0.1));
+        writer.close();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["request"], "hello");
+        assert_eq!(lines[1]["request"], "/wA=");
+        assert_eq!(lines[1]["request_encoding"], "base64");
+        assert_eq!(lines[1]["status"], 400);
+    }
+
+    #[test]
+    fn slow_sink_should_drop_and_count_instead_of_blocking() {
+        let (release, gate) = std::sync::mpsc::channel();
+        let metrics = Arc::new(Metrics::new());
+        let writer = SinkWriter::spawn("s", Box::new(Slow(gate)), 2, Some(Arc::clone(&metrics)))
+            .expect("spawn");
+        for _ in 0..10 {
+            writer.record(SinkRecord::new("s", b"x", 200, b"x", 0.0));
+        }
+        let dropped = metrics
+            .sink_dropped
+            .get_or_create(&Metrics::service("s"))
+            .get();
+        assert!(dropped >= 7, "dropped {dropped} of 10 with room for 2 + 1 in hand");
+        for _ in 0..10 {
+            let _ = release.send(());
+        }
+        writer.close();
+    }
+}
