@@ -93,6 +93,27 @@ pub enum DataType {
     Uint64 = 13,
 }
 
+impl DataType {
+    /// The name the `.proto` file gives the value (`FLOAT`, `INT64`, ...).
+    #[must_use]
+    pub const fn as_str_name(self) -> &'static str {
+        match self {
+            Self::Undefined => "UNDEFINED",
+            Self::Float => "FLOAT",
+            Self::Uint8 => "UINT8",
+            Self::Int8 => "INT8",
+            Self::Uint16 => "UINT16",
+            Self::Int16 => "INT16",
+            Self::Int32 => "INT32",
+            Self::Int64 => "INT64",
+            Self::Float16 => "FLOAT16",
+            Self::Double => "DOUBLE",
+            Self::Uint32 => "UINT32",
+            Self::Uint64 => "UINT64",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -151,5 +172,6 @@ mod tests {
         .collect();
         let expected = [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13];
         assert_eq!(codes.iter().map(|c| c.1).collect::<Vec<_>>(), expected);
+        assert_eq!(DataType::Double.as_str_name(), "DOUBLE");
     }
 }

@@ -1,0 +1,88 @@
+//! [`SessionPool`]: ONNX Runtime sessions of one model, one per concurrent caller.
+//!
+//! `Session::run` takes `&mut self`, so a session serves one call at a time. The pool hands an
+//! idle session to each caller and builds another when all are busy, so N worker threads end
+//! up with N sessions and never wait on each other; there is no lock around inference. The
+//! sessions share their pre-packed weights.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use ort::session::Session;
+use ort::session::builder::PrepackedWeights;
+
+use super::library::OrtRuntime;
+
+/// Builds sessions of one model with fixed options.
+#[derive(Debug)]
+pub(crate) struct SessionPool {
+    runtime: &'static OrtRuntime,
+    path: PathBuf,
+    intra_threads: usize,
+    prepacked: PrepackedWeights,
+    idle: Mutex<Vec<Session>>,
+}
+
+impl SessionPool {
+    /// A pool for the model at `path`, with one session built now (returned for inspection
+    /// and then kept idle).
+    ///
+    /// # Errors
+    /// ONNX Runtime's message when the model cannot be loaded.
+    pub fn new(
+        runtime: &'static OrtRuntime,
+        path: &Path,
+        intra_threads: usize,
+    ) -> ort::Result<Self> {
+        let pool = Self {
+            runtime,
+            path: path.to_owned(),
+            intra_threads: intra_threads.max(1),
+            prepacked: PrepackedWeights::new(),
+            idle: Mutex::new(Vec::new()),
+        };
+        let first = pool.build()?;
+        pool.lock().push(first);
+        Ok(pool)
+    }
+
+    /// Runs `f` with an idle session (built if none is idle), then returns it to the pool.
+    ///
+    /// # Errors
+    /// ONNX Runtime's message when a new session cannot be built, or `f`'s error.
+    pub fn with_session<T>(
+        &self,
+        f: impl FnOnce(&mut Session) -> ort::Result<T>,
+    ) -> ort::Result<T> {
+        let idle = self.lock().pop();
+        let mut session = match idle {
+            Some(session) => session,
+            None => self.build()?,
+        };
+        let result = f(&mut session);
+        self.lock().push(session);
+        result
+    }
+
+    /// Runs `f` on an idle session without running the model (for reading its signature).
+    pub fn inspect<T>(&self, f: impl FnOnce(&Session) -> T) -> ort::Result<T> {
+        self.with_session(|session| Ok(f(session)))
+    }
+
+    /// The number of sessions built so far that are idle now.
+    pub fn idle_sessions(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn build(&self) -> ort::Result<Session> {
+        Ok(Session::builder(self.runtime.environment())?
+            .with_intra_threads(self.intra_threads)?
+            .with_inter_threads(1)?
+            .with_prepacked_weights(&self.prepacked)?
+            .commit_from_file(&self.path)?)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Session>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
