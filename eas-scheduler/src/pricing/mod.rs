@@ -39,7 +39,7 @@
 pub mod aws;
 pub mod bid;
 pub mod gcp;
-mod input;
+pub(crate) mod input;
 pub mod skypilot;
 pub mod stats;
 pub mod table;
