@@ -6,11 +6,13 @@
 //! - [`autoscale`]: `Autoscaler`s (Kubernetes-HPA-compatible, EAS strategies, schedules);
 //! - [`placement`]: the default `Scheduler` (dedicated first, bursting, ordered instance
 //!   types with spot bids and capacity caps, spread, preemption, rebalancing);
-//! - [`pricing`]: `PricingOracle`s (static tables, replays of real price traces).
+//! - [`pricing`]: `PricingOracle`s (static tables, replays of real price traces);
+//! - [`sim`]: the trace-driven simulator that drives these policies in virtual time.
 
 pub mod autoscale;
 pub mod error;
 pub mod placement;
 pub mod pricing;
+pub mod sim;
 
 pub use error::{Error, Result};
