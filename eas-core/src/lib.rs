@@ -19,6 +19,8 @@
 
 pub mod autoscaler;
 pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod error;
 pub mod pricing;
 pub mod processor;

@@ -91,8 +91,9 @@ pub trait StorageMount: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// Makes the files available under [`target`](Self::target): all of them now
-    /// ([`MountMode::Eager`]) or on first read ([`MountMode::Lazy`]). Reports progress per file
-    /// when `progress` is given.
+    /// ([`MountMode::Eager`]) or on first read ([`MountMode::Lazy`]). Reports cumulative
+    /// progress (see [`TransferProgress`]) when `progress` is given. A second eager mount
+    /// reuses what is already present and valid.
     ///
     /// # Errors
     /// [`Error::Storage`](crate::Error::Storage) when the URI cannot be resolved or fetched,
@@ -199,16 +200,18 @@ where
     }
 }
 
-/// How far one transfer has come.
+/// How far a mount's transfer has come. A mount reports as one transfer: the byte counts and
+/// the time cover the whole mount (cumulative, never decreasing), `path` names the file that
+/// advanced last, so a progress bar needs no bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferProgress {
-    /// The file, relative to the mount root.
+    /// The file that advanced last, relative to the mount root.
     pub path: String,
-    /// Bytes transferred so far.
+    /// Bytes transferred so far by the mount.
     pub bytes_done: u64,
-    /// The file's size, when known.
+    /// The bytes the mount transfers in all, when known.
     pub bytes_total: Option<u64>,
-    /// Time since the transfer started.
+    /// Time since the mount's transfer started.
     pub elapsed: Duration,
 }
 

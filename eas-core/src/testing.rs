@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 use std::time::{Duration, SystemTime};
@@ -240,8 +240,9 @@ impl Scheduler for FixedScheduler {
 
 /// A storage mount over an in-memory map of relative path to bytes.
 ///
-/// [`mount`](StorageMount::mount) reports one progress event per file and counts every byte as
-/// fetched when eager, none when lazy; [`read`](StorageMount::read) fails with
+/// The first eager [`mount`](StorageMount::mount) reports cumulative progress, one event per
+/// file, and counts every byte as fetched; later eager mounts reuse every file, and lazy mounts
+/// fetch nothing; [`read`](StorageMount::read) fails with
 /// [`Error::Storage`] for unknown paths. Reads are counted.
 #[derive(Debug)]
 pub struct MemoryMount {
@@ -249,6 +250,7 @@ pub struct MemoryMount {
     target: PathBuf,
     files: BTreeMap<String, Bytes>,
     reads: AtomicUsize,
+    mounted: AtomicBool,
 }
 
 impl MemoryMount {
@@ -260,6 +262,7 @@ impl MemoryMount {
             target: target.into(),
             files: BTreeMap::new(),
             reads: AtomicUsize::new(0),
+            mounted: AtomicBool::new(false),
         }
     }
 
@@ -292,23 +295,38 @@ impl StorageMount for MemoryMount {
     }
 
     async fn mount(&self, mode: MountMode, progress: Option<&dyn Progress>) -> Result<MountReport> {
+        let bytes = self.total_bytes();
+        let files = self.files.len() as u64;
+        if mode == MountMode::Lazy || self.mounted.swap(true, Ordering::SeqCst) {
+            let reused = if self.mounted.load(Ordering::SeqCst) {
+                files
+            } else {
+                0
+            };
+            return Ok(MountReport {
+                files,
+                bytes,
+                reused_files: reused,
+                ..MountReport::default()
+            });
+        }
         if let Some(progress) = progress {
-            for (path, bytes) in &self.files {
-                let size = bytes.len() as u64;
+            let mut done = 0;
+            for (path, content) in &self.files {
+                done += content.len() as u64;
                 progress.on_progress(&TransferProgress {
                     path: path.clone(),
-                    bytes_done: size,
-                    bytes_total: Some(size),
+                    bytes_done: done,
+                    bytes_total: Some(bytes),
                     elapsed: Duration::ZERO,
                 });
             }
         }
-        let bytes = self.total_bytes();
         Ok(MountReport {
-            files: self.files.len() as u64,
+            files,
             bytes,
             reused_files: 0,
-            fetched_bytes: if mode == MountMode::Eager { bytes } else { 0 },
+            fetched_bytes: bytes,
             elapsed: Duration::ZERO,
         })
     }

@@ -1,0 +1,658 @@
+//! [`BucketMount`]: an OSS or S3 prefix made available under a local directory, through
+//! `object_store`.
+//!
+//! - **Eager** ([`MountMode::Eager`]): lists the prefix and fetches every file, several at a
+//!   time; objects larger than [`TransferOptions::part_size`] come as parallel ranged GETs.
+//!   At most [`TransferOptions::concurrency`] requests are in flight.
+//! - **Lazy** ([`MountMode::Lazy`]): lists the prefix; each file is fetched on its first
+//!   [`read`](StorageMount::read) and kept under the target.
+//! - **Restart reuse**: a manifest in the target (`.eas-mount.json`) records each complete file
+//!   with the size and ETag it had; a file whose listing still shows them is not fetched again.
+//! - **Sources**, in order: the [`MemoryCache`] (when attached), the file already under the
+//!   target, the cache's peers, the store. Everything fetched is verified: size always, the
+//!   ETag of every ranged answer (`If-Match`), the MD5 the ETag stands for (single-part
+//!   uploads), the CRC-32C of peer answers. Files are written to a temporary name and renamed.
+//!
+//! ```no_run
+//! # async fn demo() -> eas_storage::Result<()> {
+//! use eas_core::StorageMount;
+//! use eas_core::storage::MountMode;
+//! use eas_storage::{BucketMount, Credentials};
+//! use eas_storage::location::Source;
+//!
+//! let Source::Bucket(location) = Source::parse("s3://models/resnet/", Some("http://127.0.0.1:9000"))? else {
+//!     unreachable!()
+//! };
+//! let mount = BucketMount::builder(location, "/tmp/models/resnet")
+//!     .credentials(Credentials::from_env())
+//!     .build()?;
+//! let report = mount.mount(MountMode::Eager, None).await?;
+//! println!("{} files, {} bytes fetched", report.files, report.fetched_bytes);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eas_core::StorageMount;
+use eas_core::storage::{Access, MountMode, MountReport, ObjectInfo, Progress};
+use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt as _,
+    RetryConfig,
+};
+use tokio::sync::Semaphore;
+
+use crate::local_fs::{Manifest, join_relative};
+use crate::location::{BucketLocation, Endpoint};
+use crate::progress::Meter;
+use crate::verify::{Md5, check_md5, check_size, etag_md5};
+use crate::{Credentials, Error, MemoryCache, Result, peer};
+
+/// How a mount transfers objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransferOptions {
+    /// Requests in flight at once (files and ranges together). Default 8.
+    pub concurrency: usize,
+    /// Objects larger than this come as ranged GETs of this size. Default 16 MiB.
+    pub part_size: u64,
+    /// Check the MD5 of objects whose ETag is one (single-part uploads). Default on.
+    pub verify_md5: bool,
+}
+
+impl Default for TransferOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            part_size: 16 << 20,
+            verify_md5: true,
+        }
+    }
+}
+
+impl TransferOptions {
+    /// The same with another concurrency (at least 1).
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The same with another part size (at least 1 MiB).
+    #[must_use]
+    pub fn with_part_size(mut self, part_size: u64) -> Self {
+        self.part_size = part_size.max(1 << 20);
+        self
+    }
+
+    /// The same, checking MD5 ETags or not.
+    #[must_use]
+    pub const fn with_verify_md5(mut self, verify: bool) -> Self {
+        self.verify_md5 = verify;
+        self
+    }
+}
+
+/// Builds a [`BucketMount`].
+#[derive(Debug)]
+#[must_use]
+pub struct BucketMountBuilder {
+    location: BucketLocation,
+    target: PathBuf,
+    credentials: Credentials,
+    access: Access,
+    options: TransferOptions,
+    cache: Option<Arc<MemoryCache>>,
+    store: Option<Arc<dyn ObjectStore>>,
+}
+
+impl BucketMountBuilder {
+    /// Credentials (default: anonymous; use [`Credentials::from_env`] for the environment's).
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Read-only (default) or read-write. Files written under the target are not uploaded.
+    pub const fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// Transfer options.
+    pub const fn options(mut self, options: TransferOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Reads and fetches go through this memory cache and its peers.
+    pub fn cache(mut self, cache: Arc<MemoryCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Uses this store instead of building an S3 client from the location (for wrappers such
+    /// as `object_store::limit::LimitStore`, or other backends).
+    pub fn store(mut self, store: Arc<dyn ObjectStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The mount.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUri`] when the S3 client cannot be configured from the location.
+    pub fn build(self) -> Result<BucketMount> {
+        let uri = self.location.uri();
+        let store = match self.store {
+            Some(store) => store,
+            None => Arc::new(s3_store(&self.location, &self.credentials)?),
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Error::invalid(&uri, format!("HTTP client: {e}")))?;
+        Ok(BucketMount {
+            manifest: Mutex::new(Manifest::load(&self.target, &uri)),
+            uri,
+            location: self.location,
+            target: self.target,
+            access: self.access,
+            options: self.options,
+            cache: self.cache,
+            requests: Arc::new(Semaphore::new(self.options.concurrency.max(1))),
+            store,
+            http,
+            listing: Mutex::new(None),
+        })
+    }
+}
+
+/// The S3 client for `location`: path style for URL endpoints, virtual-hosted for bare hosts
+/// (OSS), AWS for `s3://` without endpoint. No signature without credentials.
+///
+/// # Errors
+/// [`Error::InvalidUri`] when `object_store` refuses the configuration.
+pub fn s3_store(
+    location: &BucketLocation,
+    credentials: &Credentials,
+) -> Result<object_store::aws::AmazonS3> {
+    let allow_http = matches!(&location.endpoint, Endpoint::Url(url) if url.scheme() == "http");
+    // `with_client_options` replaces every client option, allow_http included: set it first.
+    let client = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(300))
+        .with_allow_http(allow_http);
+    let retry = RetryConfig {
+        backoff: BackoffConfig::default(),
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(20),
+    };
+    let mut builder = AmazonS3Builder::new()
+        .with_client_options(client)
+        .with_allow_http(allow_http)
+        .with_retry(retry)
+        .with_bucket_name(&location.bucket)
+        .with_region(location.region(credentials.region.as_deref()));
+    if let Some(endpoint) = location.client_endpoint() {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_virtual_hosted_style_request(location.endpoint.virtual_hosted());
+    }
+    builder = match (&credentials.access_key_id, &credentials.secret_access_key) {
+        (Some(id), Some(secret)) => {
+            let builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
+            match &credentials.session_token {
+                Some(token) => builder.with_token(token),
+                None => builder,
+            }
+        }
+        _ => builder.with_skip_signature(true),
+    };
+    builder
+        .build()
+        .map_err(|e| Error::invalid(location.uri(), e.to_string()))
+}
+
+/// An OSS/S3 prefix under a local directory. See the [module docs](self).
+#[derive(Debug)]
+pub struct BucketMount {
+    uri: String,
+    location: BucketLocation,
+    target: PathBuf,
+    access: Access,
+    options: TransferOptions,
+    cache: Option<Arc<MemoryCache>>,
+    store: Arc<dyn ObjectStore>,
+    requests: Arc<Semaphore>,
+    http: reqwest::Client,
+    manifest: Mutex<Manifest>,
+    listing: Mutex<Option<Arc<BTreeMap<String, ObjectInfo>>>>,
+}
+
+/// Where a file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local,
+    Memory,
+    Remote,
+}
+
+impl BucketMount {
+    /// A builder for the prefix `location`, mounted at `target`.
+    pub fn builder(location: BucketLocation, target: impl Into<PathBuf>) -> BucketMountBuilder {
+        BucketMountBuilder {
+            location,
+            target: target.into(),
+            credentials: Credentials::anonymous(),
+            access: Access::ReadOnly,
+            options: TransferOptions::default(),
+            cache: None,
+            store: None,
+        }
+    }
+
+    /// The object store this mount reads from.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The memory cache, when one is attached.
+    #[must_use]
+    pub const fn cache(&self) -> Option<&Arc<MemoryCache>> {
+        self.cache.as_ref()
+    }
+
+    fn key(&self, relative: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}{relative}", self.location.prefix))
+    }
+
+    /// The cache key (and peer-protocol key) of a file: `s3://bucket/key`.
+    fn cache_key(&self, relative: &str) -> String {
+        format!("{}{relative}", self.uri)
+    }
+
+    fn object_uri(&self, relative: &str) -> String {
+        self.cache_key(relative)
+    }
+
+    fn lock_manifest(&self) -> std::sync::MutexGuard<'_, Manifest> {
+        self.manifest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn fetch_listing(&self) -> Result<Arc<BTreeMap<String, ObjectInfo>>> {
+        let prefix = self.location.prefix.trim_end_matches('/');
+        let prefix = (!prefix.is_empty()).then(|| ObjectPath::from(prefix));
+        let metas: Vec<_> = self
+            .store
+            .list(prefix.as_ref())
+            .try_collect()
+            .await
+            .map_err(|e| Error::from_store(&self.uri, e))?;
+        let mut files = BTreeMap::new();
+        for meta in metas {
+            let key = meta.location.as_ref();
+            let Some(relative) = key.strip_prefix(self.location.prefix.as_str()) else {
+                continue;
+            };
+            if relative.is_empty() || relative.ends_with('/') {
+                continue; // "directory" placeholder objects
+            }
+            join_relative(&self.uri, &self.target, relative)?; // refuse keys that would escape
+            let mut info = ObjectInfo::new(relative, meta.size);
+            info.etag = meta.e_tag;
+            files.insert(relative.to_owned(), info);
+        }
+        if files.is_empty() {
+            return Err(Error::NotFound {
+                uri: self.uri.clone(),
+                detail: "no objects under this prefix".into(),
+            });
+        }
+        let files = Arc::new(files);
+        *self
+            .listing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&files));
+        Ok(files)
+    }
+
+    /// The object's size and ETag: from the mount's listing, else from a HEAD request.
+    async fn info(&self, relative: &str) -> Result<ObjectInfo> {
+        let listed = self
+            .listing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(|l| l.get(relative).cloned());
+        if let Some(info) = listed {
+            return Ok(info);
+        }
+        let meta = self
+            .store
+            .head(&self.key(relative))
+            .await
+            .map_err(|e| Error::from_store(self.object_uri(relative), e))?;
+        let mut info = ObjectInfo::new(relative, meta.size);
+        info.etag = meta.e_tag;
+        Ok(info)
+    }
+
+    /// Makes one file present and verified under the target; returns its bytes when `keep`
+    /// (or when they were in memory anyway), and where they came from.
+    async fn materialize(
+        &self,
+        info: &ObjectInfo,
+        meter: &Meter<'_>,
+        keep: bool,
+    ) -> Result<(Option<Bytes>, Origin)> {
+        let path = join_relative(&self.uri, &self.target, &info.path)?;
+        let key = self.cache_key(&info.path);
+        if let Some(cache) = &self.cache
+            && let Some(hit) = cache.get(&key, info.etag.as_deref())
+        {
+            if !self.lock_manifest().is_fresh(info, &path) {
+                write_file(&path, hit.bytes.clone()).await?;
+                self.record(info);
+            }
+            meter.advance(&info.path, 0, true);
+            return Ok((Some(hit.bytes), Origin::Memory));
+        }
+        if self.lock_manifest().is_fresh(info, &path) {
+            let bytes = if keep || self.cache.is_some() {
+                let bytes = read_file(&path).await?;
+                check_size(&path.display().to_string(), info.size, bytes.len() as u64)?;
+                self.cache_insert(&key, &bytes, info);
+                Some(bytes)
+            } else {
+                None
+            };
+            return Ok((bytes, Origin::Local));
+        }
+        if let Some(cache) = &self.cache
+            && let Some(object) = peer::fetch(&self.http, cache, &key, info).await
+        {
+            write_file(&path, object.bytes.clone()).await?;
+            meter.advance(&info.path, info.size, true);
+            let bytes = object.bytes.clone();
+            cache.insert_object(key, object);
+            self.record(info);
+            return Ok((Some(bytes), Origin::Remote));
+        }
+        let keep = keep || self.cache.is_some();
+        let bytes = self.download(info, &path, meter, keep).await?;
+        if let Some(bytes) = &bytes {
+            self.cache_insert(&key, bytes, info);
+        }
+        self.record(info);
+        Ok((bytes, Origin::Remote))
+    }
+
+    fn cache_insert(&self, key: &str, bytes: &Bytes, info: &ObjectInfo) {
+        if let Some(cache) = &self.cache {
+            cache.insert(key, bytes.clone(), info.etag.clone());
+        }
+    }
+
+    fn record(&self, info: &ObjectInfo) {
+        self.lock_manifest().record(info);
+    }
+
+    fn save_manifest(&self) -> Result<()> {
+        let manifest = self.lock_manifest().clone();
+        manifest.save(&self.target)
+    }
+
+    /// Downloads one object from the store into a temporary file renamed to `path` once
+    /// verified; single GET for small objects, ordered parallel ranged GETs for large ones.
+    async fn download(
+        &self,
+        info: &ObjectInfo,
+        path: &Path,
+        meter: &Meter<'_>,
+        keep: bool,
+    ) -> Result<Option<Bytes>> {
+        let uri = self.object_uri(&info.path);
+        let dir = path.parent().unwrap_or(&self.target).to_path_buf();
+        let mut sink = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            let md5 = self.options.verify_md5 && info.etag.as_deref().and_then(etag_md5).is_some();
+            let capacity = usize::try_from(info.size).unwrap_or(0);
+            move || Sink::create(&dir, md5, keep.then(|| Vec::with_capacity(capacity)))
+        })
+        .await
+        .map_err(|e| Error::io(&dir, std::io::Error::other(e)))??;
+
+        let location = self.key(&info.path);
+        let if_match = info.etag.clone();
+        let ranges = split(info.size, self.options.part_size);
+        let parts = ranges.into_iter().map(|range| {
+            let store = Arc::clone(&self.store);
+            let requests = Arc::clone(&self.requests);
+            let location = location.clone();
+            let if_match = if_match.clone();
+            tokio::spawn(async move {
+                let _permit = requests.acquire_owned().await;
+                let options = GetOptions {
+                    if_match,
+                    range: range.map(GetRange::Bounded),
+                    ..GetOptions::default()
+                };
+                let result = store.get_opts(&location, options).await?;
+                result.bytes().await
+            })
+        });
+        let mut parts = futures::stream::iter(parts).buffered(self.options.concurrency.max(1));
+        let mut got = 0u64;
+        while let Some(part) = parts.next().await {
+            let part = part
+                .map_err(|e| Error::io(path, std::io::Error::other(e)))?
+                .map_err(|e| Error::from_store(&uri, e))?;
+            let len = part.len() as u64;
+            got += len;
+            if got > info.size {
+                return Err(Error::Truncated {
+                    uri,
+                    expected: info.size,
+                    got,
+                });
+            }
+            sink = tokio::task::spawn_blocking(move || sink.write(&part).map(|()| sink))
+                .await
+                .map_err(|e| Error::io(path, std::io::Error::other(e)))?
+                .map_err(|e| Error::io(path, e))?;
+            meter.advance(&info.path, len, false);
+        }
+        check_size(&uri, info.size, got)?;
+        let path_owned = path.to_path_buf();
+        let etag = info.etag.clone();
+        let bytes =
+            tokio::task::spawn_blocking(move || sink.finish(&uri, etag.as_deref(), &path_owned))
+                .await
+                .map_err(|e| Error::io(path, std::io::Error::other(e)))??;
+        meter.advance(&info.path, 0, true);
+        Ok(bytes)
+    }
+
+    async fn mount_inner(
+        &self,
+        mode: MountMode,
+        progress: Option<&dyn Progress>,
+    ) -> Result<MountReport> {
+        let start = Instant::now();
+        tokio::fs::create_dir_all(&self.target)
+            .await
+            .map_err(|e| Error::io(&self.target, e))?;
+        let listing = self.fetch_listing().await?;
+        let mut report = MountReport {
+            files: listing.len() as u64,
+            bytes: listing.values().map(|i| i.size).sum(),
+            ..MountReport::default()
+        };
+        let (fresh, stale): (Vec<&ObjectInfo>, Vec<&ObjectInfo>) = {
+            let manifest = self.lock_manifest();
+            listing.values().partition(|info| {
+                join_relative(&self.uri, &self.target, &info.path)
+                    .is_ok_and(|path| manifest.is_fresh(info, &path))
+            })
+        };
+        report.reused_files = fresh.len() as u64;
+        if mode == MountMode::Lazy {
+            report.elapsed = start.elapsed();
+            return Ok(report);
+        }
+        let to_fetch: u64 = stale.iter().map(|i| i.size).sum();
+        let meter = Meter::new(progress, Some(to_fetch));
+        let meter_ref = &meter;
+        let stale: Vec<ObjectInfo> = stale.into_iter().cloned().collect();
+        let results: Vec<Result<Origin>> = futures::stream::iter(stale)
+            .map(move |info: ObjectInfo| async move {
+                let (_, origin) = self.materialize(&info, meter_ref, false).await?;
+                Ok(origin)
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        self.save_manifest()?;
+        for result in results {
+            if result? == Origin::Local {
+                report.reused_files += 1;
+            }
+        }
+        report.fetched_bytes = meter.done();
+        report.elapsed = start.elapsed();
+        Ok(report)
+    }
+}
+
+#[async_trait::async_trait]
+impl StorageMount for BucketMount {
+    fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn target(&self) -> &Path {
+        &self.target
+    }
+
+    fn access(&self) -> Access {
+        self.access
+    }
+
+    async fn mount(
+        &self,
+        mode: MountMode,
+        progress: Option<&dyn Progress>,
+    ) -> eas_core::Result<MountReport> {
+        Ok(self.mount_inner(mode, progress).await?)
+    }
+
+    async fn read(&self, relative: &str) -> eas_core::Result<Bytes> {
+        join_relative(&self.uri, &self.target, relative)?;
+        let info = self.info(relative).await?;
+        let meter = Meter::new(None, Some(info.size));
+        let (bytes, origin) = self.materialize(&info, &meter, true).await?;
+        if origin != Origin::Local {
+            self.save_manifest()?;
+        }
+        match bytes {
+            Some(bytes) => Ok(bytes),
+            None => Ok(read_file(&join_relative(&self.uri, &self.target, relative)?).await?),
+        }
+    }
+
+    async fn list(&self) -> eas_core::Result<Vec<ObjectInfo>> {
+        Ok(self.fetch_listing().await?.values().cloned().collect())
+    }
+}
+
+/// `None` (one whole GET) for objects up to `part`, else ranges of `part` bytes.
+fn split(size: u64, part: u64) -> Vec<Option<std::ops::Range<u64>>> {
+    if size <= part {
+        return vec![None];
+    }
+    (0..size.div_ceil(part))
+        .map(|i| Some(i * part..((i + 1) * part).min(size)))
+        .collect()
+}
+
+/// Where a download goes: a temporary file, optionally a copy in memory, and the MD5 being
+/// computed.
+struct Sink {
+    file: tempfile::NamedTempFile,
+    md5: Option<Md5>,
+    memory: Option<Vec<u8>>,
+}
+
+impl Sink {
+    fn create(dir: &Path, md5: bool, memory: Option<Vec<u8>>) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let file = tempfile::Builder::new()
+            .prefix(".eas-partial-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(Self {
+            file,
+            md5: md5.then(Md5::default),
+            memory,
+        })
+    }
+
+    fn write(&mut self, part: &[u8]) -> std::io::Result<()> {
+        if let Some(md5) = &mut self.md5 {
+            md5.update(part);
+        }
+        if let Some(memory) = &mut self.memory {
+            memory.extend_from_slice(part);
+        }
+        self.file.write_all(part)
+    }
+
+    fn finish(self, uri: &str, etag: Option<&str>, path: &Path) -> Result<Option<Bytes>> {
+        if let (Some(md5), Some(etag)) = (self.md5, etag) {
+            check_md5(uri, etag, &md5.hex())?;
+        }
+        self.file
+            .persist(path)
+            .map_err(|e| Error::io(path, e.error))?;
+        Ok(self.memory.map(Bytes::from))
+    }
+}
+
+async fn write_file(path: &Path, bytes: Bytes) -> Result<()> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::local_fs::write_atomic(&path, &bytes))
+        .await
+        .map_err(|e| Error::io("write", std::io::Error::other(e)))?
+}
+
+async fn read_file(path: &Path) -> Result<Bytes> {
+    tokio::fs::read(path)
+        .await
+        .map(Bytes::from)
+        .map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_objects_should_split_into_bounded_ranges() {
+        assert_eq!(split(10, 16), vec![None]);
+        assert_eq!(split(16, 16), vec![None]);
+        assert_eq!(split(33, 16), vec![Some(0..16), Some(16..32), Some(32..33)]);
+    }
+}
