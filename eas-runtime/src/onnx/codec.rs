@@ -349,11 +349,13 @@ mod tests {
                     name: "x".into(),
                     dtype: ElementType::F32,
                     shape: vec![-1, 2],
+                    symbols: vec![],
                 },
                 TensorSpec {
                     name: "n".into(),
                     dtype: ElementType::I64,
                     shape: vec![],
+                    symbols: vec![],
                 },
             ],
             outputs: vec![],

@@ -19,6 +19,9 @@ pub(crate) struct TensorSpec {
     pub dtype: ElementType,
     /// The shape; `-1` marks a dynamic dimension.
     pub shape: Vec<i64>,
+    /// The name of each dynamic dimension (empty when unnamed): inputs that share a name must
+    /// agree on its size.
+    pub symbols: Vec<String>,
 }
 
 impl TensorSpec {
@@ -48,11 +51,16 @@ impl ModelSpec {
             outlets
                 .iter()
                 .map(|outlet| match outlet.dtype() {
-                    ValueType::Tensor { ty, shape, .. } => match ElementType::from_ort(*ty) {
+                    ValueType::Tensor {
+                        ty,
+                        shape,
+                        dimension_symbols,
+                    } => match ElementType::from_ort(*ty) {
                         Some(dtype) => Ok(TensorSpec {
                             name: outlet.name().to_owned(),
                             dtype,
                             shape: shape.to_vec(),
+                            symbols: dimension_symbols.to_vec(),
                         }),
                         None => Err(format!(
                             "{kind} `{}` has element type {ty}, which the onnx processor does \
@@ -133,7 +141,7 @@ impl ModelSpec {
             check_tensor(&self.inputs[index], &tensor)?;
             slots[index] = Some(tensor);
         }
-        slots
+        let tensors = slots
             .into_iter()
             .zip(&self.inputs)
             .map(|(slot, spec)| {
@@ -145,7 +153,33 @@ impl ModelSpec {
                     ))
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        self.check_symbols(&tensors)?;
+        Ok(tensors)
+    }
+
+    /// Checks that dynamic dimensions sharing a name have one size across the inputs.
+    fn check_symbols(&self, tensors: &[Tensor]) -> Result<(), ProcessError> {
+        let mut seen: Vec<(&str, i64, &str, usize)> = Vec::new();
+        for (spec, tensor) in self.inputs.iter().zip(tensors) {
+            for (axis, (symbol, &size)) in spec.symbols.iter().zip(&tensor.dims).enumerate() {
+                if symbol.is_empty() || spec.shape.get(axis).is_some_and(|&d| d >= 0) {
+                    continue;
+                }
+                match seen.iter().find(|(s, ..)| s == symbol) {
+                    Some(&(_, first, first_input, first_axis)) if first != size => {
+                        return Err(ProcessError::bad_request(format!(
+                            "input `{}`: dimension {axis} is {size}, but input `{first_input}` \
+                             has {first} at dimension {first_axis}; the model names both `{symbol}`",
+                            spec.name
+                        )));
+                    }
+                    Some(_) => {}
+                    None => seen.push((symbol, size, &spec.name, axis)),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// How a checked request stacks with others: its row count and the trailing dimensions of
@@ -237,6 +271,7 @@ mod tests {
         let t = |name: &str, shape: Vec<i64>| TensorSpec {
             name: name.into(),
             dtype: ElementType::F32,
+            symbols: vec!["N".into(), String::new()],
             shape,
         };
         ModelSpec {

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use ort::logging::LogLevel;
 use ort::session::Session;
 use ort::session::builder::PrepackedWeights;
 
@@ -78,6 +79,8 @@ impl SessionPool {
         Ok(Session::builder(self.runtime.environment())?
             .with_intra_threads(self.intra_threads)?
             .with_inter_threads(1)?
+            // Run errors reach the client in the answer; ONNX Runtime need not print them too.
+            .with_log_level(LogLevel::Fatal)?
             .with_prepacked_weights(&self.prepacked)?
             .commit_from_file(&self.path)?)
     }

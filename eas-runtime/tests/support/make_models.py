@@ -11,6 +11,8 @@ Writes into OUT_DIR:
 - types.onnx: x_f32, x_f64, x_i32, x_i64, x_u8, x_i8 [N, 2] -> y_<same> = x + 1, same type.
 - fixed.onnx: x FLOAT [1, 4] (static first dimension) -> y = 2 * x.
 - reduce.onnx: x FLOAT [N, 3] -> total FLOAT [] = sum of all elements (not per row).
+- gather.onnx: idx INT64 [N] -> y FLOAT [N, 2], rows of a fixed 5 x 2 table (an index out
+  of 0..5 fails inside ONNX Runtime).
 - expected.json: {"cases": [{"model", "inputs", "outputs"}]}, each tensor as
   {"datatype": OIP name, "shape": [...], "data": [flat, row-major]}; outputs come from
   onnxruntime (Python) on the same inputs.
@@ -118,6 +120,14 @@ def reduce():
     return graph_model([node], "reduce", [x], [total])
 
 
+def gather():
+    idx = helper.make_tensor_value_info("idx", TensorProto.INT64, ["N"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
+    table = numpy_helper.from_array(np.arange(10, dtype=np.float32).reshape(5, 2), "table")
+    node = helper.make_node("Gather", ["table", "idx"], ["y"], axis=0)
+    return graph_model([node], "gather", [idx], [y], [table])
+
+
 def tensor_json(array):
     return {
         "datatype": OIP[array.dtype],
@@ -147,6 +157,7 @@ def main():
     save(types(), os.path.join(out_dir, "types.onnx"))
     save(fixed(), os.path.join(out_dir, "fixed.onnx"))
     save(reduce(), os.path.join(out_dir, "reduce.onnx"))
+    save(gather(), os.path.join(out_dir, "gather.onnx"))
     if "--bench" in sys.argv[2:]:
         save(mlp([256, 1024, 1024, 10], seed=11, name="bench_mlp"), os.path.join(out_dir, "bench_mlp.onnx"))
 
@@ -170,6 +181,7 @@ def main():
         ),
         case(out_dir, "fixed.onnx", {"x": f32(1, 4)}),
         case(out_dir, "reduce.onnx", {"x": f32(2, 3)}),
+        case(out_dir, "gather.onnx", {"idx": np.array([4, 0, 2], dtype=np.int64)}),
     ]
     with open(os.path.join(out_dir, "expected.json"), "w") as f:
         json.dump({"cases": cases}, f)
