@@ -137,9 +137,13 @@ impl ArchiveMount {
                 if !response.status().is_success() {
                     return Ok(None);
                 }
-                Ok(Some(
-                    self.marker_of(response.headers(), response.content_length()),
-                ))
+                // reqwest's `content_length()` is the body's size hint, 0 for a HEAD answer.
+                let size = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                Ok(Some(self.marker_of(response.headers(), size)))
             }
         }
     }
