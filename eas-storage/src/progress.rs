@@ -98,15 +98,15 @@ mod tests {
         meter.advance("a", 1, false); // throttled
         meter.advance("a", 1, true);
         meter.advance("b", 4, true);
-        let seen = seen.into_inner().expect("not poisoned");
+        assert_eq!(meter.done(), 10);
+        drop(meter);
         assert_eq!(
-            seen,
+            seen.into_inner().expect("not poisoned"),
             vec![
                 ("a".to_owned(), 4, Some(10)),
                 ("a".to_owned(), 6, Some(10)),
                 ("b".to_owned(), 10, Some(10))
             ]
         );
-        assert_eq!(meter.done(), 10);
     }
 }

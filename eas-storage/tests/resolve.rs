@@ -92,8 +92,8 @@ async fn a_spec_should_resolve_model_entry_and_mounts_to_local_paths() {
         .expect("a cache from storage[].cache");
     assert_eq!(
         (cache.capacity(), cache.stats().objects),
-        (10_000_000, 1),
-        "the cached mount's file is in memory"
+        (10 << 20, 3),
+        "the model files and the cached mount's file are in memory"
     );
     assert_eq!(resolved.report.fetched_bytes, 5 + 3 + 3);
     assert!(
