@@ -93,8 +93,13 @@ pub struct FluidQueue {
     cohorts: VecDeque<Cohort>,
     /// Requests served without waiting.
     no_wait: f64,
-    /// Requests that waited, by wait bin.
+    /// Requests that waited, by wait bin: mass put straight into a bin...
     bins: Vec<f64>,
+    /// ... and changes of a density (requests per ms of wait) spread over whole bins, so a
+    /// segment over many bins costs O(1).
+    density: Vec<f64>,
+    /// Where each bin starts, in ms (one more entry than bins).
+    edges: Vec<f64>,
     within_slo: f64,
     requests: f64,
 }
@@ -109,6 +114,8 @@ impl FluidQueue {
             cohorts: VecDeque::new(),
             no_wait: 0.0,
             bins: vec![0.0; BINS],
+            density: vec![0.0; BINS + 1],
+            edges: (0..=BINS).map(bin_start).collect(),
             within_slo: 0.0,
             requests: 0.0,
         }
@@ -223,18 +230,31 @@ impl FluidQueue {
             self.bins[last] += weight;
             return;
         }
-        for i in first..=last {
-            let (b0, b1) = (bin_start(i).max(lo), bin_start(i + 1).min(hi));
-            if b1 > b0 {
-                self.bins[i] += weight * (b1 - b0) / (hi - lo);
-            }
-        }
+        let d = weight / (hi - lo);
+        self.bins[first] += d * (self.edges[first + 1] - lo);
+        self.bins[last] += d * (hi - self.edges[last]);
+        self.density[first + 1] += d;
+        self.density[last] -= d;
+    }
+
+    /// Requests per wait bin.
+    fn masses(&self) -> Vec<f64> {
+        let mut d = 0.0;
+        self.bins
+            .iter()
+            .enumerate()
+            .map(|(i, &m)| {
+                d += self.density[i];
+                m + d.max(0.0) * (self.edges[i + 1] - self.edges[i])
+            })
+            .collect()
     }
 
     /// The latency (ms) below which a share `q` of the requests lies.
     #[must_use]
     pub fn percentile(&self, q: f64) -> f64 {
-        let total = self.no_wait + self.bins.iter().sum::<f64>();
+        let masses = self.masses();
+        let total = self.no_wait + masses.iter().sum::<f64>();
         if total <= 0.0 {
             return 0.0;
         }
@@ -243,10 +263,10 @@ impl FluidQueue {
             return self.service_ms;
         }
         let mut seen = self.no_wait;
-        for (i, &w) in self.bins.iter().enumerate() {
+        for (i, &w) in masses.iter().enumerate() {
             if w > 0.0 && seen + w >= want {
                 let frac = (want - seen) / w;
-                let wait = bin_start(i) + frac * (bin_start(i + 1) - bin_start(i));
+                let wait = self.edges[i] + frac * (self.edges[i + 1] - self.edges[i]);
                 return self.service_ms + wait;
             }
             seen += w;
