@@ -583,3 +583,53 @@ fn sdk_onnx_requests_should_decode_and_the_sdk_should_parse_our_answers() {
         assert_close(&outs_from_json(&parsed), &io(case).1, model);
     }
 }
+
+/// `examples/models/`, where the README's model lives.
+fn example_models() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models")
+}
+
+#[test]
+fn the_example_model_should_answer_as_its_readme_says() {
+    let Some(_) = models("the_example_model_should_answer_as_its_readme_says") else {
+        return;
+    };
+    let mut onnx = OnnxProcessor::new();
+    onnx.initialize(&InitContext::new("mlp").with_model_entry(example_models().join("mlp.onnx")))
+        .unwrap();
+    let body = json!({"inputs": {"x": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}});
+    let answer = onnx.process(&[Request::new(body.to_string())]);
+    let got = outs(answer[0].as_ref().unwrap());
+    // Values from onnxruntime 1.31.1 in Python (see examples/models/README.md).
+    let want = [
+        0.338158, 0.2754726, 0.38636935, 0.37046513, 0.26244274, 0.36709213,
+    ];
+    let want = Out {
+        name: "y".into(),
+        datatype: "FP32".into(),
+        dims: vec![2, 3],
+        values: want.into_iter().map(support::Num::Float).collect(),
+    };
+    assert_close(&got, &[want], "examples/models/mlp.onnx");
+}
+
+#[test]
+fn make_mlp_should_rewrite_the_example_model_byte_for_byte() {
+    let Some(_) = models("make_mlp_should_rewrite_the_example_model_byte_for_byte") else {
+        return;
+    };
+    let python = eas_runtime::onnx::testing::python_from_env().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mlp.onnx");
+    let status = std::process::Command::new(python)
+        .arg(example_models().join("make_mlp.py"))
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let shipped = std::fs::read(example_models().join("mlp.onnx")).unwrap();
+    assert!(
+        std::fs::read(&out).unwrap() == shipped,
+        "make_mlp.py no longer writes examples/models/mlp.onnx"
+    );
+}

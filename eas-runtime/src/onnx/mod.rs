@@ -1,8 +1,9 @@
 //! The `onnx` processor: ONNX models run by ONNX Runtime through `ort`.
 //!
-//! ONNX Runtime is a shared library loaded at run time: see [`library`](self::runtime) for
-//! where it is looked for ([`LibraryDiscovery`]) and how to install it. [`OnnxProcessor`] is
-//! the [`Processor`](eas_core::Processor) an instance hosts.
+//! ONNX Runtime is a shared library loaded at run time, once per process, by [`runtime`]:
+//! [`LibraryDiscovery`] says where it is looked for (`ORT_DYLIB_PATH`, then the
+//! `onnxruntime` wheel of `EAS_PYTHON` or `python3`) and the error says how to install it.
+//! [`OnnxProcessor`] is the [`Processor`](eas_core::Processor) an instance hosts.
 //!
 //! # Request and answer bodies
 //! - **Protobuf** (the default; what the `eas-prediction` SDK's `OnnxRequest` sends): a

@@ -76,13 +76,13 @@ impl SessionPool {
     }
 
     fn build(&self) -> ort::Result<Session> {
-        Ok(Session::builder(self.runtime.environment())?
+        Session::builder(self.runtime.environment())?
             .with_intra_threads(self.intra_threads)?
             .with_inter_threads(1)?
             // Run errors reach the client in the answer; ONNX Runtime need not print them too.
             .with_log_level(LogLevel::Fatal)?
             .with_prepacked_weights(&self.prepacked)?
-            .commit_from_file(&self.path)?)
+            .commit_from_file(&self.path)
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Session>> {

@@ -21,7 +21,7 @@ use super::tensor::Tensor;
 /// that grows on demand. A batch runs as one inference when its requests agree on input
 /// types and trailing dimensions (they are stacked along the first dimension and the outputs
 /// split back); any other request runs on its own, and a bad request fails only itself, with
-/// a 400 saying what is wrong. Bodies are described in [`codec`](super#request-and-answer-bodies).
+/// a 400 saying what is wrong. The bodies are described in the [module docs](super).
 #[derive(Debug, Default)]
 pub struct OnnxProcessor {
     loaded: Option<Loaded>,
@@ -37,6 +37,9 @@ struct Loaded {
 
 /// The outputs of one request, or why it failed.
 type Outcome = Result<Vec<Tensor>, ProcessError>;
+
+/// Requests that stack, by the trailing dimensions of each input: (request index, rows).
+type Groups = Vec<(Vec<Vec<i64>>, Vec<(usize, usize)>)>;
 
 impl OnnxProcessor {
     /// A processor with no model yet: call [`Processor::initialize`].
@@ -101,7 +104,7 @@ impl Processor for OnnxProcessor {
                 .collect();
         };
         let formats: Vec<Format> = batch.iter().map(Format::of).collect();
-        let mut inputs: Vec<Outcome> = batch
+        let inputs: Vec<Outcome> = batch
             .iter()
             .zip(&formats)
             .map(|(request, &format)| {
@@ -109,7 +112,7 @@ impl Processor for OnnxProcessor {
                 loaded.spec.check(tensors)
             })
             .collect();
-        let outcomes = loaded.run_batch(&mut inputs);
+        let outcomes = loaded.run_batch(&inputs);
         outcomes
             .into_iter()
             .zip(formats)
@@ -127,11 +130,11 @@ impl Processor for OnnxProcessor {
 
 impl Loaded {
     /// Runs every checked request: stacked with the others of its shape where it can be,
-    /// alone otherwise. Takes the inputs out of `inputs` and returns one outcome each.
-    fn run_batch(&self, inputs: &mut [Outcome]) -> Vec<Outcome> {
+    /// alone otherwise; one outcome per entry of `inputs` (failed checks pass through).
+    fn run_batch(&self, inputs: &[Outcome]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; inputs.len()];
         // Groups of request indexes that stack: same trailing dimensions for every input.
-        let mut groups: Vec<(Vec<Vec<i64>>, Vec<(usize, usize)>)> = Vec::new();
+        let mut groups: Groups = Vec::new();
         for (index, input) in inputs.iter().enumerate() {
             match input {
                 Err(e) => outcomes[index] = Some(Err(e.clone())),
