@@ -45,19 +45,25 @@ pub(crate) const PROTO_CONTENT_TYPE: &str = "application/octet-stream";
 pub(crate) const JSON_CONTENT_TYPE: &str = "application/json";
 
 impl Format {
-    /// JSON when the content type says so or the body starts with `{`, else protobuf.
+    /// JSON when the content type says so, when the body starts with `{`, or when it starts
+    /// with white space then `{` and is not a valid `DataProto` (a protobuf body may start
+    /// with `\n{`: field 1, 123 bytes long); else protobuf.
     pub fn of(request: &Request) -> Self {
         let json_type = request
             .content_type
             .as_deref()
             .or_else(|| request.header("content-type"))
             .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
-        let starts_like_json = request
-            .body
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|&b| b == b'{');
-        if json_type || starts_like_json {
+        let body = &request.body;
+        let json_body = match body.first() {
+            Some(b'{') => true,
+            Some(b) if b.is_ascii_whitespace() => {
+                body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+                    && DataProto::decode(body.clone()).is_err()
+            }
+            _ => false,
+        };
+        if json_type || json_body {
             Self::Json
         } else {
             Self::Proto
@@ -378,6 +384,15 @@ mod tests {
             Format::Json
         );
         assert_eq!(Format::of(&Request::new(vec![0x0a, 0x00])), Format::Proto);
+        // A DataProto whose first tensor is 123 (`{`) bytes long starts with "\n{".
+        let tensor =
+            crate::proto::TensorProto::new("x", vec![1, 28], DataType::Float, vec![0; 112]);
+        let body = DataProto {
+            tensors: vec![tensor],
+        }
+        .encode_to_vec();
+        assert_eq!(&body[..2], b"\n{");
+        assert_eq!(Format::of(&Request::new(body)), Format::Proto);
     }
 
     #[test]
