@@ -167,7 +167,9 @@ fn cheapest_should_be_the_lowest_open_market_or_on_demand() {
 #[test]
 fn fluid_queue_should_give_waits_from_capacity_and_backlog() {
     // (arrivals per tick, capacity per tick, ticks) -> (availability, p50 ms, p99 range ms)
-    let cases: [(f64, f64, u32, f64, f64, (f64, f64)); 4] = [
+    /// Arrivals and capacity per tick, ticks; availability, p50 ms, p99 range ms.
+    type Case = (f64, f64, u32, f64, f64, (f64, f64));
+    let cases: [Case; 4] = [
         (5.0, 10.0, 10, 1.0, 100.0, (100.0, 100.0)), // ample: no wait
         (10.0, 10.0, 10, 1.0, 100.0, (100.0, 100.0)), // exactly enough: no wait
         (4.0, 2.0, 1, 1.0, 600.0, (1_000.0, 1_100.0)), // half served now, half next tick

@@ -348,10 +348,9 @@ impl<'s> Engine<'s> {
                 zone,
                 market: Market::Spot { .. },
             } = &i.inner.placement
+                && let Ok(p) = self.sim.cloud.oracle().spot_price(instance_type, zone, now)
             {
-                if let Ok(p) = self.sim.cloud.oracle().spot_price(instance_type, zone, now) {
-                    i.rate = p * self.spot_factor;
-                }
+                i.rate = p * self.spot_factor;
             }
         }
     }
@@ -412,34 +411,25 @@ impl<'s> Engine<'s> {
                 self.launch(now, placement, warm);
             }
             Action::Terminate { instance, .. } => {
-                let Some(i) = self.fleet.iter_mut().find(|i| i.inner.id == instance) else {
+                let Some(k) = self.fleet.iter().position(|i| i.inner.id == instance) else {
                     return;
                 };
-                if i.inner.preemption_notice_at.is_some() {
+                if self.fleet[k].inner.preemption_notice_at.is_some() {
                     // Drained as its replacement comes up; the machine goes at the reclaim.
+                    let i = &mut self.fleet[k];
                     i.inner.state = InstanceState::Draining;
                     i.release_at = i.reclaim_at;
                 } else {
-                    i.release_at = Some(now);
-                    i.inner.state = InstanceState::Terminating;
-                    i.serving = false;
-                    i.rate = 0.0;
-                    let done = self
-                        .fleet
-                        .iter()
-                        .position(|i| i.inner.id == instance)
-                        .map(|k| self.fleet.remove(k));
-                    if let Some(done) = done {
-                        self.close(&done, now);
-                    }
+                    let done = self.fleet.remove(k);
+                    self.close(&done, now);
                 }
             }
             Action::Migrate { instance, to, .. } => {
-                if let Some(ready_at) = self.launch(now, to, warm) {
-                    if let Some(old) = self.fleet.iter_mut().find(|i| i.inner.id == instance) {
-                        old.inner.state = InstanceState::Draining;
-                        old.release_at = Some(ready_at);
-                    }
+                if let Some(ready_at) = self.launch(now, to, warm)
+                    && let Some(old) = self.fleet.iter_mut().find(|i| i.inner.id == instance)
+                {
+                    old.inner.state = InstanceState::Draining;
+                    old.release_at = Some(ready_at);
                 }
             }
         }
@@ -497,11 +487,9 @@ impl<'s> Engine<'s> {
             release_at: None,
             rate,
         });
-        if warm {
-            if let Some(i) = self.fleet.last_mut() {
-                i.serving = true;
-                i.inner.state = InstanceState::Ready;
-            }
+        if warm && let Some(i) = self.fleet.last_mut() {
+            i.serving = true;
+            i.inner.state = InstanceState::Ready;
         }
         Some(ready_at)
     }
