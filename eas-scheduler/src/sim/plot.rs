@@ -11,7 +11,7 @@ const WIDTH: f64 = 960.0;
 const PANEL: f64 = 220.0;
 const LEFT: f64 = 60.0;
 const RIGHT: f64 = 20.0;
-const TOP: f64 = 40.0;
+const TOP: f64 = 64.0;
 const GAP: f64 = 50.0;
 
 /// The timeline of `report` as an SVG document (deterministic: the same report gives the same
@@ -35,18 +35,23 @@ pub fn render_svg(report: &Report) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let title = format!(
-        "{}: {} | cost ${:.2} (on-demand ${:.2}, bound ${:.2}) | availability {:.4} | p99 {:.0} ms | {} preemptions",
-        report.service,
-        report.policy,
+    let policy = format!("{}: {}", report.service, report.policy);
+    let figures = format!(
+        "cost ${:.2} (on-demand ${:.2}, lower bound ${:.2}) | availability {:.4} | p50 {:.0} ms, p99 {:.0} ms | {} preemptions",
         report.cost_usd,
         report.on_demand_cost_usd,
         report.optimal_cost_usd,
         report.availability,
+        report.p50_ms,
         report.p99_ms,
         report.preemptions
     );
-    let _ = writeln!(svg, r#"<text x="{LEFT}" y="20">{}</text>"#, escape(&title));
+    let _ = writeln!(svg, r#"<text x="{LEFT}" y="16">{}</text>"#, escape(&policy));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="32">{}</text>"#,
+        escape(&figures)
+    );
     let span = points.last().map_or(1.0, |p| p.t_s as f64).max(1.0);
     let x = |t: u64| LEFT + (WIDTH - LEFT - RIGHT) * (t as f64 / span);
 

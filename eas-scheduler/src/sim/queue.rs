@@ -124,7 +124,8 @@ impl FluidQueue {
     /// Requests waiting.
     #[must_use]
     pub fn backlog(&self) -> f64 {
-        self.cohorts.iter().map(|c| c.count).sum()
+        // `+ 0.0` turns a -0.0 into 0.0 for the report.
+        self.cohorts.iter().map(|c| c.count).sum::<f64>().max(0.0) + 0.0
     }
 
     /// One tick `[t, t + dt)` (seconds): `arrivals` arrive evenly, served at `rate` per second.
