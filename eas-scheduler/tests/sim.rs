@@ -537,3 +537,40 @@ fn policies_on_the_shared_traces_should_rank_as_expected() {
         "same bound: same types"
     );
 }
+
+#[test]
+fn a_zone_closing_should_reclaim_all_its_spot_machines_at_once() {
+    // One zone, open for 2 h, then closed for 1 h (the trace repeats every 4 h).
+    let oracle = TraceOracle::new().with_on_demand("c5", 1.0).with_series(
+        "c5",
+        "a",
+        [PricePoint::new(t(0), 0.3)],
+    );
+    let trace = AvailabilityTrace::new("x", t(0), Duration::from_secs(3_600), vec![1, 1, 0, 1])
+        .expect("valid");
+    let cloud = SimCloud::new(oracle).with_availability(Availability::new("c5", "a", &trace, t(0)));
+    let spot = r#"[{"type": "c5", "spot_price_limit": 0.5}, {"type": "c5"}]"#;
+    let config = SimConfig::new(t(0), Duration::from_secs(3 * 3_600), 10.0)
+        .with_report_step(Duration::from_secs(600));
+    let r = run(spec(spot, "", 1), cloud, flat(20), config);
+    assert_eq!(
+        r.preemptions, 3,
+        "the three spot machines of zone a, together"
+    );
+    let at = |s: u64| {
+        r.timeline
+            .iter()
+            .find(|p| p.t_s == s)
+            .map(|p| (p.spot, p.on_demand))
+    };
+    assert_eq!(at(3_600), Some((3, 0)));
+    assert_eq!(
+        at(7_800),
+        Some((0, 3)),
+        "replaced on demand while the zone is closed"
+    );
+    assert_eq!(
+        r.availability, 1.0,
+        "the notice left time to start the replacements"
+    );
+}
