@@ -164,6 +164,7 @@ async fn predict(
     let _in_flight = InFlight(gauge);
 
     let (parts, body) = request.into_parts();
+    let mut received = None;
     let outcome = match read_body(&parts.headers, body, gateway.max_body_bytes).await {
         Err(error) => Err((error, None)),
         Ok(body) => match service.authenticator().check(
@@ -174,19 +175,18 @@ async fn predict(
         ) {
             Err(why) => Err((ApiError::Unauthorized(why), None)),
             Ok(()) => {
-                let request = to_request(body.clone(), &parts.headers, sub_path);
-                service
-                    .predict(request)
-                    .await
-                    .map(|(response, instance)| (response, instance, body))
+                received = Some(body.clone());
+                service.predict(to_request(body, &parts.headers, sub_path)).await
             }
         },
     };
 
     let (status, instance, response) = match outcome {
-        Ok((answer, instance, body)) => {
+        Ok((answer, instance)) => {
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-            service.record(&body, answer.status, &answer.body, started.elapsed());
+            if let Some(body) = &received {
+                service.record(body, answer.status, &answer.body, started.elapsed());
+            }
             let mut response = (status, answer.body).into_response();
             if let Some(ct) = answer
                 .content_type
@@ -197,7 +197,14 @@ async fn predict(
             }
             (answer.status, Some(instance), response)
         }
-        Err((error, instance)) => (error.status(), instance, error.into_response()),
+        Err((error, instance)) => {
+            // What the processor said about a request is sunk too; refusals before it are not.
+            if let (Some(body), ApiError::Processor(_) | ApiError::Panicked(_)) = (&received, &error) {
+                let answer = error.body().to_string();
+                service.record(body, error.status(), answer.as_bytes(), started.elapsed());
+            }
+            (error.status(), instance, error.into_response())
+        }
     };
     metrics
         .requests

@@ -163,13 +163,13 @@ impl Metrics {
         }
     }
 
-    /// Every metric in the Prometheus text exposition format.
+    /// Every metric in the Prometheus text exposition format (version 0.0.4).
     #[must_use]
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode_registry(&mut text, &self.registry);
-        text
+        openmetrics_to_prometheus(&text)
     }
 
     /// Labels of one service.
@@ -188,6 +188,32 @@ impl Metrics {
             instance: instance.map_or_else(|| "-".to_owned(), |i| i.to_string()),
         }
     }
+}
+
+/// The encoder writes OpenMetrics, where a counter family `x` has samples `x_total`; the
+/// Prometheus text format names the family `x_total` itself, or its parsers see samples
+/// without HELP or TYPE. Renames the HELP and TYPE lines of counters accordingly.
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + counters.len() * 12);
+    for line in text.lines() {
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -217,5 +243,7 @@ mod tests {
         assert!(text.contains("# TYPE eas_batch_size histogram"), "{text}");
         assert!(text.contains(r#"eas_batch_size_bucket{le="4.0",service="echo",instance="0"} 1"#) || text.contains(r#"eas_batch_size_bucket{service="echo",instance="0",le="4.0"} 1"#), "{text}");
         assert!(!text.contains("# EOF"), "plain Prometheus text has no EOF marker");
+        assert!(text.contains("# TYPE eas_requests_total counter"), "{text}");
+        assert!(text.contains("# HELP eas_requests_total Requests answered"), "{text}");
     }
 }

@@ -115,11 +115,17 @@ impl Sink for JsonLinesSink {
     }
 }
 
+/// What the sink's thread receives.
+enum Message {
+    Record(SinkRecord),
+    Stop,
+}
+
 /// The request side of a sink: hands records to the sink's thread without ever waiting.
 #[derive(Clone)]
 pub struct SinkWriter {
     service: String,
-    sender: SyncSender<SinkRecord>,
+    sender: SyncSender<Message>,
     metrics: Option<Arc<Metrics>>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
@@ -141,21 +147,28 @@ impl SinkWriter {
         capacity: usize,
         metrics: Option<Arc<Metrics>>,
     ) -> std::io::Result<Self> {
-        let (sender, receiver) = sync_channel::<SinkRecord>(capacity.max(1));
+        let (sender, receiver) = sync_channel::<Message>(capacity.max(1));
         let name = service.to_owned();
         let thread = std::thread::Builder::new()
             .name(format!("eas-{service}-sink"))
             .spawn(move || {
-                while let Ok(record) = receiver.recv() {
-                    let mut result = sink.write(&record);
-                    while let Ok(record) = receiver.try_recv() {
-                        result = result.and(sink.write(&record));
+                let mut stopping = false;
+                while !stopping {
+                    let Ok(first) = receiver.recv() else { break };
+                    // Write what is buffered, then flush once.
+                    let mut result = Ok(());
+                    let mut next = Some(first);
+                    while let Some(message) = next.take() {
+                        match message {
+                            Message::Record(record) => result = result.and(sink.write(&record)),
+                            Message::Stop => stopping = true,
+                        }
+                        next = if stopping { None } else { receiver.try_recv().ok() };
                     }
                     if let Err(e) = result.and(sink.flush()) {
                         tracing::warn!(service = %name, "sink write failed: {e}");
                     }
                 }
-                let _ = sink.flush();
             })?;
         Ok(Self {
             service: service.to_owned(),
@@ -168,7 +181,7 @@ impl SinkWriter {
     /// Hands a record over; drops it (and counts the drop) if the sink is behind.
     pub fn record(&self, record: SinkRecord) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-            self.sender.try_send(record)
+            self.sender.try_send(Message::Record(record))
             && let Some(metrics) = &self.metrics
         {
             metrics
@@ -178,12 +191,12 @@ impl SinkWriter {
         }
     }
 
-    /// Stops the sink once everything handed over is written. Other clones must be dropped
-    /// first for this to return.
-    pub fn close(self) {
+    /// Stops the sink once everything handed over before is written; records handed over
+    /// later (by other clones) are dropped and counted. Waits for the sink's thread.
+    pub fn close(&self) {
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        drop(self.sender);
         if let Some(thread) = thread {
+            let _ = self.sender.send(Message::Stop);
             let _ = thread.join();
         }
     }

@@ -1,0 +1,460 @@
+//! The server over real sockets on 127.0.0.1: auth, every limit's status code, batching,
+//! crashes, metrics, sinks, discovery and shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use eas_core::processor::{InitContext, ProcessError, Processor, Request, Response};
+use eas_core::spec::ServiceSpec;
+use eas_runtime::auth::{content_md5, sign};
+use eas_runtime::registry::ProcessorRegistry;
+use eas_runtime::server::{RunningServer, Server};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token";
+
+/// Echoes the body after sleeping the milliseconds the body names (`sleep:200`); panics on
+/// `panic`; fails on `fail`. Counts its calls and remembers batch sizes.
+#[derive(Default)]
+struct TestProcessor {
+    calls: Arc<AtomicUsize>,
+}
+
+impl Processor for TestProcessor {
+    fn initialize(&mut self, _ctx: &InitContext) -> eas_core::Result<()> {
+        Ok(())
+    }
+
+    fn process(&self, batch: &[Request]) -> Vec<Result<Response, ProcessError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut sleep = 0;
+        for request in batch {
+            let body = String::from_utf8_lossy(&request.body);
+            if body == "panic" {
+                panic!("asked to panic");
+            }
+            if let Some(ms) = body.strip_prefix("sleep:") {
+                sleep = sleep.max(ms.parse::<u64>().unwrap_or(0));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(sleep));
+        batch
+            .iter()
+            .map(|r| {
+                if r.body.as_ref() == b"fail" {
+                    Err(ProcessError::bad_request("asked to fail"))
+                } else {
+                    let mut body = r.body.to_vec();
+                    if !r.path.is_empty() {
+                        body.extend_from_slice(format!(" path={}", r.path).as_bytes());
+                    }
+                    Ok(Response::ok(body))
+                }
+            })
+            .collect()
+    }
+}
+
+fn registry(calls: &Arc<AtomicUsize>) -> ProcessorRegistry {
+    let mut registry = ProcessorRegistry::with_builtins();
+    let calls = Arc::clone(calls);
+    registry.register("test", move |_| {
+        Ok(Box::new(TestProcessor {
+            calls: Arc::clone(&calls),
+        }))
+    });
+    registry
+}
+
+fn spec(extra: Value) -> ServiceSpec {
+    let mut doc = json!({
+        "metadata": {"name": "svc", "instance": 1},
+        "processor": "test",
+        "model_path": ".",
+        "token": TOKEN,
+    });
+    merge(&mut doc, extra);
+    ServiceSpec::from_json_value(doc).expect("test spec is valid")
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+async fn start(specs: Vec<ServiceSpec>) -> (RunningServer, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut builder = Server::builder()
+        .registry(registry(&calls))
+        .bind("127.0.0.1:0".parse().expect("addr"));
+    for spec in specs {
+        builder = builder.service(spec);
+    }
+    let server = builder.start().await.expect("server starts");
+    assert!(server.wait_ready(Duration::from_secs(10)).await, "ready");
+    (server, calls)
+}
+
+fn url(server: &RunningServer, path: &str) -> String {
+    format!("http://{}{path}", server.local_addr())
+}
+
+async fn post(server: &RunningServer, service: &str, body: &str) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(url(server, &format!("/api/predict/{service}")))
+        .header("Authorization", TOKEN)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+async fn metrics(server: &RunningServer) -> String {
+    reqwest::get(url(server, "/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The value of a sample line `name{labels} value` whose line contains every `parts`.
+fn sample(text: &str, name: &str, parts: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn plain_token_and_hmac_signature_should_both_be_served() {
+    let (server, _) = start(vec![spec(json!({}))]).await;
+    assert_eq!(post(&server, "svc", "hello").await, (200, "hello".into()));
+
+    let body = b"signed body";
+    let md5 = content_md5(body);
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let sig = sign(TOKEN, "POST", &md5, "text/plain", &date, "/api/predict/svc");
+    let response = reqwest::Client::new()
+        .post(url(&server, "/api/predict/svc"))
+        .header("Authorization", format!("EAS {sig}"))
+        .header("Content-MD5", &md5)
+        .header("Content-Type", "text/plain")
+        .header("Date", &date)
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.bytes().await.expect("body").as_ref(), body);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_token_tampered_body_and_stale_date_should_get_401_saying_why() {
+    let (server, _) = start(vec![spec(json!({}))]).await;
+    let client = reqwest::Client::new();
+    let send = |authz: String, md5: String, date: String, body: &'static str| {
+        client
+            .post(url(&server, "/api/predict/svc"))
+            .header("Authorization", authz)
+            .header("Content-MD5", md5)
+            .header("Date", date)
+            .header("Content-Type", "text/plain")
+            .body(body)
+            .send()
+    };
+    let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let stale = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(3 * 86400));
+    let md5 = content_md5(b"body");
+    let good = |date: &str| format!("EAS {}", sign(TOKEN, "POST", &md5, "text/plain", date, "/api/predict/svc"));
+    let wrong = format!("EAS {}", sign("not-the-token", "POST", &md5, "text/plain", &now, "/api/predict/svc"));
+    let cases = [
+        ("wrong token", wrong, md5.clone(), now.clone(), "body", "signature does not match"),
+        ("tampered body", good(&now), md5.clone(), now.clone(), "BODY", "does not match the body"),
+        ("stale date", good(&stale), md5.clone(), stale.clone(), "body", "away from the server's clock"),
+        ("wrong plain token", "nope".into(), md5.clone(), now.clone(), "body", "does not match the service's token"),
+    ];
+    for (name, authz, md5, date, body, reason) in cases {
+        let response = send(authz, md5, date, body).await.expect("sent");
+        assert_eq!(response.status().as_u16(), 401, "{name}");
+        let answer: Value = response.json().await.expect("json body");
+        assert_eq!(answer["error"], "unauthorized", "{name}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(reason), "{name}: {message}");
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn batching_should_group_concurrent_requests_and_map_answers_back() {
+    let (server, calls) = start(vec![spec(json!({"metadata": {
+        "rpc": {"batching": true, "max_batch_size": 8, "max_batch_timeout": 50, "worker_threads": 1}
+    }}))])
+    .await;
+    let requests = (0..32).map(|i| {
+        let server = &server;
+        async move { (i, post(server, "svc", &format!("request-{i}")).await) }
+    });
+    for (i, (status, body)) in futures_join_all(requests).await {
+        assert_eq!(status, 200);
+        assert_eq!(body, format!("request-{i}"), "answer mapped to its own request");
+    }
+    let text = metrics(&server).await;
+    let sum = sample(&text, "eas_batch_size_sum", &["service=\"svc\""]);
+    let count = sample(&text, "eas_batch_size_count", &["service=\"svc\""]);
+    assert_eq!(sum, 32.0, "{text}");
+    assert!(count < 32.0 && sum / count > 1.0, "mean batch size {}", sum / count);
+    assert_eq!(calls.load(Ordering::SeqCst) as f64, count);
+    server.shutdown().await;
+}
+
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    futures::future::join_all(futures).await
+}
+
+#[tokio::test]
+async fn each_limit_should_answer_its_status_with_a_json_reason() {
+    // Per-instance rate limit: 2 per second.
+    let (server, _) = start(vec![
+        spec(json!({"metadata": {"name": "rate", "rpc": {"rate_limit": 2}}})),
+        spec(json!({"metadata": {"name": "gw"}, "networking": {"gateway_policy": {
+            "rate_limit": {"enable": true, "limit": 1}}}})),
+        spec(json!({"metadata": {"name": "conc", "rpc": {"worker_threads": 2}}, "networking": {"gateway_policy": {
+            "concurrency_limit": {"enable": true, "limit": 1}}}})),
+        spec(json!({"metadata": {"name": "queue", "rpc": {"worker_threads": 1, "max_queue_size": 1}}})),
+        spec(json!({"metadata": {"name": "slow", "rpc": {"keepalive": 100}}})),
+    ])
+    .await;
+
+    let statuses: Vec<u16> = futures_join_all((0..5).map(|_| post(&server, "rate", "x")))
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 3, "{statuses:?}");
+
+    let (first, second) = tokio::join!(post(&server, "gw", "x"), post(&server, "gw", "x"));
+    assert_eq!([first.0, second.0].iter().filter(|&&s| s == 429).count(), 1);
+    let answer: Value = serde_json::from_str(if first.0 == 429 { &first.1 } else { &second.1 }).expect("json");
+    assert_eq!(answer["error"], "rate_limited");
+
+    let (a, b) = tokio::join!(post(&server, "conc", "sleep:300"), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        post(&server, "conc", "x").await
+    });
+    assert_eq!(a.0, 200);
+    assert_eq!(b.0, 429, "{}", b.1);
+    assert!(b.1.contains("concurrency_limited"), "{}", b.1);
+
+    // One worker busy for 400 ms, one request waiting: the third finds the queue full.
+    let (a, b, c) = tokio::join!(
+        post(&server, "queue", "sleep:400"),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            post(&server, "queue", "x").await
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            post(&server, "queue", "x").await
+        }
+    );
+    assert_eq!((a.0, b.0), (200, 200));
+    assert_eq!(c.0, 450, "{}", c.1);
+    assert!(c.1.contains("queue_full"), "{}", c.1);
+
+    let (status, body) = post(&server, "slow", "sleep:1000").await;
+    assert_eq!(status, 408, "{body}");
+    assert!(body.contains("keepalive of 100 ms"), "{body}");
+
+    let (status, body) = post(&server, "nope", "x").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("no service named `nope`"), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_body_should_get_413_and_slow_headers_should_be_cut_off() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let server = Server::builder()
+        .registry(registry(&calls))
+        .service(spec(json!({})))
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .max_body_bytes(1024)
+        .header_read_timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .expect("start");
+    assert!(server.wait_ready(Duration::from_secs(10)).await);
+    let (status, body) = post(&server, "svc", &"x".repeat(4096)).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("1024 bytes"), "{body}");
+
+    // A client that never finishes its headers is disconnected.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.expect("connect");
+    stream.write_all(b"POST /api/predict/svc HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server closed the slow connection");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no worker was used");
+    assert_eq!(post(&server, "svc", "still fine").await.0, 200);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn panicking_processor_should_fail_only_its_request_and_come_back() {
+    let (server, _) = start(vec![spec(json!({"metadata": {
+        "rpc": {"batching": true, "max_batch_size": 4, "max_batch_timeout": 100, "worker_threads": 1}
+    }}))])
+    .await;
+    let (bad, good) = tokio::join!(post(&server, "svc", "panic"), post(&server, "svc", "good"));
+    assert_eq!(bad.0, 500);
+    assert!(bad.1.contains("processor panicked: asked to panic"), "{}", bad.1);
+    assert_eq!(good, (200, "good".into()), "its batch-mate still succeeds");
+    assert!(server.wait_ready(Duration::from_secs(5)).await, "instance comes back");
+    assert_eq!(post(&server, "svc", "after").await, (200, "after".into()));
+    let text = metrics(&server).await;
+    assert_eq!(sample(&text, "eas_instance_restarts_total", &["service=\"svc\""]), 1.0, "{text}");
+    let (status, body) = post(&server, "svc", "fail").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("asked to fail"), "{body}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn crash_block_should_keep_the_instance_down_and_say_so() {
+    let (server, _) = start(vec![spec(json!({"runtime": {"enable_crash_block": true}}))]).await;
+    assert_eq!(post(&server, "svc", "panic").await.0, 500);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (status, body) = post(&server, "svc", "hello").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("enable_crash_block"), "{body}");
+    let ready = reqwest::get(url(&server, "/readyz")).await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sub_paths_should_route_to_the_service_and_reach_the_processor() {
+    let (server, _) = start(vec![spec(json!({"metadata": {"name": "model_v2"}}))]).await;
+    assert_eq!(post(&server, "model_v2", "a").await, (200, "a".into()));
+    assert_eq!(
+        post(&server, "model_v2/v1/score", "b").await,
+        (200, "b path=v1/score".into())
+    );
+    let (status, body) = post(&server, "group.model_v3/x", "c").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("group.model_v3/x"), "{body}");
+    let discovery: Value = reqwest::get(url(&server, "/api/v1/servicediscovery/upstreams/model_v2"))
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("json");
+    let items = discovery["endpoints"]["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["port"], server.local_addr().port());
+    assert_eq!(items[0]["ip"], "127.0.0.1");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_should_pass_promtool_and_count_by_code() {
+    let (server, _) = start(vec![spec(json!({}))]).await;
+    post(&server, "svc", "x").await;
+    post(&server, "svc", "fail").await;
+    let text = metrics(&server).await;
+    assert_eq!(sample(&text, "eas_requests_total", &["code=\"200\"", "instance=\"0\""]), 1.0, "{text}");
+    assert_eq!(sample(&text, "eas_requests_total", &["code=\"400\""]), 1.0, "{text}");
+    assert_eq!(sample(&text, "eas_instance_ready", &["service=\"svc\""]), 1.0, "{text}");
+    assert!(text.contains("eas_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("eas_queue_depth{"), "{text}");
+
+    match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut child) => {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+            let out = child.wait_with_output().expect("promtool ran");
+            assert!(
+                out.status.success(),
+                "promtool check metrics: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(e) if std::env::var("EAS_REQUIRE_ALL").as_deref() == Ok("1") => {
+            panic!("promtool is required (EAS_REQUIRE_ALL=1) but cannot run: {e}")
+        }
+        Err(e) => println!("SKIPPED: promtool check of /metrics: promtool cannot run: {e}"),
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn warm_up_should_run_before_ready_and_sink_should_record_pairs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let warm = dir.path().join("warm.jsonl");
+    std::fs::write(&warm, "{\"body\": \"w1\"}\n{\"body\": \"w2\"}\n{\"body\": \"w3\"}\n").expect("write");
+    let sink = dir.path().join("sink.jsonl");
+    let (server, calls) = start(vec![spec(json!({
+        "warm_up_data_path": warm.to_string_lossy(),
+        "sinker": {"type": "file", "config": {"file": {"path": sink.to_string_lossy()}}},
+    }))])
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "three warm-up calls before ready");
+    post(&server, "svc", "recorded").await;
+    post(&server, "svc", "fail").await;
+    server.shutdown().await;
+    let lines: Vec<Value> = std::fs::read_to_string(&sink)
+        .expect("sink file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "every processor answer is sunk: {lines:?}");
+    assert_eq!(lines[0]["request"], "recorded");
+    assert_eq!(lines[0]["status"], 200);
+    assert_eq!(lines[1]["status"], 400);
+    assert!(lines[1]["response"].as_str().unwrap_or_default().contains("asked to fail"));
+}
+
+#[tokio::test]
+async fn shutdown_should_finish_in_flight_requests_then_refuse_connections() {
+    let (server, _) = start(vec![spec(json!({}))]).await;
+    let addr = server.local_addr();
+    let in_flight = tokio::spawn({
+        let url = format!("http://{addr}/api/predict/svc");
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("Authorization", TOKEN)
+                .body("sleep:300")
+                .send()
+                .await
+                .expect("sent");
+            (response.status().as_u16(), response.text().await.expect("body"))
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let report = server.shutdown().await;
+    assert_eq!(report.abandoned, 0);
+    assert_eq!(in_flight.await.expect("joined"), (200, "sleep:300".into()));
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
+}
