@@ -289,7 +289,8 @@ mod tests {
         let (md5, authz) = signed(b"hello", date);
         let now = at(date);
         let other_token = format!("EAS {}", sign("other", "POST", &md5, "text/plain", date, PATH));
-        let cases: [(&str, Option<&str>, Option<&str>, Option<&str>, &[u8], &str); 7] = [
+        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a [u8], &'a str);
+        let cases: [Case<'_>; 7] = [
             ("no header", None, None, None, b"hello", "missing Authorization"),
             ("wrong plain", Some("nope"), None, None, b"hello", "does not match the service's token"),
             ("tampered body", Some(&authz), Some(&md5), Some(date), b"hellO", "does not match the body"),
@@ -310,7 +311,7 @@ mod tests {
         let (md5, authz) = signed(b"hello", date);
         let hour = Duration::from_secs(3600);
         // A client at UTC+14 labels local time GMT: its Date is 14 h ahead of ours.
-        for offset in [hour * 14, hour * 8, hour * 0] {
+        for offset in [hour * 14, hour * 8, Duration::ZERO] {
             let ours = at(date) - offset;
             assert_eq!(check(ours, Some(&authz), Some(&md5), Some(date), b"hello"), Ok(()));
             let ours = at(date) + offset;

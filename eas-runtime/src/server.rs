@@ -34,7 +34,6 @@ pub struct Server;
 
 impl Server {
     /// A builder with the built-in processors, listening on `127.0.0.1:8080`.
-    #[must_use]
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }

@@ -286,8 +286,8 @@ impl Instance {
             reply,
         };
         let queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        match queue.as_ref().map(|q| q.send(job)) {
-            Some(Ok(())) => Ok(answer),
+        match queue.as_ref().map(|q| q.send(job).is_ok()) {
+            Some(true) => Ok(answer),
             _ => {
                 shared.waiting.fetch_sub(1, Ordering::AcqRel);
                 Err(ApiError::Unavailable(format!(
