@@ -1,6 +1,7 @@
 //! The `eas` command line: check a `service.json`, print its JSON Schema, serve services,
 //! replay policies in the simulator.
 
+mod serve;
 mod simulate;
 mod validate;
 
@@ -31,6 +32,9 @@ enum Command {
     /// Replay a service's scaling and placement policy on price, preemption and arrival traces
     /// in virtual time, and report cost, availability and latency.
     Simulate(Box<simulate::SimulateArgs>),
+    /// Serve services from their service.json files until Ctrl-C: the EAS predict protocol,
+    /// batching, limits and metrics.
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         Command::Validate { file } => validate::run(&file),
         Command::Schema => print_schema(),
         Command::Simulate(args) => simulate::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }
 

@@ -1,0 +1,134 @@
+//! `eas serve SPEC...`: serve services locally until Ctrl-C (or SIGTERM), then shut down
+//! gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use eas::core::spec::ServiceSpec;
+use eas::runtime::server::{RunningServer, Server};
+
+/// The arguments of `eas serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The service.json files to serve (relative local paths in them are resolved against
+    /// the current directory).
+    #[arg(required = true)]
+    specs: Vec<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The largest request body accepted, in bytes; past it, 413.
+    #[arg(long, default_value_t = eas::runtime::gateway::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+    /// How long to wait for every service to become ready, in seconds.
+    #[arg(long, default_value_t = 300)]
+    ready_timeout: u64,
+}
+
+/// Serves until interrupted; exits 1 when a spec is invalid or a service cannot start.
+pub fn run(args: &ServeArgs) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("eas serve: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: &ServeArgs) -> ExitCode {
+    let mut builder = Server::builder()
+        .bind(args.listen)
+        .max_body_bytes(args.max_body_bytes);
+    for path in &args.specs {
+        match load(path) {
+            Ok(spec) => builder = builder.service(spec),
+            Err(problems) => {
+                for problem in problems {
+                    eprintln!("{}: {problem}", path.display());
+                }
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let server = match builder.start().await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("eas serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ready = server
+        .wait_ready(Duration::from_secs(args.ready_timeout))
+        .await;
+    announce(&server);
+    if !ready {
+        eprintln!("eas serve: not every service became ready (see the instance states above); stopping");
+        server.shutdown().await;
+        return ExitCode::FAILURE;
+    }
+    wait_for_signal().await;
+    eprintln!("eas serve: shutting down: finishing in-flight requests");
+    let report = server.shutdown().await;
+    if report.abandoned > 0 {
+        eprintln!(
+            "eas serve: {} requests were still unfinished at the end of the grace period",
+            report.abandoned
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn load(path: &PathBuf) -> Result<ServiceSpec, Vec<String>> {
+    let text = std::fs::read(path).map_err(|e| vec![format!("cannot read: {e}")])?;
+    ServiceSpec::from_json_slice(&text)
+        .map_err(|errors| errors.errors().iter().map(ToString::to_string).collect())
+}
+
+fn announce(server: &RunningServer) {
+    let addr = server.local_addr();
+    println!("eas: listening on http://{addr}");
+    for service in server.gateway().services().values() {
+        let states: Vec<String> = service
+            .instances()
+            .iter()
+            .map(|i| eas::runtime::instance::describe_state(&i.state()))
+            .collect();
+        println!(
+            "  service {}: POST http://{addr}/api/predict/{}  token {}  instances: {}",
+            service.name(),
+            service.name(),
+            service.token(),
+            states.join(", ")
+        );
+    }
+    println!("  metrics http://{addr}/metrics  status http://{addr}/api/services  ready http://{addr}/readyz");
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,100 @@
+//! `eas serve` as a user runs it: it prints where it listens and the token, answers predict
+//! requests, and exits 0 after Ctrl-C (SIGINT); a bad spec exits 1 naming the problem.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+fn example(name: &str) -> String {
+    format!("{}/examples/services/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One HTTP/1.1 POST over a fresh connection; the status and body.
+fn post(addr: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status line");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_should_answer_requests_and_exit_cleanly_on_sigint() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eas"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["serve", &example("echo.json"), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("eas serve starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("text");
+    let addr = first
+        .strip_prefix("eas: listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned();
+    let service = lines.next().expect("a line").expect("text");
+    assert!(service.contains("service echo: POST"), "{service}");
+    let token = service
+        .split("token ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a token is printed")
+        .to_owned();
+
+    assert_eq!(post(&addr, "/api/predict/echo", &token, "hi"), (200, "hi".into()));
+    let (status, body) = post(&addr, "/api/predict/echo", "wrong", "hi");
+    assert_eq!(status, 401, "{body}");
+
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = child.wait().expect("eas serve exits");
+    assert!(status.success(), "exit status after SIGINT: {status}");
+}
+
+#[test]
+fn serve_should_refuse_a_bad_spec_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("eas-cli-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"metadata": {"name": "x", "instance": 1, "rpc": {"max_batch_sise": 4}}, "processor": "echo", "model_path": "."}"#,
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_eas"))
+        .args(["serve", &bad.to_string_lossy(), "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("eas runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metadata.rpc.max_batch_sise"), "{err}");
+    assert!(err.contains("did you mean max_batch_size"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_eas"))
+        .args(["serve", &example("echo.json"), "--listen", "127.0.0.1:0"])
+        .arg(example("echo.json"))
+        .output()
+        .expect("eas runs");
+    assert_eq!(out.status.code(), Some(1), "two services named echo");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("two services are named `echo`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
