@@ -18,7 +18,10 @@ struct Reverse;
 
 impl Processor for Reverse {
     fn initialize(&mut self, ctx: &InitContext) -> eas::Result<()> {
-        println!("instance {} of `{}` initialized", ctx.instance_index, ctx.service);
+        println!(
+            "instance {} of `{}` initialized",
+            ctx.instance_index, ctx.service
+        );
         Ok(())
     }
 

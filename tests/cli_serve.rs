@@ -25,7 +25,11 @@ fn post(addr: &str, path: &str, token: &str, body: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .expect("status line");
-    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
     (status, body)
 }
 
@@ -54,7 +58,10 @@ fn serve_should_answer_requests_and_exit_cleanly_on_sigint() {
         .expect("a token is printed")
         .to_owned();
 
-    assert_eq!(post(&addr, "/api/predict/echo", &token, "hi"), (200, "hi".into()));
+    assert_eq!(
+        post(&addr, "/api/predict/echo", &token, "hi"),
+        (200, "hi".into())
+    );
     let (status, body) = post(&addr, "/api/predict/echo", "wrong", "hi");
     assert_eq!(status, 401, "{body}");
 

@@ -288,16 +288,75 @@ mod tests {
         let date = "Mon, 23 Nov 2026 10:00:00 GMT";
         let (md5, authz) = signed(b"hello", date);
         let now = at(date);
-        let other_token = format!("EAS {}", sign("other", "POST", &md5, "text/plain", date, PATH));
-        type Case<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a [u8], &'a str);
+        let other_token = format!(
+            "EAS {}",
+            sign("other", "POST", &md5, "text/plain", date, PATH)
+        );
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a [u8],
+            &'a str,
+        );
         let cases: [Case<'_>; 7] = [
-            ("no header", None, None, None, b"hello", "missing Authorization"),
-            ("wrong plain", Some("nope"), None, None, b"hello", "does not match the service's token"),
-            ("tampered body", Some(&authz), Some(&md5), Some(date), b"hellO", "does not match the body"),
-            ("no md5", Some(&authz), None, Some(date), b"hello", "needs a Content-MD5"),
-            ("no date", Some(&authz), Some(&md5), None, b"hello", "needs a Date"),
-            ("bad date", Some(&authz), Some(&md5), Some("yesterday"), b"hello", "not an HTTP date"),
-            ("wrong token", Some(&other_token), Some(&md5), Some(date), b"hello", "signature does not match"),
+            (
+                "no header",
+                None,
+                None,
+                None,
+                b"hello",
+                "missing Authorization",
+            ),
+            (
+                "wrong plain",
+                Some("nope"),
+                None,
+                None,
+                b"hello",
+                "does not match the service's token",
+            ),
+            (
+                "tampered body",
+                Some(&authz),
+                Some(&md5),
+                Some(date),
+                b"hellO",
+                "does not match the body",
+            ),
+            (
+                "no md5",
+                Some(&authz),
+                None,
+                Some(date),
+                b"hello",
+                "needs a Content-MD5",
+            ),
+            (
+                "no date",
+                Some(&authz),
+                Some(&md5),
+                None,
+                b"hello",
+                "needs a Date",
+            ),
+            (
+                "bad date",
+                Some(&authz),
+                Some(&md5),
+                Some("yesterday"),
+                b"hello",
+                "not an HTTP date",
+            ),
+            (
+                "wrong token",
+                Some(&other_token),
+                Some(&md5),
+                Some(date),
+                b"hello",
+                "signature does not match",
+            ),
         ];
         for (name, authz, md5, date, body, reason) in cases {
             let error = check(now, authz, md5, date, body).expect_err(name);
@@ -313,13 +372,19 @@ mod tests {
         // A client at UTC+14 labels local time GMT: its Date is 14 h ahead of ours.
         for offset in [hour * 14, hour * 8, Duration::ZERO] {
             let ours = at(date) - offset;
-            assert_eq!(check(ours, Some(&authz), Some(&md5), Some(date), b"hello"), Ok(()));
+            assert_eq!(
+                check(ours, Some(&authz), Some(&md5), Some(date), b"hello"),
+                Ok(())
+            );
             let ours = at(date) + offset;
-            assert_eq!(check(ours, Some(&authz), Some(&md5), Some(date), b"hello"), Ok(()));
+            assert_eq!(
+                check(ours, Some(&authz), Some(&md5), Some(date), b"hello"),
+                Ok(())
+            );
         }
         let stale = at(date) + hour * 48;
-        let error = check(stale, Some(&authz), Some(&md5), Some(date), b"hello")
-            .expect_err("two days off");
+        let error =
+            check(stale, Some(&authz), Some(&md5), Some(date), b"hello").expect_err("two days off");
         assert!(error.contains("away from the server's clock"), "{error}");
     }
 

@@ -176,7 +176,9 @@ async fn predict(
             Err(why) => Err((ApiError::Unauthorized(why), None)),
             Ok(()) => {
                 received = Some(body.clone());
-                service.predict(to_request(body, &parts.headers, sub_path)).await
+                service
+                    .predict(to_request(body, &parts.headers, sub_path))
+                    .await
             }
         },
     };
@@ -199,7 +201,9 @@ async fn predict(
         }
         Err((error, instance)) => {
             // What the processor said about a request is sunk too; refusals before it are not.
-            if let (Some(body), ApiError::Processor(_) | ApiError::Panicked(_)) = (&received, &error) {
+            if let (Some(body), ApiError::Processor(_) | ApiError::Panicked(_)) =
+                (&received, &error)
+            {
                 let answer = error.body().to_string();
                 service.record(body, error.status(), answer.as_bytes(), started.elapsed());
             }
@@ -222,7 +226,11 @@ async fn predict(
 }
 
 /// The body, refused with 413 past `limit` (by its Content-Length or as it streams in).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -332,7 +340,10 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
         service.publish_gauges();
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         gateway.metrics.encode(),
     )
         .into_response()

@@ -102,7 +102,8 @@ impl Metrics {
         let mut registry = Registry::with_prefix("eas");
         let requests = Family::default();
         registry.register("requests", "Requests answered", requests.clone());
-        let request_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
+        let request_duration =
+            HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
         registry.register(
             "request_duration_seconds",
             "Time from a request's arrival to its answer",
@@ -114,16 +115,25 @@ impl Metrics {
             "Time a request waited at its instance for a worker",
             queue_wait.clone(),
         );
-        let process_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
+        let process_duration =
+            HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
         registry.register(
             "process_duration_seconds",
             "Time one processor call took",
             process_duration.clone(),
         );
         let batch_size = HistogramFamily::new_with_constructor(batch_histogram as fn() -> _);
-        registry.register("batch_size", "Requests per processor call", batch_size.clone());
+        registry.register(
+            "batch_size",
+            "Requests per processor call",
+            batch_size.clone(),
+        );
         let inflight = Family::default();
-        registry.register("inflight_requests", "Requests being handled now", inflight.clone());
+        registry.register(
+            "inflight_requests",
+            "Requests being handled now",
+            inflight.clone(),
+        );
         let queue_depth = Family::default();
         registry.register(
             "queue_depth",
@@ -241,9 +251,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE eas_batch_size histogram"), "{text}");
-        assert!(text.contains(r#"eas_batch_size_bucket{le="4.0",service="echo",instance="0"} 1"#) || text.contains(r#"eas_batch_size_bucket{service="echo",instance="0",le="4.0"} 1"#), "{text}");
-        assert!(!text.contains("# EOF"), "plain Prometheus text has no EOF marker");
+        assert!(
+            text.contains(r#"eas_batch_size_bucket{le="4.0",service="echo",instance="0"} 1"#)
+                || text
+                    .contains(r#"eas_batch_size_bucket{service="echo",instance="0",le="4.0"} 1"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF"),
+            "plain Prometheus text has no EOF marker"
+        );
         assert!(text.contains("# TYPE eas_requests_total counter"), "{text}");
-        assert!(text.contains("# HELP eas_requests_total Requests answered"), "{text}");
+        assert!(
+            text.contains("# HELP eas_requests_total Requests answered"),
+            "{text}"
+        );
     }
 }

@@ -133,7 +133,10 @@ mod tests {
 
     #[test]
     fn echo_should_answer_each_request_with_its_body() {
-        let batch = [Request::new("a"), Request::new("bb").with_content_type("text/plain")];
+        let batch = [
+            Request::new("a"),
+            Request::new("bb").with_content_type("text/plain"),
+        ];
         let out = EchoProcessor.process(&batch);
         assert_eq!(out.len(), 2);
         let second = out[1].as_ref().expect("echo never fails");

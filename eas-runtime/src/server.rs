@@ -117,7 +117,12 @@ impl ServerBuilder {
         for (spec, paths) in self.services {
             grace = grace.max(spec.metadata.termination_grace_period);
             let paths = paths.unwrap_or_else(|| LocalPaths::local(&spec, &self.base_dir));
-            services.push(Service::start(spec, &self.registry, &paths, Arc::clone(&metrics))?);
+            services.push(Service::start(
+                spec,
+                &self.registry,
+                &paths,
+                Arc::clone(&metrics),
+            )?);
         }
         let gateway = Arc::new(Gateway::new(services, metrics, self.max_body_bytes)?);
         let listener = TcpListener::bind(self.addr)

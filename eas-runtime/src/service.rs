@@ -207,7 +207,10 @@ impl Service {
 
     /// Runs one request through the service's limits and a ready instance. On success, the
     /// instance that answered; on failure, the instance reached, if any.
-    pub async fn predict(&self, request: Request) -> Result<(Response, u32), (ApiError, Option<u32>)> {
+    pub async fn predict(
+        &self,
+        request: Request,
+    ) -> Result<(Response, u32), (ApiError, Option<u32>)> {
         if let Some(limiter) = &self.rate_limit
             && !limiter.try_acquire()
         {
@@ -314,14 +317,18 @@ impl Service {
     }
 }
 
-fn processor_maker(spec: &Arc<ServiceSpec>, registry: &ProcessorRegistry) -> Result<ProcessorMaker> {
+fn processor_maker(
+    spec: &Arc<ServiceSpec>,
+    registry: &ProcessorRegistry,
+) -> Result<ProcessorMaker> {
     let service = &spec.metadata.name;
     let Some(name) = spec.processor.as_deref() else {
         return Err(Error::UnknownProcessor {
             service: service.clone(),
-            processor: spec
-                .processor_type
-                .map_or_else(|| "(none)".to_owned(), |t| format!("custom {t:?} processor")),
+            processor: spec.processor_type.map_or_else(
+                || "(none)".to_owned(),
+                |t| format!("custom {t:?} processor"),
+            ),
             known: registry.names(),
         });
     };
@@ -335,9 +342,10 @@ fn processor_maker(spec: &Arc<ServiceSpec>, registry: &ProcessorRegistry) -> Res
 }
 
 fn init_context(spec: &ServiceSpec, paths: &LocalPaths, index: u32) -> InitContext {
-    let cpu = spec.metadata.cpu.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
-    });
+    let cpu = spec
+        .metadata
+        .cpu
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64));
     let mut ctx = InitContext::new(spec.metadata.name.clone())
         .with_instance_index(index)
         .with_threads((cpu.round() as usize).max(1))
@@ -373,8 +381,14 @@ fn open_sink(spec: &ServiceSpec, metrics: &Arc<Metrics>) -> Result<Option<SinkWr
             ))));
         }
     };
-    let opened = JsonLinesSink::create(&file.path)
-        .and_then(|sink| SinkWriter::spawn(service, Box::new(sink), SINK_BUFFER, Some(Arc::clone(metrics))));
+    let opened = JsonLinesSink::create(&file.path).and_then(|sink| {
+        SinkWriter::spawn(
+            service,
+            Box::new(sink),
+            SINK_BUFFER,
+            Some(Arc::clone(metrics)),
+        )
+    });
     opened.map(Some).map_err(|e| Error::Sink {
         service: service.clone(),
         path: PathBuf::from(&file.path),
@@ -390,7 +404,11 @@ fn read_warm_up(path: &Path) -> std::result::Result<Vec<Request>, String> {
     let lines: Option<Vec<serde_json::Value>> = text.and_then(|t| {
         t.lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v.is_object()))
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .filter(|v| v.is_object())
+            })
             .collect()
     });
     let Some(lines) = lines.filter(|l| !l.is_empty()) else {
@@ -442,7 +460,10 @@ mod tests {
 
         let raw = dir.path().join("warm.bin");
         std::fs::write(&raw, [1u8, 2, 3]).expect("write");
-        assert_eq!(read_warm_up(&raw).expect("read")[0].body.as_ref(), &[1, 2, 3]);
+        assert_eq!(
+            read_warm_up(&raw).expect("read")[0].body.as_ref(),
+            &[1, 2, 3]
+        );
 
         let bad = dir.path().join("bad.jsonl");
         std::fs::write(&bad, "{\"nobody\": 1}\n").expect("write");
@@ -459,6 +480,9 @@ mod tests {
         .expect("spec");
         let paths = LocalPaths::local(&spec, Path::new("/srv"));
         assert_eq!(paths.model_dir, Some(PathBuf::from("/srv/models")));
-        assert_eq!(paths.model_entry, Some(PathBuf::from("/srv/models/mlp.onnx")));
+        assert_eq!(
+            paths.model_entry,
+            Some(PathBuf::from("/srv/models/mlp.onnx"))
+        );
     }
 }

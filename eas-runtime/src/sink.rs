@@ -52,7 +52,13 @@ pub struct SinkRecord {
 impl SinkRecord {
     /// A record stamped with the current time.
     #[must_use]
-    pub fn new(service: &str, request: &[u8], status: u16, response: &[u8], latency_ms: f64) -> Self {
+    pub fn new(
+        service: &str,
+        request: &[u8],
+        status: u16,
+        response: &[u8],
+        latency_ms: f64,
+    ) -> Self {
         let (request, request_encoding) = encode(request);
         let (response, response_encoding) = encode(response);
         Self {
@@ -163,7 +169,11 @@ impl SinkWriter {
                             Message::Record(record) => result = result.and(sink.write(&record)),
                             Message::Stop => stopping = true,
                         }
-                        next = if stopping { None } else { receiver.try_recv().ok() };
+                        next = if stopping {
+                            None
+                        } else {
+                            receiver.try_recv().ok()
+                        };
                     }
                     if let Err(e) = result.and(sink.flush()) {
                         tracing::warn!(service = %name, "sink write failed: {e}");
@@ -253,7 +263,10 @@ mod tests {
             .sink_dropped
             .get_or_create(&Metrics::service("s"))
             .get();
-        assert!(dropped >= 7, "dropped {dropped} of 10 with room for 2 + 1 in hand");
+        assert!(
+            dropped >= 7,
+            "dropped {dropped} of 10 with room for 2 + 1 in hand"
+        );
         for _ in 0..10 {
             let _ = release.send(());
         }

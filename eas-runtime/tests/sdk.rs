@@ -69,7 +69,10 @@ fn require_or_skip(test: &str, why: &str) {
 async fn the_real_sdk_should_get_correct_answers_with_hmac_signed_requests() {
     let test = "the_real_sdk_should_get_correct_answers_with_hmac_signed_requests";
     let Ok(python) = std::env::var("EAS_SDK_PYTHON") else {
-        return require_or_skip(test, "EAS_SDK_PYTHON is not set (a Python with eas-prediction)");
+        return require_or_skip(
+            test,
+            "EAS_SDK_PYTHON is not set (a Python with eas-prediction)",
+        );
     };
     if let Err(e) = eas_runtime::onnx::runtime() {
         return require_or_skip(test, &format!("no ONNX Runtime library: {e}"));
@@ -116,7 +119,11 @@ async fn the_real_sdk_should_get_correct_answers_with_hmac_signed_requests() {
             .to_owned()
     };
     assert_eq!(result("echo"), "hello eas");
-    assert_eq!(result("echo_binary"), "0001c3be", "latin-1 text sent as UTF-8 by the SDK");
+    assert_eq!(
+        result("echo_binary"),
+        "0001c3be",
+        "latin-1 text sent as UTF-8 by the SDK"
+    );
     assert_eq!(result("direct"), "via discovery");
     // onnxruntime 1.31.1 in Python gives these (examples/models/README.md).
     assert_eq!(

@@ -174,15 +174,59 @@ async fn wrong_token_tampered_body_and_stale_date_should_get_401_saying_why() {
             .send()
     };
     let now = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let stale = httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(3 * 86400));
+    let stale =
+        httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(3 * 86400));
     let md5 = content_md5(b"body");
-    let good = |date: &str| format!("EAS {}", sign(TOKEN, "POST", &md5, "text/plain", date, "/api/predict/svc"));
-    let wrong = format!("EAS {}", sign("not-the-token", "POST", &md5, "text/plain", &now, "/api/predict/svc"));
+    let good = |date: &str| {
+        format!(
+            "EAS {}",
+            sign(TOKEN, "POST", &md5, "text/plain", date, "/api/predict/svc")
+        )
+    };
+    let wrong = format!(
+        "EAS {}",
+        sign(
+            "not-the-token",
+            "POST",
+            &md5,
+            "text/plain",
+            &now,
+            "/api/predict/svc"
+        )
+    );
     let cases = [
-        ("wrong token", wrong, md5.clone(), now.clone(), "body", "signature does not match"),
-        ("tampered body", good(&now), md5.clone(), now.clone(), "BODY", "does not match the body"),
-        ("stale date", good(&stale), md5.clone(), stale.clone(), "body", "away from the server's clock"),
-        ("wrong plain token", "nope".into(), md5.clone(), now.clone(), "body", "does not match the service's token"),
+        (
+            "wrong token",
+            wrong,
+            md5.clone(),
+            now.clone(),
+            "body",
+            "signature does not match",
+        ),
+        (
+            "tampered body",
+            good(&now),
+            md5.clone(),
+            now.clone(),
+            "BODY",
+            "does not match the body",
+        ),
+        (
+            "stale date",
+            good(&stale),
+            md5.clone(),
+            stale.clone(),
+            "body",
+            "away from the server's clock",
+        ),
+        (
+            "wrong plain token",
+            "nope".into(),
+            md5.clone(),
+            now.clone(),
+            "body",
+            "does not match the service's token",
+        ),
     ];
     for (name, authz, md5, date, body, reason) in cases {
         let response = send(authz, md5, date, body).await.expect("sent");
@@ -207,13 +251,21 @@ async fn batching_should_group_concurrent_requests_and_map_answers_back() {
     });
     for (i, (status, body)) in futures_join_all(requests).await {
         assert_eq!(status, 200);
-        assert_eq!(body, format!("request-{i}"), "answer mapped to its own request");
+        assert_eq!(
+            body,
+            format!("request-{i}"),
+            "answer mapped to its own request"
+        );
     }
     let text = metrics(&server).await;
     let sum = sample(&text, "eas_batch_size_sum", &["service=\"svc\""]);
     let count = sample(&text, "eas_batch_size_count", &["service=\"svc\""]);
     assert_eq!(sum, 32.0, "{text}");
-    assert!(count < 32.0 && sum / count > 1.0, "mean batch size {}", sum / count);
+    assert!(
+        count < 32.0 && sum / count > 1.0,
+        "mean batch size {}",
+        sum / count
+    );
     assert_eq!(calls.load(Ordering::SeqCst) as f64, count);
     server.shutdown().await;
 }
@@ -243,11 +295,16 @@ async fn each_limit_should_answer_its_status_with_a_json_reason() {
         .into_iter()
         .map(|(s, _)| s)
         .collect();
-    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 3, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 429).count(),
+        3,
+        "{statuses:?}"
+    );
 
     let (first, second) = tokio::join!(post(&server, "gw", "x"), post(&server, "gw", "x"));
     assert_eq!([first.0, second.0].iter().filter(|&&s| s == 429).count(), 1);
-    let answer: Value = serde_json::from_str(if first.0 == 429 { &first.1 } else { &second.1 }).expect("json");
+    let answer: Value =
+        serde_json::from_str(if first.0 == 429 { &first.1 } else { &second.1 }).expect("json");
     assert_eq!(answer["error"], "rate_limited");
 
     let (a, b) = tokio::join!(post(&server, "conc", "sleep:300"), async {
@@ -303,8 +360,13 @@ async fn oversized_body_should_get_413_and_slow_headers_should_be_cut_off() {
 
     // A client that never finishes its headers is disconnected.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(server.local_addr()).await.expect("connect");
-    stream.write_all(b"POST /api/predict/svc HTTP/1.1\r\nHost: x\r\n").await.expect("write");
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /api/predict/svc HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the server closed the slow connection");
@@ -321,12 +383,23 @@ async fn panicking_processor_should_fail_only_its_request_and_come_back() {
     .await;
     let (bad, good) = tokio::join!(post(&server, "svc", "panic"), post(&server, "svc", "good"));
     assert_eq!(bad.0, 500);
-    assert!(bad.1.contains("processor panicked: asked to panic"), "{}", bad.1);
+    assert!(
+        bad.1.contains("processor panicked: asked to panic"),
+        "{}",
+        bad.1
+    );
     assert_eq!(good, (200, "good".into()), "its batch-mate still succeeds");
-    assert!(server.wait_ready(Duration::from_secs(5)).await, "instance comes back");
+    assert!(
+        server.wait_ready(Duration::from_secs(5)).await,
+        "instance comes back"
+    );
     assert_eq!(post(&server, "svc", "after").await, (200, "after".into()));
     let text = metrics(&server).await;
-    assert_eq!(sample(&text, "eas_instance_restarts_total", &["service=\"svc\""]), 1.0, "{text}");
+    assert_eq!(
+        sample(&text, "eas_instance_restarts_total", &["service=\"svc\""]),
+        1.0,
+        "{text}"
+    );
     let (status, body) = post(&server, "svc", "fail").await;
     assert_eq!(status, 400);
     assert!(body.contains("asked to fail"), "{body}");
@@ -357,12 +430,13 @@ async fn sub_paths_should_route_to_the_service_and_reach_the_processor() {
     let (status, body) = post(&server, "group.model_v3/x", "c").await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("group.model_v3/x"), "{body}");
-    let discovery: Value = reqwest::get(url(&server, "/api/v1/servicediscovery/upstreams/model_v2"))
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let discovery: Value =
+        reqwest::get(url(&server, "/api/v1/servicediscovery/upstreams/model_v2"))
+            .await
+            .expect("discovery")
+            .json()
+            .await
+            .expect("json");
     let items = discovery["endpoints"]["items"].as_array().expect("items");
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["port"], server.local_addr().port());
@@ -376,10 +450,29 @@ async fn metrics_should_pass_promtool_and_count_by_code() {
     post(&server, "svc", "x").await;
     post(&server, "svc", "fail").await;
     let text = metrics(&server).await;
-    assert_eq!(sample(&text, "eas_requests_total", &["code=\"200\"", "instance=\"0\""]), 1.0, "{text}");
-    assert_eq!(sample(&text, "eas_requests_total", &["code=\"400\""]), 1.0, "{text}");
-    assert_eq!(sample(&text, "eas_instance_ready", &["service=\"svc\""]), 1.0, "{text}");
-    assert!(text.contains("eas_request_duration_seconds_bucket"), "{text}");
+    assert_eq!(
+        sample(
+            &text,
+            "eas_requests_total",
+            &["code=\"200\"", "instance=\"0\""]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "eas_requests_total", &["code=\"400\""]),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "eas_instance_ready", &["service=\"svc\""]),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        text.contains("eas_request_duration_seconds_bucket"),
+        "{text}"
+    );
     assert!(text.contains("eas_queue_depth{"), "{text}");
 
     match std::process::Command::new("promtool")
@@ -391,7 +484,12 @@ async fn metrics_should_pass_promtool_and_count_by_code() {
     {
         Ok(mut child) => {
             use std::io::Write;
-            child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("write");
             let out = child.wait_with_output().expect("promtool ran");
             assert!(
                 out.status.success(),
@@ -412,14 +510,22 @@ async fn metrics_should_pass_promtool_and_count_by_code() {
 async fn warm_up_should_run_before_ready_and_sink_should_record_pairs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let warm = dir.path().join("warm.jsonl");
-    std::fs::write(&warm, "{\"body\": \"w1\"}\n{\"body\": \"w2\"}\n{\"body\": \"w3\"}\n").expect("write");
+    std::fs::write(
+        &warm,
+        "{\"body\": \"w1\"}\n{\"body\": \"w2\"}\n{\"body\": \"w3\"}\n",
+    )
+    .expect("write");
     let sink = dir.path().join("sink.jsonl");
     let (server, calls) = start(vec![spec(json!({
         "warm_up_data_path": warm.to_string_lossy(),
         "sinker": {"type": "file", "config": {"file": {"path": sink.to_string_lossy()}}},
     }))])
     .await;
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "three warm-up calls before ready");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "three warm-up calls before ready"
+    );
     post(&server, "svc", "recorded").await;
     post(&server, "svc", "fail").await;
     server.shutdown().await;
@@ -432,7 +538,12 @@ async fn warm_up_should_run_before_ready_and_sink_should_record_pairs() {
     assert_eq!(lines[0]["request"], "recorded");
     assert_eq!(lines[0]["status"], 200);
     assert_eq!(lines[1]["status"], 400);
-    assert!(lines[1]["response"].as_str().unwrap_or_default().contains("asked to fail"));
+    assert!(
+        lines[1]["response"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("asked to fail")
+    );
 }
 
 #[tokio::test]
@@ -449,12 +560,18 @@ async fn shutdown_should_finish_in_flight_requests_then_refuse_connections() {
                 .send()
                 .await
                 .expect("sent");
-            (response.status().as_u16(), response.text().await.expect("body"))
+            (
+                response.status().as_u16(),
+                response.text().await.expect("body"),
+            )
         }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let report = server.shutdown().await;
     assert_eq!(report.abandoned, 0);
     assert_eq!(in_flight.await.expect("joined"), (200, "sleep:300".into()));
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
 }

@@ -77,10 +77,8 @@ mod tests {
         let (btx, brx) = async_channel::unbounded();
         let batcher = tokio::spawn(run(rx, btx, max, Duration::from_millis(timeout_ms)));
         for (at_ms, body) in arrivals {
-            tokio::time::sleep_until(
-                tokio::time::Instant::now() + Duration::from_millis(at_ms),
-            )
-            .await;
+            tokio::time::sleep_until(tokio::time::Instant::now() + Duration::from_millis(at_ms))
+                .await;
             tx.send(job(body)).ok();
         }
         drop(tx);

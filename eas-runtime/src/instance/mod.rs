@@ -303,14 +303,21 @@ impl Instance {
     pub async fn shutdown(&self, grace: Duration) -> usize {
         let shared = &self.shared;
         shared.ready.store(false, Ordering::Release);
-        drop(shared.queue.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(
+            shared
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         let deadline = tokio::time::Instant::now() + grace;
         while self.load() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let left = self.load();
         shared.set_state(InstanceState::Stopped);
-        let workers = std::mem::take(&mut *shared.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let workers =
+            std::mem::take(&mut *shared.workers.lock().unwrap_or_else(|e| e.into_inner()));
         if left == 0 {
             // The queue is closed and empty, so the workers are on their way out.
             let _ = tokio::task::spawn_blocking(move || {

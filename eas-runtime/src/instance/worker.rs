@@ -145,13 +145,17 @@ fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
             let mut crash = Some(why);
             let answers = requests
                 .iter()
-                .map(|request| match call(processor.as_ref(), std::slice::from_ref(request)) {
-                    Ok(mut one) => one.pop().unwrap_or_else(|| Err(ApiError::Internal("no answer".into()))),
-                    Err(why) => {
-                        crash = Some(why.clone());
-                        Err(ApiError::Panicked(why))
-                    }
-                })
+                .map(
+                    |request| match call(processor.as_ref(), std::slice::from_ref(request)) {
+                        Ok(mut one) => one
+                            .pop()
+                            .unwrap_or_else(|| Err(ApiError::Internal("no answer".into()))),
+                        Err(why) => {
+                            crash = Some(why.clone());
+                            Err(ApiError::Panicked(why))
+                        }
+                    },
+                )
                 .collect();
             (answers, crash)
         }

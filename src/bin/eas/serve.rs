@@ -30,7 +30,10 @@ pub struct ServeArgs {
 /// Serves until interrupted; exits 1 when a spec is invalid or a service cannot start.
 pub fn run(args: &ServeArgs) -> ExitCode {
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("eas serve: cannot start the async runtime: {e}");
@@ -67,7 +70,9 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         .await;
     announce(&server);
     if !ready {
-        eprintln!("eas serve: not every service became ready (see the instance states above); stopping");
+        eprintln!(
+            "eas serve: not every service became ready (see the instance states above); stopping"
+        );
         server.shutdown().await;
         return ExitCode::FAILURE;
     }
@@ -106,7 +111,9 @@ fn announce(server: &RunningServer) {
             states.join(", ")
         );
     }
-    println!("  metrics http://{addr}/metrics  status http://{addr}/api/services  ready http://{addr}/readyz");
+    println!(
+        "  metrics http://{addr}/metrics  status http://{addr}/api/services  ready http://{addr}/readyz"
+    );
 }
 
 async fn wait_for_signal() {
