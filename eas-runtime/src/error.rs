@@ -58,6 +58,16 @@ pub enum Error {
     #[error("cannot generate a service token: {0}")]
     Token(String),
 
+    /// A remote `model_path`, `processor_path` or `storage[]` mount could not be made local.
+    #[error("service `{service}`: {source}")]
+    Storage {
+        /// The service.
+        service: String,
+        /// What went wrong, naming the path.
+        #[source]
+        source: eas_storage::Error,
+    },
+
     /// Two specs have the same name.
     #[error("two services are named `{0}`")]
     DuplicateService(String),

@@ -1,6 +1,9 @@
 //! A server: services started from their specs, the [`Gateway`] routes on a TCP socket, and a
 //! graceful shutdown the caller triggers (the library installs no signal handlers).
 //!
+//! Specs whose `model_path` (or `processor_path`, or `storage[]`) is remote or an archive are
+//! fetched through `eas-storage` into [`ServerBuilder::work_dir`] before their instances start.
+//!
 //! Connections are HTTP/1.1 with keep-alive. A client that does not finish sending its headers
 //! within [`ServerBuilder::header_read_timeout`] is disconnected without ever taking a worker.
 //! [`RunningServer::shutdown`] stops accepting, lets in-flight requests finish within the
@@ -12,6 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eas_core::spec::ServiceSpec;
+use eas_core::storage::Progress;
+use eas_storage::resolve::{ResolveOptions, resolve};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -40,7 +45,6 @@ impl Server {
 }
 
 /// Configures and starts a server.
-#[derive(Debug)]
 #[must_use]
 pub struct ServerBuilder {
     registry: ProcessorRegistry,
@@ -49,6 +53,19 @@ pub struct ServerBuilder {
     max_body_bytes: usize,
     header_read_timeout: Duration,
     base_dir: PathBuf,
+    work_dir: PathBuf,
+    storage_progress: Option<Arc<dyn Progress>>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("registry", &self.registry)
+            .field("services", &self.services.len())
+            .field("addr", &self.addr)
+            .field("work_dir", &self.work_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServerBuilder {
@@ -60,6 +77,8 @@ impl Default for ServerBuilder {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             base_dir: PathBuf::from("."),
+            work_dir: std::env::temp_dir().join("eas"),
+            storage_progress: None,
         }
     }
 }
@@ -108,15 +127,66 @@ impl ServerBuilder {
         self
     }
 
+    /// Where fetched models and mounts go, one directory per service (default: `eas` under the
+    /// system temp directory). Kept across restarts, so valid files are reused.
+    pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.work_dir = dir.into();
+        self
+    }
+
+    /// Receives the progress of model and mount transfers (bytes, rate, ETA).
+    pub fn storage_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.storage_progress = Some(progress);
+        self
+    }
+
+    /// The local paths of `spec`: fetched through `eas-storage` when it names remote files,
+    /// archives or mounts, else its local paths.
+    async fn local_paths(&self, spec: &ServiceSpec) -> Result<LocalPaths> {
+        let local = LocalPaths::local(spec, &self.base_dir);
+        if !LocalPaths::needs_storage(spec) {
+            return Ok(local);
+        }
+        let name = &spec.metadata.name;
+        let mut options = ResolveOptions::new(self.work_dir.join(name));
+        if let Some(progress) = &self.storage_progress {
+            options = options.with_progress(Arc::clone(progress));
+        }
+        let resolved = resolve(spec, &options)
+            .await
+            .map_err(|source| Error::Storage {
+                service: name.clone(),
+                source,
+            })?;
+        let mut paths = LocalPaths::new();
+        if let Some(dir) = resolved.model_dir {
+            paths = paths.with_model_dir(dir);
+        }
+        if let Some(entry) = resolved.model_entry {
+            paths = paths.with_model_entry(entry);
+        }
+        if let Some(warm_up) = local.warm_up {
+            paths = paths.with_warm_up(warm_up);
+        }
+        Ok(paths)
+    }
+
     /// Starts every service's instances and listens. Instances become ready in the
     /// background; see [`RunningServer::wait_ready`].
-    pub async fn start(self) -> Result<RunningServer> {
+    pub async fn start(mut self) -> Result<RunningServer> {
         let metrics = Arc::new(Metrics::new());
         let mut grace = Duration::ZERO;
-        let mut services = Vec::with_capacity(self.services.len());
-        for (spec, paths) in self.services {
+        let mut resolved = Vec::with_capacity(self.services.len());
+        for (spec, paths) in &self.services {
+            resolved.push(match paths {
+                Some(paths) => paths.clone(),
+                None => self.local_paths(spec).await?,
+            });
+        }
+        let specs = std::mem::take(&mut self.services);
+        let mut services = Vec::with_capacity(specs.len());
+        for ((spec, _), paths) in specs.into_iter().zip(resolved) {
             grace = grace.max(spec.metadata.termination_grace_period);
-            let paths = paths.unwrap_or_else(|| LocalPaths::local(&spec, &self.base_dir));
             services.push(Service::start(
                 spec,
                 &self.registry,

@@ -43,6 +43,49 @@ pub struct LocalPaths {
 }
 
 impl LocalPaths {
+    /// No paths; fill them in with the `with_*` methods.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same with a model directory.
+    #[must_use]
+    pub fn with_model_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.model_dir = Some(dir.into());
+        self
+    }
+
+    /// The same with a model file.
+    #[must_use]
+    pub fn with_model_entry(mut self, entry: impl Into<PathBuf>) -> Self {
+        self.model_entry = Some(entry.into());
+        self
+    }
+
+    /// The same with a warm-up request file.
+    #[must_use]
+    pub fn with_warm_up(mut self, file: impl Into<PathBuf>) -> Self {
+        self.warm_up = Some(file.into());
+        self
+    }
+
+    /// Whether the spec's files must be fetched or unpacked (by `eas-storage`) before an
+    /// instance starts: a `model_path` or `processor_path` with a scheme (`oss://`, `s3://`,
+    /// `http(s)://`) or naming an archive, or any `storage[]` mount.
+    #[must_use]
+    pub fn needs_storage(spec: &ServiceSpec) -> bool {
+        let remote = |p: &Option<String>| {
+            p.as_deref().is_some_and(|p| {
+                p.contains("://")
+                    || [".tar.gz", ".tgz", ".tar", ".tar.bz2", ".zip"]
+                        .iter()
+                        .any(|ext| p.ends_with(ext))
+            })
+        };
+        remote(&spec.model_path) || remote(&spec.processor_path) || !spec.storage.is_empty()
+    }
+
     /// The paths of a spec whose `model_path` and `warm_up_data_path` are local, relative to
     /// `base` when not absolute. Remote paths (`oss://`, `s3://`, `http(s)://`) are left out:
     /// fetch them with `eas-storage` and fill these fields in.

@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use eas::core::spec::ServiceSpec;
+use eas::core::storage::TransferProgress;
 use eas::runtime::server::{RunningServer, Server};
 
 /// The arguments of `eas serve`.
@@ -22,6 +24,10 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes; past it, 413.
     #[arg(long, default_value_t = eas::runtime::gateway::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Where remote models and mounts are fetched to (one directory per service; reused
+    /// after a restart). Default: `eas` under the system temp directory.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
     /// How long to wait for every service to become ready, in seconds.
     #[arg(long, default_value_t = 300)]
     ready_timeout: u64,
@@ -46,7 +52,11 @@ pub fn run(args: &ServeArgs) -> ExitCode {
 async fn serve(args: &ServeArgs) -> ExitCode {
     let mut builder = Server::builder()
         .bind(args.listen)
-        .max_body_bytes(args.max_body_bytes);
+        .max_body_bytes(args.max_body_bytes)
+        .storage_progress(Arc::new(show_progress));
+    if let Some(dir) = &args.work_dir {
+        builder = builder.work_dir(dir);
+    }
     for path in &args.specs {
         match load(path) {
             Ok(spec) => builder = builder.service(spec),
@@ -86,6 +96,33 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// One progress line on stderr, rewritten in place: file, bytes, rate and ETA.
+fn show_progress(progress: &TransferProgress) {
+    use std::io::Write;
+    const MIB: f64 = 1024.0 * 1024.0;
+    let done = progress.bytes_done as f64 / MIB;
+    let rate = progress.rate_bytes_per_sec() / MIB;
+    let line = match progress.bytes_total {
+        Some(total) if total > 0 => {
+            let total_mib = total as f64 / MIB;
+            let percent = 100.0 * progress.bytes_done as f64 / total as f64;
+            let eta = progress
+                .eta()
+                .map_or_else(|| "?".to_owned(), |eta| format!("{} s", eta.as_secs()));
+            format!(
+                "fetching {}: {done:.1}/{total_mib:.1} MiB ({percent:.0}%) {rate:.1} MiB/s ETA {eta}",
+                progress.path
+            )
+        }
+        _ => format!("fetching {}: {done:.1} MiB {rate:.1} MiB/s", progress.path),
+    };
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[2K{line}");
+    if progress.bytes_total == Some(progress.bytes_done) {
+        let _ = writeln!(err);
+    }
 }
 
 fn load(path: &PathBuf) -> Result<ServiceSpec, Vec<String>> {
