@@ -1,0 +1,1157 @@
+//! The load benches of the data plane: the eas server under 64 keep-alive connections, against
+//! baselines measured in the same run on the same machine.
+//!
+//! 1. **echo**: the `echo` processor behind the eas server (plain token auth) vs a bare axum
+//!    echo server (`POST` answers the body), ~100-byte bodies: requests/s (goal >= 0.8x).
+//! 2. **ONNX MLP** (256 -> 1024 -> 1024 -> 10, FP32): the eas server with `processor: onnx`
+//!    and batching, single-row protobuf (`DataProto`) requests, vs the same model run
+//!    in-process by `ort` at its best batch size (goal >= 0.9x rows/s), and vs a FastAPI +
+//!    onnxruntime server under uvicorn (`benches/support/fastapi_onnx.py`, raw float32 bodies;
+//!    goal >= 3x). A few batching configurations are tried first and the best is measured.
+//!
+//! The load generator is in this file: a Rust client on hyper 1 (`client::conn::http1`), one
+//! task per connection, each sending its next request as soon as the previous answer is in.
+//! Each measurement opens its connections, warms up, then counts the answers completed in a
+//! fixed window; the compared servers take turns window by window, and the figures are the
+//! medians over the windows (latency percentiles over every answer of the measured windows).
+//! Servers run in this process on their own tokio runtime (threads `srv-io`), the generator on
+//! another (threads `load-gen`), so the CPU each side used is read from `/proc` and printed:
+//! on a small machine the generator takes CPU from the server.
+//!
+//! Run (a few minutes):
+//! ```text
+//! EAS_PYTHON=... ORT_DYLIB_PATH=... EAS_BENCH_PYTHON=$PWD/target/eas-bench-venv/bin/python \
+//!     cargo bench -p eas-runtime --bench http_load
+//! ```
+//! Settings (env): `EAS_BENCH_SECS` (window, 2 s), `EAS_BENCH_WARMUP_SECS` (0.5 s),
+//! `EAS_BENCH_ROUNDS` (windows per figure, 5), `EAS_BENCH_CONNECTIONS` (64),
+//! `EAS_BENCH_CLIENT_THREADS` and `EAS_BENCH_SERVER_THREADS` (tokio threads, 2 each),
+//! `EAS_BENCH_PARTS` (`echo,onnx`). Without `EAS_PYTHON` or ONNX Runtime the ONNX part prints
+//! `SKIPPED`; without `EAS_BENCH_PYTHON` (FastAPI, uvicorn, onnxruntime, numpy from
+//! `.ci/requirements-bench.txt`) only the FastAPI baseline is skipped.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use eas_core::spec::ServiceSpec;
+use eas_runtime::onnx::{runtime, testing};
+use eas_runtime::proto::{DataProto, DataType, Message, TensorProto};
+use eas_runtime::server::{RunningServer, Server};
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use ort::session::Session;
+use ort::value::TensorRef;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+
+const TOKEN: &str = "bench-token";
+const FEATURES: usize = 256;
+const OUTPUTS: usize = 10;
+/// The intra-op threads of the in-process baseline and of the eas sessions (`cpu: 2`).
+const ORT_THREADS: usize = 2;
+const ORT_BATCHES: [usize; 5] = [1, 8, 32, 64, 128];
+/// Batching configurations tried: (max_batch_size, max_batch_timeout ms, worker_threads).
+const EAS_CONFIGS: [(u32, u64, u32); 4] = [(32, 2, 1), (64, 2, 1), (32, 2, 2), (64, 5, 2)];
+/// FastAPI configurations tried: (uvicorn workers, onnxruntime intra-op threads).
+const FASTAPI_CONFIGS: [(u32, u32); 3] = [(1, 1), (1, 2), (2, 1)];
+const GENERATOR: &str = "Rust hyper 1 client (client::conn::http1), one tokio task per \
+                         keep-alive connection, next request as soon as the answer is in";
+
+fn main() {
+    let settings = Settings::from_env();
+    let bench = Bench::new(settings);
+    bench.header();
+    let parts = std::env::var("EAS_BENCH_PARTS").unwrap_or_else(|_| "echo,onnx".into());
+    let mut summary = Vec::new();
+    if parts.contains("echo") {
+        summary.extend(bench.echo());
+    }
+    if parts.contains("onnx") {
+        summary.extend(bench.onnx());
+    }
+    println!();
+    println!("== summary ({}) ==", bench.settings.describe());
+    for line in summary {
+        println!("{line}");
+    }
+}
+
+/// The run's settings, from the environment.
+struct Settings {
+    window: Duration,
+    warmup: Duration,
+    rounds: usize,
+    connections: usize,
+    client_threads: usize,
+    server_threads: usize,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let secs = |name: &str, default: f64| {
+            Duration::from_secs_f64(env_parse(name).unwrap_or(default).max(0.05))
+        };
+        Self {
+            window: secs("EAS_BENCH_SECS", 2.0),
+            warmup: secs("EAS_BENCH_WARMUP_SECS", 0.5),
+            rounds: env_parse::<usize>("EAS_BENCH_ROUNDS").unwrap_or(5).max(1),
+            connections: env_parse::<usize>("EAS_BENCH_CONNECTIONS")
+                .unwrap_or(64)
+                .max(1),
+            client_threads: env_parse::<usize>("EAS_BENCH_CLIENT_THREADS")
+                .unwrap_or(2)
+                .max(1),
+            server_threads: env_parse::<usize>("EAS_BENCH_SERVER_THREADS")
+                .unwrap_or(2)
+                .max(1),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} connections, medians of {} windows of {:.1} s after {:.1} s warm-up; {} client + \
+             {} server tokio threads",
+            self.connections,
+            self.rounds,
+            self.window.as_secs_f64(),
+            self.warmup.as_secs_f64(),
+            self.client_threads,
+            self.server_threads
+        )
+    }
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+struct Bench {
+    settings: Settings,
+    servers: Runtime,
+    clients: Runtime,
+}
+
+impl Bench {
+    fn new(settings: Settings) -> Self {
+        let runtime = |threads: usize, name: &str| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name(name)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime can be built")
+        };
+        Self {
+            servers: runtime(settings.server_threads, "srv-io"),
+            clients: runtime(settings.client_threads, "load-gen"),
+            settings,
+        }
+    }
+
+    fn header(&self) {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|s| s.trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown CPU".into());
+        let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        println!("http_load: {}", self.settings.describe());
+        println!(
+            "machine: {cores} cores available, {cpu}; load average {}",
+            load.trim()
+        );
+        println!("generator: {GENERATOR}");
+        println!(
+            "note: the generator runs on the same machine and competes with the server for the \
+             CPU; each figure says how many cores the client (load-gen threads), the server \
+             and everything else on the machine used during the measured windows."
+        );
+    }
+
+    /// Part 1: the echo processor vs a bare axum echo server.
+    fn echo(&self) -> Vec<String> {
+        println!();
+        println!("== echo: eas `echo` processor (token auth) vs a bare axum echo server ==");
+        let body = Bytes::from(
+            "{\"id\": 12345, \"text\": \"a small request body of about one hundred bytes, \
+             echoed back\"}",
+        );
+        let (bare_addr, eas) = self.servers.block_on(async {
+            let bare = start_bare_echo().await;
+            let spec = ServiceSpec::from_json_value(json!({
+                "metadata": {"name": "echo", "instance": 1},
+                "processor": "echo", "model_path": ".", "token": TOKEN,
+            }))
+            .expect("the echo spec is valid");
+            let server = Server::builder()
+                .service(spec)
+                .bind("127.0.0.1:0".parse().expect("an address"))
+                .start()
+                .await
+                .expect("the eas server starts");
+            assert!(
+                server.wait_ready(Duration::from_secs(30)).await,
+                "echo ready"
+            );
+            (bare, server)
+        });
+        let bare = Target::new(
+            "bare axum echo",
+            bare_addr,
+            "/echo",
+            None,
+            "text/plain",
+            &body,
+        )
+        .expecting(body.len());
+        let ours = Target::new(
+            "eas echo",
+            eas.local_addr(),
+            "/api/predict/echo",
+            Some(TOKEN),
+            "text/plain",
+            &body,
+        )
+        .expecting(body.len());
+        println!("body: {} bytes", body.len());
+        let figures = self.alternate(&[&bare, &ours], &[]);
+        for f in &figures {
+            println!("{}", f.line("req/s"));
+        }
+        let ratio = figures[1].rate / figures[0].rate;
+        self.servers.block_on(eas.shutdown());
+        vec![format!(
+            "echo: eas {:.0} req/s (p50 {} p99 {}) vs bare axum {:.0} req/s (p50 {} p99 {}) = \
+             {ratio:.2}x (goal >= 0.8x)",
+            figures[1].rate,
+            ms(figures[1].p50),
+            ms(figures[1].p99),
+            figures[0].rate,
+            ms(figures[0].p50),
+            ms(figures[0].p99),
+        )]
+    }
+
+    /// Part 2: the ONNX MLP behind eas vs in-process ort and vs FastAPI.
+    fn onnx(&self) -> Vec<String> {
+        println!();
+        println!("== ONNX MLP 256-1024-1024-10 FP32, single-row requests ==");
+        let Some(python) = testing::python_from_env() else {
+            let why = "EAS_PYTHON is not set (the Python that writes the model)";
+            println!("SKIPPED: http_load onnx: {why}");
+            return vec![format!("onnx: SKIPPED ({why})")];
+        };
+        let runtime = match runtime() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                println!("SKIPPED: http_load onnx: {e}");
+                return vec![format!("onnx: SKIPPED ({e})")];
+            }
+        };
+        let dir = testing::cached_models(&python, Path::new(env!("CARGO_TARGET_TMPDIR")), true)
+            .expect("the bench model is written");
+        let model = dir.join("bench_mlp.onnx");
+        println!(
+            "model: {}; ONNX Runtime: {}",
+            model.display(),
+            runtime.library()
+        );
+        let mut session = Session::builder(runtime.environment())
+            .unwrap()
+            .with_intra_threads(ORT_THREADS)
+            .unwrap()
+            .with_inter_threads(1)
+            .unwrap()
+            .commit_from_file(&model)
+            .unwrap();
+        let row = inputs(1, 3);
+        let expected = run_ort(&mut session, 1, &row);
+
+        // In-process ort: find its best batch size.
+        println!("in-process ort::Session::run ({ORT_THREADS} intra-op threads), one sample each:");
+        let mut best_batch = (0, 0.0);
+        for batch in ORT_BATCHES {
+            let rate = ort_rate(&mut session, batch, self.settings.window / 2);
+            println!("  batch {batch:>3}: {rate:>8.0} rows/s");
+            if rate > best_batch.1 {
+                best_batch = (batch, rate);
+            }
+        }
+        let best_batch = best_batch.0;
+
+        // The eas server: one service per batching configuration; the best one is measured.
+        let eas = self.servers.block_on(start_onnx_server(&dir));
+        let body = Bytes::from(request_proto(&row));
+        let mut candidates = Vec::new();
+        for (size, timeout, workers) in EAS_CONFIGS {
+            let name = config_name(size, timeout, workers);
+            let answer = self.clients.block_on(post_once(
+                eas.local_addr(),
+                &format!("/api/predict/{name}"),
+                Some(TOKEN),
+                &body,
+            ));
+            check_close(&name, &decode_answer(&answer), &expected);
+            candidates.push(
+                Target::new(
+                    &format!("eas {name}"),
+                    eas.local_addr(),
+                    &format!("/api/predict/{name}"),
+                    Some(TOKEN),
+                    "application/octet-stream",
+                    &body,
+                )
+                .expecting(answer.len())
+                .with_service(&name),
+            );
+        }
+        println!(
+            "eas server, cpu 2 (2 intra-op threads per session), protobuf DataProto bodies of {} \
+             bytes; one window per batching configuration (b = max_batch_size, t = \
+             max_batch_timeout ms, w = worker_threads):",
+            body.len()
+        );
+        let mut best_eas = 0;
+        let mut best_rate = 0.0;
+        for (i, target) in candidates.iter().enumerate() {
+            let before = batch_stats(&eas, target.service.as_deref());
+            let figure = Figure::of(target, vec![self.window(target, &[])]);
+            let after = batch_stats(&eas, target.service.as_deref());
+            println!(
+                "{}; mean batch {:.1}",
+                figure.line("rows/s"),
+                (after.0 - before.0) / (after.1 - before.1).max(1.0)
+            );
+            if figure.rate > best_rate {
+                best_rate = figure.rate;
+                best_eas = i;
+            }
+        }
+        let ours = &candidates[best_eas];
+
+        // FastAPI: the best of a few uvicorn/onnxruntime configurations.
+        let fastapi = self.fastapi(&model, &row, &expected);
+
+        // The measured rounds: in-process ort, eas and FastAPI take turns.
+        println!(
+            "measured rounds: in-process ort at batch {best_batch}, {}{}",
+            ours.name,
+            fastapi
+                .as_ref()
+                .map_or(String::new(), |(t, _)| format!(", {}", t.name))
+        );
+        let batch_input = inputs(best_batch, 0);
+        let mut ort_rates = Vec::new();
+        let mut eas_windows = Vec::new();
+        let mut fastapi_windows = Vec::new();
+        let before = batch_stats(&eas, ours.service.as_deref());
+        for _ in 0..self.settings.rounds {
+            ort_rates.push(ort_rate_for(
+                &mut session,
+                best_batch,
+                &batch_input,
+                self.settings.window,
+            ));
+            eas_windows.push(self.window(ours, &[]));
+            if let Some((target, server)) = &fastapi {
+                fastapi_windows.push(self.window(target, &server.pids()));
+            }
+        }
+        let after = batch_stats(&eas, ours.service.as_deref());
+        let mean_batch = (after.0 - before.0) / (after.1 - before.1).max(1.0);
+        let ort = median(ort_rates);
+        let ours_figure = Figure::of(ours, eas_windows);
+        println!("  in-process ort batch {best_batch:>3}: {ort:>8.0} rows/s");
+        println!("{}; mean batch {mean_batch:.1}", ours_figure.line("rows/s"));
+        let mut summary = vec![format!(
+            "onnx: eas ({}) {:.0} rows/s (p50 {} p99 {}, mean batch {mean_batch:.1}) vs \
+             in-process ort at batch {best_batch} {ort:.0} rows/s = {:.2}x (goal >= 0.9x)",
+            ours.name,
+            ours_figure.rate,
+            ms(ours_figure.p50),
+            ms(ours_figure.p99),
+            ours_figure.rate / ort
+        )];
+        // Per core of the server: what batching achieves with the CPU the client leaves it.
+        let per_core = ours_figure.rate / ours_figure.cpu.server.max(0.01);
+        let ort_per_core = ort / ORT_THREADS as f64;
+        summary.push(format!(
+            "onnx per server core: eas {per_core:.0} rows/s per core used ({:.2} cores) vs \
+             in-process ort {ort_per_core:.0} rows/s per core ({ORT_THREADS} threads) = {:.2}x",
+            ours_figure.cpu.server,
+            per_core / ort_per_core
+        ));
+        match fastapi {
+            Some((target, server)) => {
+                let figure = Figure::of(&target, fastapi_windows);
+                println!("{}", figure.line("rows/s"));
+                summary.push(format!(
+                    "onnx: eas {:.0} rows/s vs {} {:.0} rows/s (p50 {} p99 {}) = {:.2}x \
+                     (goal >= 3x)",
+                    ours_figure.rate,
+                    target.name,
+                    figure.rate,
+                    ms(figure.p50),
+                    ms(figure.p99),
+                    ours_figure.rate / figure.rate
+                ));
+                drop(server);
+            }
+            None => summary.push("onnx vs FastAPI: SKIPPED (see above)".into()),
+        }
+        self.servers.block_on(eas.shutdown());
+        summary
+    }
+
+    /// The best FastAPI configuration as a target (and its running server), after checking
+    /// its answer; `None` (having said why) when `EAS_BENCH_PYTHON` is missing.
+    fn fastapi(&self, model: &Path, row: &[f32], expected: &[f32]) -> Option<(Target, PyServer)> {
+        let Some(python) = std::env::var_os("EAS_BENCH_PYTHON").filter(|p| !p.is_empty()) else {
+            println!(
+                "SKIPPED: FastAPI baseline: EAS_BENCH_PYTHON is not set; install it with \
+                 `python3 -m venv target/eas-bench-venv && target/eas-bench-venv/bin/pip install \
+                 -r .ci/requirements-bench.txt` and export \
+                 EAS_BENCH_PYTHON=$PWD/target/eas-bench-venv/bin/python"
+            );
+            return None;
+        };
+        let body = Bytes::from(
+            row.iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        println!(
+            "FastAPI + onnxruntime under uvicorn (uvloop, httptools), raw little-endian float32 \
+             bodies of {} bytes, no batching; one window per configuration:",
+            body.len()
+        );
+        let mut best: Option<(Target, PyServer, f64)> = None;
+        for (workers, threads) in FASTAPI_CONFIGS {
+            let server = match PyServer::start(&python, model, workers, threads) {
+                Ok(server) => server,
+                Err(why) => {
+                    println!("SKIPPED: FastAPI baseline: {why}");
+                    return None;
+                }
+            };
+            let answer = self
+                .clients
+                .block_on(post_once(server.addr, "/predict", None, &body));
+            let y: Vec<f32> = answer
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let name = format!("FastAPI {workers} worker(s) x {threads} ort thread(s)");
+            check_close(&name, &y, expected);
+            let target = Target::new(
+                &name,
+                server.addr,
+                "/predict",
+                None,
+                "application/octet-stream",
+                &body,
+            )
+            .expecting(answer.len());
+            let figure = Figure::of(&target, vec![self.window(&target, &server.pids())]);
+            println!("{}", figure.line("rows/s"));
+            if best.as_ref().is_none_or(|b| figure.rate > b.2) {
+                best = Some((target, server, figure.rate));
+            }
+        }
+        best.map(|(target, server, _)| (target, server))
+    }
+
+    /// The figures of `targets`, their windows taking turns for `rounds` rounds.
+    fn alternate(&self, targets: &[&Target], pids: &[u32]) -> Vec<Figure> {
+        let mut windows: Vec<Vec<Window>> = targets.iter().map(|_| Vec::new()).collect();
+        for _ in 0..self.settings.rounds {
+            for (target, windows) in targets.iter().zip(&mut windows) {
+                windows.push(self.window(target, pids));
+            }
+        }
+        targets
+            .iter()
+            .zip(windows)
+            .map(|(target, windows)| Figure::of(target, windows))
+            .collect()
+    }
+
+    /// One measurement: fresh connections, warm-up, then the measured window.
+    fn window(&self, target: &Target, pids: &[u32]) -> Window {
+        let target = Arc::new(target.clone());
+        let settings = &self.settings;
+        self.clients.block_on(async {
+            let start = Instant::now();
+            let from = start + settings.warmup;
+            let until = from + settings.window;
+            let tasks: Vec<_> = (0..settings.connections)
+                .map(|_| tokio::spawn(connection(Arc::clone(&target), from, until)))
+                .collect();
+            tokio::time::sleep_until(from.into()).await;
+            let before = CpuSnapshot::take(pids);
+            tokio::time::sleep_until(until.into()).await;
+            let after = CpuSnapshot::take(pids);
+            let mut window = Window {
+                rate: 0.0,
+                latencies_us: Vec::new(),
+                errors: 0,
+                first_error: None,
+                cpu: after.since(&before),
+            };
+            let mut answers = 0u64;
+            for task in tasks {
+                let done = task.await.expect("a connection task does not panic");
+                answers += done.answers;
+                window.latencies_us.extend(done.latencies_us);
+                window.errors += done.errors;
+                if window.first_error.is_none() {
+                    window.first_error = done.first_error;
+                }
+            }
+            window.rate = answers as f64 / settings.window.as_secs_f64();
+            window
+        })
+    }
+}
+
+/// Where and what a load sends.
+#[derive(Clone)]
+struct Target {
+    name: String,
+    addr: SocketAddr,
+    path: String,
+    authorization: Option<String>,
+    content_type: &'static str,
+    body: Bytes,
+    /// The length every answer must have.
+    answer_len: Option<usize>,
+    /// The eas service, for its batch-size metric.
+    service: Option<String>,
+}
+
+impl Target {
+    fn new(
+        name: &str,
+        addr: SocketAddr,
+        path: &str,
+        authorization: Option<&str>,
+        content_type: &'static str,
+        body: &Bytes,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            addr,
+            path: path.to_owned(),
+            authorization: authorization.map(str::to_owned),
+            content_type,
+            body: body.clone(),
+            answer_len: None,
+            service: None,
+        }
+    }
+
+    fn expecting(mut self, len: usize) -> Self {
+        self.answer_len = Some(len);
+        self
+    }
+
+    fn with_service(mut self, service: &str) -> Self {
+        self.service = Some(service.to_owned());
+        self
+    }
+
+    fn request(&self) -> hyper::Request<Full<Bytes>> {
+        let mut request = hyper::Request::post(self.path.as_str())
+            .header(HOST, "127.0.0.1")
+            .header(CONTENT_TYPE, self.content_type);
+        if let Some(token) = &self.authorization {
+            request = request.header(AUTHORIZATION, token.as_str());
+        }
+        request
+            .body(Full::new(self.body.clone()))
+            .expect("the request is well-formed")
+    }
+}
+
+/// What one connection did during a window.
+#[derive(Default)]
+struct Connection {
+    answers: u64,
+    latencies_us: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Connection {
+    fn error(&mut self, why: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(why);
+    }
+}
+
+/// One keep-alive connection sending request after request until `until`; answers completed
+/// in `[from, until)` are counted.
+async fn connection(target: Arc<Target>, from: Instant, until: Instant) -> Connection {
+    let mut done = Connection::default();
+    let stream = match TcpStream::connect(target.addr).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            done.error(format!("connect to {}: {e}", target.addr));
+            return done;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            done.error(format!("handshake: {e}"));
+            return done;
+        }
+    };
+    tokio::spawn(conn);
+    while Instant::now() < until {
+        let sent = Instant::now();
+        let outcome = async {
+            sender.ready().await.map_err(|e| e.to_string())?;
+            let response = sender
+                .send_request(target.request())
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
+            }
+            match target.answer_len {
+                Some(len) if body.len() != len => {
+                    Err(format!("an answer of {} bytes, not {len}", body.len()))
+                }
+                _ => Ok(()),
+            }
+        }
+        .await;
+        let finished = Instant::now();
+        match outcome {
+            Ok(()) if finished >= from && finished < until => {
+                done.answers += 1;
+                let us = finished.duration_since(sent).as_micros();
+                done.latencies_us
+                    .push(u32::try_from(us).unwrap_or(u32::MAX));
+            }
+            Ok(()) => {}
+            Err(why) => {
+                done.error(why);
+                if sender.is_closed() {
+                    break;
+                }
+            }
+        }
+    }
+    done
+}
+
+/// One request on a fresh connection; panics (the bench cannot go on) unless it is a 200.
+async fn post_once(addr: SocketAddr, path: &str, token: Option<&str>, body: &Bytes) -> Bytes {
+    let target = Target::new("check", addr, path, token, "application/octet-stream", body);
+    let stream = TcpStream::connect(addr).await.expect("the server accepts");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("an HTTP/1 handshake");
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(target.request())
+        .await
+        .expect("an answer");
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        status.is_success(),
+        "POST {path}: {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    body
+}
+
+/// A measured window.
+struct Window {
+    rate: f64,
+    latencies_us: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+    cpu: CpuUse,
+}
+
+/// The medians over a target's windows.
+struct Figure {
+    name: String,
+    rate: f64,
+    /// Latency percentiles over every answer of the windows, in microseconds.
+    p50: u32,
+    p99: u32,
+    errors: u64,
+    first_error: Option<String>,
+    cpu: CpuUse,
+    windows: usize,
+}
+
+impl Figure {
+    fn of(target: &Target, windows: Vec<Window>) -> Self {
+        let count = windows.len();
+        let rate = median(windows.iter().map(|w| w.rate).collect());
+        let cpu = CpuUse {
+            client: median(windows.iter().map(|w| w.cpu.client).collect()),
+            server: median(windows.iter().map(|w| w.cpu.server).collect()),
+            other: median(windows.iter().map(|w| w.cpu.other).collect()),
+        };
+        let errors = windows.iter().map(|w| w.errors).sum();
+        let first_error = windows.iter().find_map(|w| w.first_error.clone());
+        let mut latencies: Vec<u32> = windows.into_iter().flat_map(|w| w.latencies_us).collect();
+        latencies.sort_unstable();
+        Self {
+            name: target.name.clone(),
+            rate,
+            p50: percentile(&latencies, 0.50),
+            p99: percentile(&latencies, 0.99),
+            errors,
+            first_error,
+            cpu,
+            windows: count,
+        }
+    }
+
+    fn line(&self, unit: &str) -> String {
+        let mut line = format!(
+            "  {:<34} {:>8.0} {unit} (median of {}), p50 {} p99 {}; cores: client {:.2}, server \
+             {:.2}, others {:.2}",
+            self.name,
+            self.rate,
+            self.windows,
+            ms(self.p50),
+            ms(self.p99),
+            self.cpu.client,
+            self.cpu.server,
+            self.cpu.other
+        );
+        if self.errors > 0 {
+            line.push_str(&format!(
+                "; {} ERRORS, first: {}",
+                self.errors,
+                self.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        line
+    }
+}
+
+fn ms(us: u32) -> String {
+    format!("{:.2} ms", f64::from(us) / 1000.0)
+}
+
+fn percentile(sorted: &[u32], q: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Cores used during a window: by the generator's threads, by the server (the other threads
+/// of this process, or the server processes), and by everything else on the machine.
+#[derive(Clone, Copy, Default)]
+struct CpuUse {
+    client: f64,
+    server: f64,
+    other: f64,
+}
+
+/// CPU time so far, in clock ticks (`/proc` counts in USER_HZ, 100 a second on Linux).
+struct CpuSnapshot {
+    at: Instant,
+    client: u64,
+    server: u64,
+    machine_busy: u64,
+}
+
+const TICKS_PER_SEC: f64 = 100.0;
+
+impl CpuSnapshot {
+    /// This process's threads (`load-gen*` and the main thread count as the client, the rest
+    /// as the server), plus `server_pids` and their descendants as the server.
+    fn take(server_pids: &[u32]) -> Self {
+        let me = std::process::id().to_string();
+        let (mut client, mut server) = (0, 0);
+        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+            for task in tasks.flatten() {
+                let tid = task.file_name().to_string_lossy().into_owned();
+                let Some((comm, ticks)) = read_stat(&task.path().join("stat")) else {
+                    continue;
+                };
+                if comm.starts_with("load-gen") || tid == me {
+                    client += ticks;
+                } else {
+                    server += ticks;
+                }
+            }
+        }
+        for pid in descendants(server_pids) {
+            if let Some((_, ticks)) = read_stat(Path::new(&format!("/proc/{pid}/stat"))) {
+                server += ticks;
+            }
+        }
+        Self {
+            at: Instant::now(),
+            client,
+            server,
+            machine_busy: machine_busy().unwrap_or(0),
+        }
+    }
+
+    fn since(&self, before: &Self) -> CpuUse {
+        let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-3) * TICKS_PER_SEC;
+        let cores = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
+        let client = cores(self.client, before.client);
+        let server = cores(self.server, before.server);
+        let machine = cores(self.machine_busy, before.machine_busy);
+        CpuUse {
+            client,
+            server,
+            other: (machine - client - server).max(0.0),
+        }
+    }
+}
+
+/// The command name and user + system ticks of a `/proc/.../stat` file.
+fn read_stat(path: &Path) -> Option<(String, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // After the command: state (field 3) ... utime (14), stime (15).
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+/// The parent process id in a `/proc/PID/stat` file.
+fn parent_of(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = text.rfind(')')?;
+    text.get(close + 1..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// `roots` and every process descended from them.
+fn descendants(roots: &[u32]) -> BTreeSet<u32> {
+    let mut found: BTreeSet<u32> = roots.iter().copied().collect();
+    if roots.is_empty() {
+        return found;
+    }
+    let all: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let parents: Vec<(u32, u32)> = all
+        .into_iter()
+        .filter_map(|pid| Some((pid, parent_of(pid)?)))
+        .collect();
+    loop {
+        let before = found.len();
+        for (pid, parent) in &parents {
+            if found.contains(parent) {
+                found.insert(*pid);
+            }
+        }
+        if found.len() == before {
+            return found;
+        }
+    }
+}
+
+/// Busy ticks of the whole machine (all but idle and iowait), from `/proc/stat`.
+fn machine_busy() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = ticks.iter().take(8).sum();
+    Some(total - ticks.get(3)? - ticks.get(4)?)
+}
+
+/// A bare axum echo server on hyper, served like the eas server (HTTP/1.1 keep-alive,
+/// `TCP_NODELAY`, a header read timeout) but with no auth, queue, worker or metrics.
+async fn start_bare_echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = Router::new().route("/echo", post(|body: Bytes| async move { body }));
+    tokio::spawn(async move {
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .keep_alive(true);
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let connection = builder.serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(router.clone()),
+            );
+            tokio::spawn(connection);
+        }
+    });
+    addr
+}
+
+fn config_name(size: u32, timeout_ms: u64, workers: u32) -> String {
+    format!("mlp_b{size}_t{timeout_ms}_w{workers}")
+}
+
+/// The eas server with one `onnx` service per entry of [`EAS_CONFIGS`].
+async fn start_onnx_server(dir: &Path) -> RunningServer {
+    let mut builder = Server::builder().bind("127.0.0.1:0".parse().expect("an address"));
+    for (size, timeout, workers) in EAS_CONFIGS {
+        let spec = ServiceSpec::from_json_value(json!({
+            "metadata": {
+                "name": config_name(size, timeout, workers), "instance": 1, "cpu": ORT_THREADS,
+                "rpc": {"batching": true, "max_batch_size": size, "max_batch_timeout": timeout,
+                        "worker_threads": workers, "max_queue_size": 1024},
+            },
+            "processor": "onnx", "model_path": dir.to_string_lossy(),
+            "model_entry": "bench_mlp.onnx", "token": TOKEN,
+        }))
+        .expect("the onnx spec is valid");
+        builder = builder.service(spec);
+    }
+    let server = builder.start().await.expect("the eas server starts");
+    assert!(
+        server.wait_ready(Duration::from_secs(60)).await,
+        "the onnx services become ready"
+    );
+    server
+}
+
+/// The sum and count of the batch-size histogram of `service`.
+fn batch_stats(server: &RunningServer, service: Option<&str>) -> (f64, f64) {
+    let Some(service) = service else {
+        return (0.0, 0.0);
+    };
+    let text = server.gateway().metrics().encode();
+    let label = format!("service=\"{service}\"");
+    let value = |name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    (value("eas_batch_size_sum"), value("eas_batch_size_count"))
+}
+
+/// `batch` rows of inputs, different for each `seed`.
+fn inputs(batch: usize, seed: usize) -> Vec<f32> {
+    (0..batch * FEATURES)
+        .map(|k| (((k + seed * 7919) % 97) as f32 / 97.0) - 0.5)
+        .collect()
+}
+
+/// A `DataProto` with input `x` of one row.
+fn request_proto(x: &[f32]) -> Vec<u8> {
+    let raw: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let tensor = TensorProto::new("x", vec![1, FEATURES as i64], DataType::Float, raw);
+    DataProto {
+        tensors: vec![tensor],
+    }
+    .encode_to_vec()
+}
+
+/// The `y` of a `DataProto` answer.
+fn decode_answer(body: &[u8]) -> Vec<f32> {
+    let answer = DataProto::decode(body).expect("the answer is a DataProto");
+    let y = answer
+        .tensors
+        .iter()
+        .find(|t| t.name == "y")
+        .expect("the answer has y");
+    y.raw_data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn check_close(name: &str, got: &[f32], expected: &[f32]) {
+    assert_eq!(got.len(), expected.len(), "{name}: answer length");
+    for (g, e) in got.iter().zip(expected) {
+        assert!(
+            (g - e).abs() <= 1e-4 * e.abs().max(1.0),
+            "{name}: {got:?} vs {expected:?}"
+        );
+    }
+}
+
+/// The output of one run of `batch` rows.
+fn run_ort(session: &mut Session, batch: usize, x: &[f32]) -> Vec<f32> {
+    let input = TensorRef::from_array_view(([batch, FEATURES], x)).unwrap();
+    let out = session.run(ort::inputs!["x" => input]).unwrap();
+    let y = out["y"].try_extract_tensor::<f32>().unwrap().1.to_vec();
+    assert_eq!(y.len(), batch * OUTPUTS);
+    y
+}
+
+/// Rows per second of runs at `batch` for about `time`, after a short warm-up.
+fn ort_rate(session: &mut Session, batch: usize, time: Duration) -> f64 {
+    let x = inputs(batch, 0);
+    ort_rate_for(session, batch, &x, time)
+}
+
+fn ort_rate_for(session: &mut Session, batch: usize, x: &[f32], time: Duration) -> f64 {
+    let warm = Instant::now();
+    while warm.elapsed() < Duration::from_millis(100) {
+        run_ort(session, batch, x);
+    }
+    let start = Instant::now();
+    let mut calls = 0u64;
+    while start.elapsed() < time {
+        run_ort(session, batch, x);
+        calls += 1;
+    }
+    (calls * batch as u64) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The FastAPI server process; stopped (SIGTERM, then SIGKILL) when dropped.
+struct PyServer {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl PyServer {
+    fn start(
+        python: &std::ffi::OsStr,
+        model: &Path,
+        workers: u32,
+        threads: u32,
+    ) -> Result<Self, String> {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/support/fastapi_onnx.py");
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let child = Command::new(python)
+            .arg(&script)
+            .arg(model)
+            .arg(port.to_string())
+            .arg("--workers")
+            .arg(workers.to_string())
+            .arg("--threads")
+            .arg(threads.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", python.to_string_lossy()))?;
+        let mut server = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!(
+                    "{} exited with {status} (is fastapi/uvicorn installed there?)",
+                    script.display()
+                ));
+            }
+            if healthy(server.addr) {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server.stop();
+        Err(format!("{} did not answer within 60 s", script.display()))
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        vec![self.child.id()]
+    }
+
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether `GET /healthz` answers 200 (a blocking probe).
+fn healthy(addr: SocketAddr) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
