@@ -99,7 +99,6 @@ mod tests {
         meter.advance("a", 1, true);
         meter.advance("b", 4, true);
         assert_eq!(meter.done(), 10);
-        drop(meter);
         assert_eq!(
             seen.into_inner().expect("not poisoned"),
             vec![

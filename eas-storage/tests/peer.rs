@@ -134,7 +134,7 @@ async fn a_corrupted_peer_answer_should_be_detected_and_refetched_from_the_store
     );
     let faulty = support::serve(faulty).await;
 
-    let reader = instance(&moto, &[faulty.base.clone()]);
+    let reader = instance(&moto, std::slice::from_ref(&faulty.base));
     let got = reader.mount.read("model.onnx").await.expect("read");
     assert_eq!(&got[..], &content[..], "the true bytes, from the store");
     let stats = reader.cache.stats();
