@@ -53,6 +53,27 @@ pub enum ApiError {
         size: u32,
     },
 
+    /// A queue of the queue service holds its `max_queue_size` items.
+    #[error("queue full: queue `{queue}` holds its limit of {size} items")]
+    QueueAtCapacity {
+        /// The queue (`service` or `service/sink`).
+        queue: String,
+        /// Its bound.
+        size: u64,
+    },
+
+    /// A query parameter is malformed or unknown; says which and why.
+    #[error("bad query: {0}")]
+    BadQuery(String),
+
+    /// No such queue or item.
+    #[error("not found: {0}")]
+    NotFound(String),
+
+    /// The route does not take this HTTP method.
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(String),
+
     /// Processing took longer than the service's `rpc.keepalive`.
     #[error("timed out: no answer within the service's keepalive of {} ms", .0.as_millis())]
     Timeout(Duration),
@@ -90,7 +111,10 @@ impl ApiError {
             Self::UnknownService(_) => 404,
             Self::Unauthorized(_) => 401,
             Self::RateLimited(_) | Self::ConcurrencyLimited { .. } => 429,
-            Self::QueueFull { .. } => QUEUE_FULL_STATUS,
+            Self::QueueFull { .. } | Self::QueueAtCapacity { .. } => QUEUE_FULL_STATUS,
+            Self::BadQuery(_) => 400,
+            Self::NotFound(_) => 404,
+            Self::MethodNotAllowed(_) => 405,
             Self::Timeout(_) => 408,
             Self::BodyTooLarge(_) => 413,
             Self::BadBody(_) => 400,
@@ -108,7 +132,10 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::RateLimited(_) => "rate_limited",
             Self::ConcurrencyLimited { .. } => "concurrency_limited",
-            Self::QueueFull { .. } => "queue_full",
+            Self::QueueFull { .. } | Self::QueueAtCapacity { .. } => "queue_full",
+            Self::BadQuery(_) => "bad_query",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Timeout(_) => "timeout",
             Self::BodyTooLarge(_) => "body_too_large",
             Self::BadBody(_) => "bad_body",
@@ -163,6 +190,16 @@ mod tests {
                 },
                 450,
             ),
+            (
+                ApiError::QueueAtCapacity {
+                    queue: "s".into(),
+                    size: 1,
+                },
+                450,
+            ),
+            (ApiError::BadQuery("x".into()), 400),
+            (ApiError::NotFound("x".into()), 404),
+            (ApiError::MethodNotAllowed("x".into()), 405),
             (ApiError::Timeout(Duration::from_millis(5)), 408),
             (ApiError::BodyTooLarge(10), 413),
             (ApiError::BadBody("x".into()), 400),

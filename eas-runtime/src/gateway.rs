@@ -4,6 +4,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /api/predict/{service}[/{sub-path}]` | run the service's processor on the body |
+//! | any method on `/api/predict/{service}[/sink]` of an async service | the queue service ([`crate::queue::http`]) |
 //! | `GET /api/v1/servicediscovery/upstreams/{service}` | the service's ready endpoints, as the EAS SDK's direct mode reads them |
 //! | `GET /api/services` | services and the state of each instance (JSON) |
 //! | `GET /metrics` | Prometheus metrics |
@@ -23,7 +24,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get};
 use eas_core::processor::Request;
 use serde_json::json;
 
@@ -77,7 +78,7 @@ impl Gateway {
     /// The routes, sharing this gateway.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/api/predict/{*path}", post(predict))
+            .route("/api/predict/{*path}", any(predict))
             .route(
                 "/api/v1/servicediscovery/upstreams/{*service}",
                 get(discovery),
@@ -105,6 +106,12 @@ impl Gateway {
     #[must_use]
     pub fn services(&self) -> &BTreeMap<String, Arc<Service>> {
         &self.services
+    }
+
+    /// The largest request body accepted, in bytes.
+    #[must_use]
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
     }
 
     /// The metrics every route records into.
@@ -155,6 +162,17 @@ async fn predict(
     };
     let service = Arc::clone(service);
     let sub_path = sub_path.to_owned();
+    if service.queues().is_some() {
+        return crate::queue::http::serve(&gateway, service, &sub_path, request).await;
+    }
+    if request.method() != axum::http::Method::POST {
+        return ApiError::MethodNotAllowed(format!(
+            "predict with POST /api/predict/{}, not {}",
+            service.name(),
+            request.method()
+        ))
+        .into_response();
+    }
     let metrics = &gateway.metrics;
     let gauge = metrics
         .inflight
@@ -226,7 +244,7 @@ async fn predict(
 }
 
 /// The body, refused with 413 past `limit` (by its Content-Length or as it streams in).
-async fn read_body(
+pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
@@ -338,6 +356,7 @@ async fn status(State(gateway): State<Arc<Gateway>>) -> Response {
 async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
     for service in gateway.services.values() {
         service.publish_gauges();
+        service.publish_queue_backlog().await;
     }
     (
         [(

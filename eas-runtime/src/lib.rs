@@ -34,6 +34,7 @@ pub mod metrics;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod proto;
+pub mod queue;
 pub mod registry;
 pub mod server;
 pub mod service;

@@ -12,6 +12,7 @@
 //! | `eas_instance_ready` | gauge (1 ready, 0 not) | service, instance |
 //! | `eas_instance_restarts_total` | counter | service, instance |
 //! | `eas_sink_dropped_total` | counter | service |
+//! | `eas_queue_backlog` | gauge: items in an async service's input queue, waiting or in process | service |
 //!
 //! `instance` is `-` where a request was answered before reaching an instance (a 401, 429, ...).
 
@@ -87,6 +88,8 @@ pub struct Metrics {
     pub instance_restarts: Family<InstanceLabels, Counter>,
     /// Sink records dropped because the sink fell behind.
     pub sink_dropped: Family<ServiceLabels, Counter<u64, AtomicU64>>,
+    /// Items in an async service's input queue, waiting or being processed.
+    pub queue_backlog: Family<ServiceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -158,6 +161,12 @@ impl Metrics {
             "Sink records dropped because the sink fell behind",
             sink_dropped.clone(),
         );
+        let queue_backlog = Family::default();
+        registry.register(
+            "queue_backlog",
+            "Items in an async service's input queue, waiting or being processed",
+            queue_backlog.clone(),
+        );
         Self {
             registry,
             requests,
@@ -170,6 +179,7 @@ impl Metrics {
             instance_ready,
             instance_restarts,
             sink_dropped,
+            queue_backlog,
         }
     }
 

@@ -18,7 +18,6 @@ use eas_core::spec::ServiceSpec;
 use eas_core::storage::Progress;
 use eas_storage::resolve::{ResolveOptions, resolve};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -290,7 +289,9 @@ async fn accept_loop(
     grace: Duration,
 ) {
     let router = gateway.router();
-    let graceful = GracefulShutdown::new();
+    // Connections are tracked here rather than by hyper-util's `GracefulShutdown`, which cannot
+    // watch a connection that may be upgraded (the queue service's WebSocket watch).
+    let mut connections = tokio::task::JoinSet::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -310,21 +311,31 @@ async fn accept_loop(
                 };
                 let _ = stream.set_nodelay(true);
                 let service = TowerToHyperService::new(router.clone());
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
+                let connection = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                let mut stopping = stop.clone();
+                connections.spawn(async move {
+                    tokio::pin!(connection);
+                    let ended = tokio::select! {
+                        ended = connection.as_mut() => ended,
+                        _ = stopping.changed() => {
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    };
+                    if let Err(e) = ended {
                         tracing::debug!("connection ended: {e}");
                     }
                 });
+                while connections.try_join_next().is_some() {}
             }
             _ = stop.changed() => break,
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             "connections still open after the grace period of {} s",
             grace.as_secs()

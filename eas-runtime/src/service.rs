@@ -5,6 +5,10 @@
 //! (`networking.gateway_policy.concurrency_limit`, 429), the least-loaded ready instance
 //! (503 if none), that instance's own admission (429, 450), and finally the processor, whose
 //! answer must come within `rpc.keepalive` (408).
+//!
+//! An async service (`metadata.type: "Async"`) also has an input queue and a sink queue
+//! ([`crate::queue`]); its instances consume the input queue instead of taking requests
+//! directly.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +28,8 @@ use crate::error::{Error, Result};
 use crate::instance::{Instance, InstanceConfig, InstanceParts, InstanceState, ProcessorMaker};
 use crate::limit::RateLimiter;
 use crate::metrics::Metrics;
+use crate::queue::consumer::AsyncQueues;
+use crate::queue::{DynQueue, MemoryQueue};
 use crate::registry::ProcessorRegistry;
 use crate::sink::{JsonLinesSink, SinkRecord, SinkWriter};
 
@@ -122,6 +128,7 @@ pub struct Service {
     next: AtomicUsize,
     sink: Option<SinkWriter>,
     metrics: Arc<Metrics>,
+    queues: Option<AsyncQueues>,
 }
 
 impl std::fmt::Debug for Service {
@@ -161,7 +168,7 @@ impl Service {
         };
         let config = InstanceConfig::from_spec(&spec);
         let count = spec.metadata.instance.max(1);
-        let instances = (0..count)
+        let instances: Vec<Instance> = (0..count)
             .map(|index| {
                 Instance::start(InstanceParts {
                     service: name.clone(),
@@ -174,6 +181,12 @@ impl Service {
                 })
             })
             .collect();
+        let queues = spec.metadata.is_async().then(|| {
+            let bound = spec.metadata.rpc.max_queue_size as usize;
+            let input: DynQueue = Arc::new(MemoryQueue::new(name.clone(), Some(bound)));
+            let sink: DynQueue = Arc::new(MemoryQueue::new(format!("{name}/sink"), None));
+            AsyncQueues::start(&spec, &instances, input, sink)
+        });
         let gateway = spec
             .networking
             .as_ref()
@@ -198,7 +211,26 @@ impl Service {
             next: AtomicUsize::new(0),
             sink,
             metrics,
+            queues,
         })
+    }
+
+    /// The input and sink queues of an async service (`None` for a synchronous one).
+    #[must_use]
+    pub fn queues(&self) -> Option<&AsyncQueues> {
+        self.queues.as_ref()
+    }
+
+    /// Sets `eas_queue_backlog` to the input queue's length (async services only).
+    pub async fn publish_queue_backlog(&self) {
+        if let Some(queues) = &self.queues
+            && let Ok(backlog) = queues.backlog().await
+        {
+            self.metrics
+                .queue_backlog
+                .get_or_create(&Metrics::service(&self.name))
+                .set(i64::try_from(backlog).unwrap_or(i64::MAX));
+        }
     }
 
     /// The service name.
@@ -349,6 +381,9 @@ impl Service {
     /// Stops every instance after its in-flight work (up to the spec's
     /// `termination_grace_period`) and closes the sink. Returns the requests left unfinished.
     pub async fn shutdown(&self) -> usize {
+        if let Some(queues) = &self.queues {
+            queues.shutdown(self.grace).await;
+        }
         let mut left = 0;
         for instance in &self.instances {
             left += instance.shutdown(self.grace).await;

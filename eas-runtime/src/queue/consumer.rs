@@ -1,0 +1,278 @@
+//! The queues of an async service and the consumers that drain its input queue: one consumer
+//! per instance watches the input queue (window `max_batch_size * worker_threads`, at most
+//! `max_queue_size`), hands each item to its instance ([`Instance::submit`], so the instance's
+//! batcher gathers up to `max_batch_size` of them per processor call), puts the answer into the
+//! sink queue with the item's tags (its `requestId` among them; the error text in `message`
+//! when processing failed), and only then commits the input item.
+//!
+//! A consumer that ends before committing (its task aborted, its instance dead, the process
+//! gone) leaves its items uncommitted: the queue delivers them again, tagged
+//! [`REDELIVERED_TAG`](super::REDELIVERED_TAG), and their sink results keep that tag.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use eas_core::processor::Request;
+use eas_core::spec::ServiceSpec;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::{DynQueue, Item, NewItem, WatchOptions};
+use crate::api_error::ApiError;
+use crate::instance::{Instance, InstanceState};
+
+/// How long a consumer waits before trying again after a refusal it can outlive (an instance
+/// restarting, a full instance queue, a backend that failed).
+const RETRY: Duration = Duration::from_millis(20);
+
+/// The input and sink queues of an async service, and the consumers feeding its instances.
+pub struct AsyncQueues {
+    input: DynQueue,
+    sink: DynQueue,
+    consumers: Mutex<Vec<JoinHandle<()>>>,
+    closing: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for AsyncQueues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncQueues")
+            .field("input", &self.input)
+            .field("sink", &self.sink)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a consumer takes work.
+#[derive(Debug, Clone, Copy)]
+struct ConsumerConfig {
+    batch: usize,
+    window: usize,
+    keepalive: Duration,
+}
+
+impl AsyncQueues {
+    /// Starts one consumer per instance on `input`, writing to `sink`. Must be called within a
+    /// tokio runtime.
+    #[must_use]
+    pub fn start(
+        spec: &ServiceSpec,
+        instances: &[Instance],
+        input: DynQueue,
+        sink: DynQueue,
+    ) -> Self {
+        let rpc = &spec.metadata.rpc;
+        let batch = if rpc.batching {
+            (rpc.max_batch_size as usize).max(1)
+        } else {
+            1
+        };
+        let config = ConsumerConfig {
+            batch,
+            window: (batch * (rpc.worker_threads as usize).max(1))
+                .clamp(1, (rpc.max_queue_size as usize).max(1)),
+            keepalive: rpc.keepalive,
+        };
+        let (closing, _) = watch::channel(false);
+        let consumers = instances
+            .iter()
+            .map(|instance| {
+                tokio::spawn(run(
+                    instance.clone(),
+                    input.clone(),
+                    sink.clone(),
+                    config,
+                    closing.subscribe(),
+                ))
+            })
+            .collect();
+        Self {
+            input,
+            sink,
+            consumers: Mutex::new(consumers),
+            closing,
+        }
+    }
+
+    /// The input queue.
+    #[must_use]
+    pub fn input(&self) -> &DynQueue {
+        &self.input
+    }
+
+    /// The sink queue.
+    #[must_use]
+    pub fn sink(&self) -> &DynQueue {
+        &self.sink
+    }
+
+    /// The queue at a path after the service name: `` (input) or `sink`.
+    #[must_use]
+    pub fn queue(&self, path: &str) -> Option<&DynQueue> {
+        match path.trim_matches('/') {
+            "" => Some(&self.input),
+            "sink" => Some(&self.sink),
+            _ => None,
+        }
+    }
+
+    /// Items in the input queue: waiting plus being processed (the backlog autoscaling reads).
+    pub async fn backlog(&self) -> Result<u64, ApiError> {
+        self.input.length().await
+    }
+
+    /// Turns `true` when the service shuts down (watch sockets close then).
+    #[must_use]
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Stops the consumers: they take nothing more and finish what they hold within `grace`;
+    /// what is unfinished then stays uncommitted in the input queue.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.closing.send_replace(true);
+        let consumers =
+            std::mem::take(&mut *self.consumers.lock().unwrap_or_else(|e| e.into_inner()));
+        let aborts: Vec<_> = consumers.iter().map(JoinHandle::abort_handle).collect();
+        let all = futures_join(consumers);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            for abort in aborts {
+                abort.abort();
+            }
+        }
+    }
+}
+
+async fn futures_join(handles: Vec<JoinHandle<()>>) {
+    for handle in handles {
+        let _ = handle.await;
+    }
+}
+
+fn is_dead(instance: &Instance) -> bool {
+    matches!(
+        instance.state(),
+        InstanceState::Failed(_) | InstanceState::CrashBlocked(_) | InstanceState::Stopped
+    )
+}
+
+/// One consumer: waits for its instance, then takes items until the service closes or the
+/// instance is gone for good.
+async fn run(
+    instance: Instance,
+    input: DynQueue,
+    sink: DynQueue,
+    config: ConsumerConfig,
+    mut closing: watch::Receiver<bool>,
+) {
+    while !instance.is_ready() {
+        if is_dead(&instance) || *closing.borrow() {
+            return;
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+    let name = format!("{}#{}", instance.service(), instance.index());
+    let mut consumer = loop {
+        match input
+            .watch(WatchOptions::new(name.clone()).with_window(config.window))
+            .await
+        {
+            Ok(consumer) => break consumer,
+            Err(error) => {
+                tracing::warn!(consumer = %name, "cannot watch the input queue: {error}");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY * 10) => {}
+                    _ = closing.changed() => return,
+                }
+            }
+        }
+    };
+    let mut tasks = JoinSet::new();
+    loop {
+        if is_dead(&instance) {
+            tracing::warn!(consumer = %name, "instance is down; its items go to other consumers");
+            break;
+        }
+        tokio::select! {
+            biased;
+            _ = closing.changed() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            items = consumer.next(config.batch) => match items {
+                Ok(items) => {
+                    for item in items {
+                        tasks.spawn(handle(item, instance.clone(), input.clone(), sink.clone(), config.keepalive));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(consumer = %name, "input queue: {error}");
+                    tokio::time::sleep(RETRY * 10).await;
+                }
+            },
+        }
+    }
+    // Finish what was taken (the caller bounds this with the grace period), then drop the
+    // consumer: anything still uncommitted goes back to the queue.
+    while tasks.join_next().await.is_some() {}
+    drop(consumer);
+}
+
+/// One item: through the instance, into the sink, then out of the input queue.
+async fn handle(
+    item: Item,
+    instance: Instance,
+    input: DynQueue,
+    sink: DynQueue,
+    keepalive: Duration,
+) {
+    let mut request = Request::new(item.data.clone());
+    if let Some(id) = item.request_id() {
+        request = request.with_header(super::http::REQUEST_ID_HEADER, id);
+    }
+    let answer = loop {
+        match instance.submit(request.clone()) {
+            Ok(answer) => break answer,
+            Err(
+                ApiError::Unavailable(_) | ApiError::QueueFull { .. } | ApiError::RateLimited(_),
+            ) if !is_dead(&instance) => {
+                tokio::time::sleep(RETRY).await;
+            }
+            // The instance is gone: leave the item uncommitted for another consumer.
+            Err(_) => return,
+        }
+    };
+    let (data, message) = match tokio::time::timeout(keepalive, answer).await {
+        Ok(Ok(Ok(response))) if response.status == 200 => (response.body, String::new()),
+        Ok(Ok(Ok(response))) => {
+            let message = format!(
+                "the processor answered status {}: {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            );
+            (response.body, message)
+        }
+        Ok(Ok(Err(error))) => (bytes::Bytes::new(), error.to_string()),
+        // The instance dropped it (shutting down): another consumer will take it.
+        Ok(Err(_)) => return,
+        Err(_) => (
+            bytes::Bytes::new(),
+            ApiError::Timeout(keepalive).to_string(),
+        ),
+    };
+    let result = NewItem::new(data)
+        .with_tags(item.tags.clone())
+        .with_message(message);
+    while let Err(error) = sink.put(result.clone()).await {
+        tracing::warn!(
+            queue = sink.name(),
+            "cannot put a result, retrying: {error}"
+        );
+        tokio::time::sleep(RETRY * 10).await;
+    }
+    while let Err(error) = input.commit(&[item.index]).await {
+        tracing::warn!(
+            queue = input.name(),
+            "cannot commit {}, retrying: {error}",
+            item.index
+        );
+        tokio::time::sleep(RETRY * 10).await;
+    }
+}

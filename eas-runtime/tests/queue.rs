@@ -1,0 +1,710 @@
+//! The queue service (asynchronous inference) over real sockets, driven by the real
+//! `eas-prediction` SDK's `QueueClient`: put/get, truncate, watch with auto and manual commit,
+//! requests through the input queue to the sink, 2,000 puts against a watcher, 450 when full,
+//! consumers that crash or vanish mid-batch, and bad input.
+//!
+//! The SDK parts need `EAS_SDK_PYTHON` (a Python with `eas-prediction` 0.36 and
+//! `websocket-client`); without it they print `SKIPPED: ...`, or fail when `EAS_REQUIRE_ALL=1`.
+
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use eas_core::processor::{InitContext, ProcessError, Processor, Request, Response};
+use eas_core::spec::ServiceSpec;
+use eas_runtime::registry::ProcessorRegistry;
+use eas_runtime::server::{RunningServer, Server};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "queue-test-token";
+
+/// Echoes; `sleep:N` sleeps N ms, `panic` panics, `fail` fails. With `model_config`
+/// `flaky` it panics on its first batch of more than one request; with `slow-start` its
+/// initialization takes 3 s.
+struct TestProcessor {
+    flaky: Option<Arc<AtomicBool>>,
+}
+
+impl Processor for TestProcessor {
+    fn initialize(&mut self, ctx: &InitContext) -> eas_core::Result<()> {
+        if ctx.model_config.as_deref() == Some("slow-start") {
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        Ok(())
+    }
+
+    fn process(&self, batch: &[Request]) -> Vec<Result<Response, ProcessError>> {
+        if let Some(panicked) = &self.flaky
+            && batch.len() > 1
+            && !panicked.swap(true, Ordering::SeqCst)
+        {
+            panic!("flaky processor: first batch of {}", batch.len());
+        }
+        batch
+            .iter()
+            .map(|r| {
+                let body = String::from_utf8_lossy(&r.body);
+                if body == "panic" {
+                    panic!("asked to panic");
+                }
+                if body == "fail" {
+                    return Err(ProcessError::bad_request("asked to fail"));
+                }
+                if let Some(ms) = body.strip_prefix("sleep:") {
+                    std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
+                }
+                Ok(Response::ok(r.body.clone()))
+            })
+            .collect()
+    }
+}
+
+fn registry() -> ProcessorRegistry {
+    let mut registry = ProcessorRegistry::with_builtins();
+    let flaky = Arc::new(AtomicBool::new(false));
+    registry.register("test", move |spec| {
+        let flaky = (spec.model_config.as_deref() == Some("flaky")).then(|| Arc::clone(&flaky));
+        Ok(Box::new(TestProcessor { flaky }))
+    });
+    registry
+}
+
+/// An async service `name` with the `test` processor and `extra` merged into its spec.
+fn spec(name: &str, extra: Value) -> ServiceSpec {
+    let mut doc = json!({
+        "metadata": {"name": name, "instance": 2, "type": "Async",
+                     "eas.termination_grace_period": 1,
+                     "rpc": {"max_queue_size": 10000}},
+        "processor": "test",
+        "model_path": ".",
+        "token": TOKEN,
+    });
+    merge(&mut doc, extra);
+    ServiceSpec::from_json_value(doc).expect("test spec is valid")
+}
+
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+async fn start(specs: Vec<ServiceSpec>, wait_ready: bool) -> RunningServer {
+    let mut builder = Server::builder()
+        .registry(registry())
+        .max_body_bytes(4096)
+        .bind("127.0.0.1:0".parse().expect("addr"));
+    for spec in specs {
+        builder = builder.service(spec);
+    }
+    let server = builder.start().await.expect("server starts");
+    if wait_ready {
+        assert!(server.wait_ready(Duration::from_secs(20)).await, "ready");
+    }
+    server
+}
+
+fn require_or_skip(test: &str, why: &str) {
+    if std::env::var("EAS_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{test}: {why} (required: EAS_REQUIRE_ALL=1)");
+    }
+    println!("SKIPPED: {test}: {why}");
+}
+
+/// The SDK's Python, or `None` after saying why the test is skipped.
+fn sdk_python(test: &str) -> Option<String> {
+    match std::env::var("EAS_SDK_PYTHON") {
+        Ok(python) => Some(python),
+        Err(_) => {
+            require_or_skip(
+                test,
+                "EAS_SDK_PYTHON is not set (a Python with eas-prediction and websocket-client)",
+            );
+            None
+        }
+    }
+}
+
+/// What every script starts with: `client(name)`, `out(name, value)`, `endpoint`, `token`.
+const PREAMBLE: &str = r#"
+import sys, json, threading, time
+from eas_prediction import QueueClient
+from eas_prediction.exception import PredictException
+endpoint, token = sys.argv[1], sys.argv[2]
+def client(name):
+    c = QueueClient(endpoint, name)
+    c.set_token(token)
+    c.init()
+    return c
+def out(name, value):
+    print('%s\t%s' % (name, value), flush=True)
+"#;
+
+/// Runs `script` with the SDK against `server`, killed after `limit`; its stdout.
+async fn run_sdk(python: String, server: &RunningServer, script: &str, limit: Duration) -> String {
+    let endpoint = format!("http://{}", server.local_addr());
+    let script = format!("{PREAMBLE}{script}");
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(python)
+            .args(["-c", &script, &endpoint, TOKEN])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the SDK's Python runs");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        if let Some(mut s) = child.stdout.take() {
+            let _ = s.read_to_string(&mut stdout);
+        }
+        if let Some(mut s) = child.stderr.take() {
+            let _ = s.read_to_string(&mut stderr);
+        }
+        match status {
+            Some(status) if status.success() => stdout,
+            Some(status) => panic!("SDK script failed ({status}):\n{stdout}\n{stderr}"),
+            None => panic!("SDK script still running after {limit:?}:\n{stdout}\n{stderr}"),
+        }
+    })
+    .await
+    .expect("joined")
+}
+
+/// The value printed for `name`.
+fn line(stdout: &str, name: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}\t")))
+        .unwrap_or_else(|| panic!("no `{name}` line in:\n{stdout}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_should_put_get_truncate_and_read_attributes() {
+    let Some(python) = sdk_python("sdk_should_put_get_truncate_and_read_attributes") else {
+        return;
+    };
+    let server = start(vec![spec("q", json!({}))], true).await;
+    let script = r#"
+sink = client('q/sink')
+index, rid = sink.put('abc', {'color': 'red'})
+out('index', index)
+out('rid_len', len(rid))
+by_rid = sink.get(request_id=rid, auto_delete=False)
+out('by_rid', '%d %s %s %s' % (len(by_rid), by_rid[0].data.decode(), by_rid[0].tags['requestId'] == rid, by_rid[0].tags['color']))
+by_index = sink.get(index=index)
+out('by_index', '%d %s %d' % (len(by_index), by_index[0].data.decode(), by_index[0].index))
+out('after_auto_delete', sink.attributes()['stream.length'])
+out('search_gone', json.dumps(sink.search(index)))
+latest = 0
+for x in range(10):
+    latest, _ = sink.put('abc')
+found = sink.search(int(latest))
+out('search', '%s %s %d' % (found['state'], found['index'] == int(latest), found['position']))
+out('length_before', sink.attributes()['stream.length'])
+sink.truncate(int(latest) + 1)
+attrs = sink.attributes()
+out('length_after', attrs['stream.length'])
+out('last_entry', attrs['stream.lastEntry'] == str(latest))
+out('empty_get', len(sink.get(index=0, timeout='0s')))
+"#;
+    let stdout = run_sdk(python, &server, script, Duration::from_secs(60)).await;
+    assert!(
+        line(&stdout, "index")
+            .parse::<u64>()
+            .expect("decimal index")
+            >= 1
+    );
+    assert_eq!(line(&stdout, "rid_len"), "36", "a UUID requestId");
+    assert_eq!(line(&stdout, "by_rid"), "1 abc True red");
+    let by_index = line(&stdout, "by_index");
+    assert!(by_index.starts_with("1 abc "), "{by_index}");
+    assert_eq!(line(&stdout, "after_auto_delete"), "0");
+    assert_eq!(line(&stdout, "search_gone"), "{}", "404 -> the SDK's {{}}");
+    assert_eq!(line(&stdout, "search"), "queued True 9");
+    assert_eq!(line(&stdout, "length_before"), "10");
+    assert_eq!(line(&stdout, "length_after"), "0");
+    assert_eq!(line(&stdout, "last_entry"), "True");
+    assert_eq!(line(&stdout, "empty_get"), "0");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_watch_should_deliver_in_order_with_auto_and_manual_commit() {
+    let Some(python) = sdk_python("sdk_watch_should_deliver_in_order_with_auto_and_manual_commit")
+    else {
+        return;
+    };
+    let server = start(vec![spec("q", json!({}))], true).await;
+    let script = r#"
+sink = client('q/sink')
+for x in range(10):
+    sink.put(str(x))
+got = []
+watcher = sink.watch(0, 5, auto_commit=True)
+for x in watcher.run():
+    got.append(int(x.data.decode()))
+    if len(got) == 10:
+        break
+watcher.close()
+time.sleep(0.5)
+out('auto', ' '.join(map(str, got)))
+out('auto_length', sink.attributes()['stream.length'])
+
+for x in range(10):
+    sink.put(str(x))
+got = []
+watcher = sink.watch(0, 5, auto_commit=False)
+for x in watcher.run():
+    got.append(int(x.data.decode()))
+    sink.commit(x.index)
+    if len(got) == 10:
+        break
+watcher.close()
+out('manual', ' '.join(map(str, got)))
+out('manual_length', sink.attributes()['stream.length'])
+"#;
+    let stdout = run_sdk(python, &server, script, Duration::from_secs(60)).await;
+    let in_order = "0 1 2 3 4 5 6 7 8 9";
+    assert_eq!(line(&stdout, "auto"), in_order);
+    assert_eq!(line(&stdout, "auto_length"), "0");
+    assert_eq!(line(&stdout, "manual"), in_order);
+    assert_eq!(line(&stdout, "manual_length"), "0");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_requests_should_go_through_the_processor_into_the_sink() {
+    let Some(python) = sdk_python("sdk_requests_should_go_through_the_processor_into_the_sink")
+    else {
+        return;
+    };
+    let server = start(
+        vec![spec(
+            "q",
+            json!({"processor": "echo",
+                   "metadata": {"rpc": {"batching": true, "max_batch_size": 8, "max_batch_timeout": 5}}}),
+        )],
+        true,
+    )
+    .await;
+    let script = r#"
+inq, sink = client('q'), client('q/sink')
+sent = {}
+for x in range(100):
+    index, rid = inq.put('[{"n": %d}]' % x)
+    sent[rid] = '[{"n": %d}]' % x
+seen = {}
+watcher = sink.watch(0, 5, auto_commit=False)
+for x in watcher.run():
+    seen[x.tags['requestId']] = x.data.decode()
+    sink.commit(x.index)
+    if len(seen) == 100:
+        break
+watcher.close()
+out('matched', sum(1 for rid, body in sent.items() if seen.get(rid) == body))
+out('sink_length', sink.attributes()['stream.length'])
+out('input_length', inq.attributes()['stream.length'])
+"#;
+    let stdout = run_sdk(python, &server, script, Duration::from_secs(60)).await;
+    assert_eq!(
+        line(&stdout, "matched"),
+        "100",
+        "every result under its requestId"
+    );
+    assert_eq!(line(&stdout, "sink_length"), "0");
+    assert_eq!(
+        line(&stdout, "input_length"),
+        "0",
+        "inputs removed once done"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_watchers_should_receive_2000_concurrent_puts_exactly_once() {
+    let Some(python) = sdk_python("sdk_watchers_should_receive_2000_concurrent_puts_exactly_once")
+    else {
+        return;
+    };
+    let server = start(vec![spec("q", json!({"processor": "echo"}))], true).await;
+    // Both SDK scenarios: straight into the sink, and through the input queue and processor.
+    let script = r#"
+count = 2000
+def scenario(name, put_queue, watch_queue):
+    sent, received, dupes = set(), set(), [0]
+    def send():
+        put_queue.set_timeout(30000)
+        for x in range(count):
+            index, rid = put_queue.put('[{}]')
+            sent.add(rid)
+    def watch():
+        watcher = watch_queue.watch(0, 5, auto_commit=True)
+        for x in watcher.run():
+            rid = x.tags['requestId']
+            if rid in received:
+                dupes[0] += 1
+            received.add(rid)
+            if len(received) == count:
+                break
+        watcher.close()
+    threads = [threading.Thread(target=watch), threading.Thread(target=send)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    out(name, '%d %d %s %d' % (len(sent), len(received), sent == received, dupes[0]))
+sink = client('q/sink')
+scenario('sink', sink, sink)
+scenario('inference', client('q'), client('q/sink'))
+"#;
+    let stdout = run_sdk(python, &server, script, Duration::from_secs(180)).await;
+    assert_eq!(line(&stdout, "sink"), "2000 2000 True 0");
+    assert_eq!(line(&stdout, "inference"), "2000 2000 True 0");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sdk_put_into_a_full_input_queue_should_get_450_and_backlog_is_a_metric() {
+    let Some(python) =
+        sdk_python("sdk_put_into_a_full_input_queue_should_get_450_and_backlog_is_a_metric")
+    else {
+        return;
+    };
+    let server = start(
+        vec![spec(
+            "tiny",
+            json!({"metadata": {"instance": 1, "rpc": {"max_queue_size": 3}}}),
+        )],
+        true,
+    )
+    .await;
+    let script = r#"
+inq = client('tiny')
+inq.set_retry_count(0)
+for x in range(3):
+    inq.put('sleep:1500')
+try:
+    inq.put('one too many')
+    out('full', 'accepted')
+except PredictException as e:
+    out('full', '%d %s' % (e.code, e.message))
+"#;
+    let stdout = run_sdk(python, &server, script, Duration::from_secs(60)).await;
+    let full = line(&stdout, "full");
+    assert!(full.starts_with("450 "), "{full}");
+    assert!(
+        full.contains("queue full") && full.contains("`tiny`"),
+        "{full}"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", server.local_addr()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"eas_queue_backlog{service="tiny"} 3"#),
+        "three items queued or in process:\n{metrics}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_panics_mid_batch_should_lose_nothing() {
+    let Some(python) = sdk_python("a_consumer_that_panics_mid_batch_should_lose_nothing") else {
+        return;
+    };
+    let server = start(
+        vec![spec(
+            "crashy",
+            json!({"model_config": "flaky",
+                   "metadata": {"instance": 1,
+                                "rpc": {"batching": true, "max_batch_size": 4, "max_batch_timeout": 50}}}),
+        )],
+        true,
+    )
+    .await;
+    let script = r#"
+inq, sink = client('crashy'), client('crashy/sink')
+sent = {}
+for x in range(20):
+    index, rid = inq.put('item-%d' % x)
+    sent[rid] = 'item-%d' % x
+index, panic_rid = inq.put('panic')
+results = {}
+watcher = sink.watch(0, 5, auto_commit=True)
+for x in watcher.run():
+    results[x.tags['requestId']] = (x.data.decode(), x.message)
+    if len(results) == 21:
+        break
+watcher.close()
+out('delivered', sum(1 for rid, body in sent.items() if results.get(rid) == (body, '')))
+out('panic_message', results[panic_rid][1])
+out('input_length', inq.attributes()['stream.length'])
+"#;
+    let stdout = run_sdk(python, &server, script, Duration::from_secs(90)).await;
+    assert_eq!(
+        line(&stdout, "delivered"),
+        "20",
+        "every item reached the sink"
+    );
+    let message = line(&stdout, "panic_message");
+    assert!(message.contains("panicked"), "{message}");
+    assert_eq!(line(&stdout, "input_length"), "0");
+    let metrics = reqwest::get(format!("http://{}/metrics", server.local_addr()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"eas_instance_restarts_total{service="crashy",instance="0"}"#),
+        "the crash restarted the processor:\n{metrics}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_of_a_consumer_that_vanishes_should_be_redelivered_and_marked() {
+    let Some(python) =
+        sdk_python("items_of_a_consumer_that_vanishes_should_be_redelivered_and_marked")
+    else {
+        return;
+    };
+    // The instance takes 3 s to start, so the SDK watcher gets the items first, then vanishes
+    // without committing: the service's consumer must get them again.
+    let server = start(
+        vec![spec(
+            "late",
+            json!({"model_config": "slow-start", "metadata": {"instance": 1}}),
+        )],
+        false,
+    )
+    .await;
+    let script = r#"
+inq, sink = client('late'), client('late/sink')
+sent = {}
+for x in range(10):
+    index, rid = inq.put('late-%d' % x)
+    sent[rid] = 'late-%d' % x
+thief = inq.watch(0, 5, auto_commit=False)
+taken = []
+for x in thief.run():
+    taken.append(x.tags['requestId'])
+    if len(taken) == 5:
+        break
+thief.close()
+results = {}
+watcher = sink.watch(0, 5, auto_commit=True)
+for x in watcher.run():
+    results[x.tags['requestId']] = (x.data.decode(), x.tags.get('_redelivered_', ''))
+    if len(results) == 10:
+        break
+watcher.close()
+out('delivered', sum(1 for rid, body in sent.items() if results.get(rid, ('',))[0] == body))
+out('marked', sum(1 for rid in taken if results[rid][1] == '1'))
+out('unmarked', sum(1 for rid in sent if rid not in taken and results[rid][1] == ''))
+"#;
+    let stdout = run_sdk(python, &server, script, Duration::from_secs(60)).await;
+    assert_eq!(line(&stdout, "delivered"), "10");
+    assert_eq!(line(&stdout, "marked"), "5", "redelivered items say so");
+    assert_eq!(line(&stdout, "unmarked"), "5");
+    server.shutdown().await;
+}
+
+/// A raw call to a queue; status and body.
+async fn call(
+    server: &RunningServer,
+    method: reqwest::Method,
+    path_and_query: &str,
+    body: &'static str,
+) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .request(
+            method,
+            format!(
+                "http://{}/api/predict/{path_and_query}",
+                server.local_addr()
+            ),
+        )
+        .header("Authorization", TOKEN)
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queue_calls_should_get_a_clear_status_and_message() {
+    let server = start(
+        vec![spec("q", json!({})), {
+            let mut sync = spec("plain", json!({}));
+            sync.metadata.service_type = None;
+            sync
+        }],
+        true,
+    )
+    .await;
+    use reqwest::Method;
+    let cases: Vec<(Method, &str, &'static str, u16, &str)> = vec![
+        (
+            Method::GET,
+            "q/nope?_attrs_=true",
+            "",
+            404,
+            "no queue `nope`",
+        ),
+        (
+            Method::GET,
+            "q/sink?_index_=abc",
+            "",
+            400,
+            "`_index_`: `abc`",
+        ),
+        (Method::GET, "q/sink?_index_=-1", "", 400, "`_index_`"),
+        (Method::GET, "q/sink?_timeout_=soon", "", 400, "`_timeout_`"),
+        (Method::GET, "q/sink?_length_=0", "", 400, "`_length_`"),
+        (
+            Method::GET,
+            "q/sink?_auto_delete_=maybe",
+            "",
+            400,
+            "`_auto_delete_`",
+        ),
+        (
+            Method::GET,
+            "q/sink?_bogus_=1",
+            "",
+            400,
+            "unknown parameter `_bogus_`",
+        ),
+        (
+            Method::PUT,
+            "q/sink?_indexes_=1,x",
+            "",
+            400,
+            "`x` is not an index",
+        ),
+        (Method::PUT, "q/sink", "", 400, "`_indexes_`"),
+        (
+            Method::DELETE,
+            "q/sink?_trunc_=true",
+            "",
+            400,
+            "`_index_` is required",
+        ),
+        (
+            Method::GET,
+            "q/sink?_search_=true&_index_=99",
+            "",
+            404,
+            "no item at index 99",
+        ),
+        (
+            Method::GET,
+            "q/sink?_watch_=true",
+            "",
+            400,
+            "WebSocket upgrade",
+        ),
+        (Method::PATCH, "q/sink", "", 405, "not PATCH"),
+        (Method::GET, "plain", "", 405, "predict with POST"),
+        (
+            Method::GET,
+            "nosuch?_attrs_=true",
+            "",
+            404,
+            "no service named",
+        ),
+    ];
+    for (method, path, body, status, needle) in cases {
+        let (got, text) = call(&server, method.clone(), path, body).await;
+        assert_eq!(got, status, "{method} {path}: {text}");
+        assert!(text.contains(needle), "{method} {path}: {text}");
+    }
+    // Over the server's 4 KiB body limit.
+    let big = reqwest::Client::new()
+        .post(format!("http://{}/api/predict/q", server.local_addr()))
+        .header("Authorization", TOKEN)
+        .body(vec![b'x'; 8192])
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(big.status().as_u16(), 413);
+    // A wrong token.
+    let denied = reqwest::Client::new()
+        .get(format!(
+            "http://{}/api/predict/q/sink?_attrs_=true",
+            server.local_addr()
+        ))
+        .header("Authorization", "wrong")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(denied.status().as_u16(), 401);
+    // None of it touched the queues.
+    let (status, attrs) = call(&server, Method::GET, "q/sink?_attrs_=true", "").await;
+    assert_eq!(status, 200);
+    let attrs: Value = serde_json::from_str(&attrs).expect("json");
+    assert_eq!(attrs["stream.length"], "0");
+    assert!(attrs.get("stream.lastEntry").is_none(), "{attrs}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_sending_garbage_should_be_closed_and_its_items_go_back() {
+    let Some(python) =
+        sdk_python("a_watcher_sending_garbage_should_be_closed_and_its_items_go_back")
+    else {
+        return;
+    };
+    let server = start(vec![spec("q", json!({}))], true).await;
+    let script = r#"
+import websocket
+sink = client('q/sink')
+for x in range(3):
+    sink.put('kept-%d' % x)
+url = endpoint.replace('http://', 'ws://') + '/api/predict/q/sink?_watch_=true&_index_=0&_window_=2&_auto_commit_=false'
+ws = websocket.create_connection(url, header={'Authorization': token})
+first = ws.recv()
+ws.send('garbage')
+opcode, frame = ws.recv_data(control_frame=True)
+while opcode != 8:  # items already on their way come first
+    opcode, frame = ws.recv_data(control_frame=True)
+out('close', '%d %d %s' % (opcode, int.from_bytes(frame[:2], 'big'), frame[2:].decode()))
+ws.close()
+time.sleep(0.3)
+out('length', sink.attributes()['stream.length'])
+items = sink.get(index=0, length=10, auto_delete=False)
+out('items', ' '.join(sorted(x.data.decode() for x in items)))
+"#;
+    let stdout = run_sdk(python, &server, script, Duration::from_secs(60)).await;
+    let close = line(&stdout, "close");
+    assert!(
+        close.starts_with("8 1003 "),
+        "close frame, code 1003: {close}"
+    );
+    assert!(close.contains("takes no messages"), "{close}");
+    assert_eq!(line(&stdout, "length"), "3", "nothing lost");
+    assert_eq!(line(&stdout, "items"), "kept-0 kept-1 kept-2");
+    server.shutdown().await;
+}
