@@ -37,7 +37,7 @@
     clippy::cast_sign_loss
 )]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -225,7 +225,8 @@ impl Bench {
             "text/plain",
             &body,
         )
-        .expecting(body.len());
+        .expecting(body.len())
+        .in_process();
         let ours = Target::new(
             "eas echo",
             eas.local_addr(),
@@ -234,7 +235,8 @@ impl Bench {
             "text/plain",
             &body,
         )
-        .expecting(body.len());
+        .expecting(body.len())
+        .in_process();
         println!("body: {} bytes", body.len());
         let figures = self.alternate(&[&bare, &ours], &[]);
         for f in &figures {
@@ -324,7 +326,8 @@ impl Bench {
                     &body,
                 )
                 .expecting(answer.len())
-                .with_service(&name),
+                .with_service(&name)
+                .in_process(),
             );
         }
         println!(
@@ -549,6 +552,8 @@ struct Target {
     answer_len: Option<usize>,
     /// The eas service, for its batch-size metric.
     service: Option<String>,
+    /// Whether the server runs in this process (its threads are shown).
+    in_process: bool,
 }
 
 impl Target {
@@ -569,11 +574,17 @@ impl Target {
             body: body.clone(),
             answer_len: None,
             service: None,
+            in_process: false,
         }
     }
 
     fn expecting(mut self, len: usize) -> Self {
         self.answer_len = Some(len);
+        self
+    }
+
+    fn in_process(mut self) -> Self {
+        self.in_process = true;
         self
     }
 
@@ -720,16 +731,26 @@ struct Figure {
     first_error: Option<String>,
     cpu: CpuUse,
     windows: usize,
+    /// Whether to show the server's threads (an eas server in this process).
+    threads: bool,
 }
 
 impl Figure {
     fn of(target: &Target, windows: Vec<Window>) -> Self {
         let count = windows.len();
         let rate = median(windows.iter().map(|w| w.rate).collect());
+        let mut groups = BTreeMap::new();
+        for window in &windows {
+            for (name, cores) in &window.cpu.groups {
+                *groups.entry(name.clone()).or_insert(0.0) += cores / count as f64;
+            }
+        }
         let cpu = CpuUse {
             client: median(windows.iter().map(|w| w.cpu.client).collect()),
             server: median(windows.iter().map(|w| w.cpu.server).collect()),
             other: median(windows.iter().map(|w| w.cpu.other).collect()),
+            groups,
+            switches: median(windows.iter().map(|w| w.cpu.switches).collect()),
         };
         let errors = windows.iter().map(|w| w.errors).sum();
         let first_error = windows.iter().find_map(|w| w.first_error.clone());
@@ -744,6 +765,7 @@ impl Figure {
             first_error,
             cpu,
             windows: count,
+            threads: target.in_process,
         }
     }
 
@@ -760,6 +782,19 @@ impl Figure {
             self.cpu.server,
             self.cpu.other
         );
+        if self.threads {
+            let mut groups: Vec<_> = self.cpu.groups.iter().filter(|g| *g.1 >= 0.01).collect();
+            groups.sort_by(|a, b| b.1.total_cmp(a.1));
+            let groups: Vec<String> = groups
+                .iter()
+                .map(|(name, cores)| format!("{name}* {cores:.2}"))
+                .collect();
+            line.push_str(&format!(
+                "\n    server threads (cores): {}; {:.1} context switches per answer",
+                groups.join(", "),
+                self.cpu.switches / self.rate.max(1.0)
+            ));
+        }
         if self.errors > 0 {
             line.push_str(&format!(
                 "; {} ERRORS, first: {}",
@@ -793,11 +828,15 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// Cores used during a window: by the generator's threads, by the server (the other threads
 /// of this process, or the server processes), and by everything else on the machine.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct CpuUse {
     client: f64,
     server: f64,
     other: f64,
+    /// Cores by group of server threads of this process (names without their trailing digits).
+    groups: BTreeMap<String, f64>,
+    /// Context switches a second of the server threads of this process.
+    switches: f64,
 }
 
 /// CPU time so far, in clock ticks (`/proc` counts in USER_HZ, 100 a second on Linux).
@@ -806,6 +845,8 @@ struct CpuSnapshot {
     client: u64,
     server: u64,
     machine_busy: u64,
+    groups: BTreeMap<String, u64>,
+    switches: u64,
 }
 
 const TICKS_PER_SEC: f64 = 100.0;
@@ -815,7 +856,8 @@ impl CpuSnapshot {
     /// as the server), plus `server_pids` and their descendants as the server.
     fn take(server_pids: &[u32]) -> Self {
         let me = std::process::id().to_string();
-        let (mut client, mut server) = (0, 0);
+        let (mut client, mut server, mut switches) = (0, 0, 0);
+        let mut groups = BTreeMap::new();
         if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
             for task in tasks.flatten() {
                 let tid = task.file_name().to_string_lossy().into_owned();
@@ -826,6 +868,9 @@ impl CpuSnapshot {
                     client += ticks;
                 } else {
                     server += ticks;
+                    let group = comm.trim_end_matches(|c: char| c.is_ascii_digit());
+                    *groups.entry(group.to_owned()).or_insert(0) += ticks;
+                    switches += context_switches(&task.path().join("status"));
                 }
             }
         }
@@ -839,6 +884,8 @@ impl CpuSnapshot {
             client,
             server,
             machine_busy: machine_busy().unwrap_or(0),
+            groups,
+            switches,
         }
     }
 
@@ -848,10 +895,20 @@ impl CpuSnapshot {
         let client = cores(self.client, before.client);
         let server = cores(self.server, before.server);
         let machine = cores(self.machine_busy, before.machine_busy);
+        let groups = self
+            .groups
+            .iter()
+            .map(|(name, &ticks)| {
+                let earlier = before.groups.get(name).copied().unwrap_or(0);
+                (name.clone(), cores(ticks, earlier))
+            })
+            .collect();
         CpuUse {
             client,
             server,
             other: (machine - client - server).max(0.0),
+            groups,
+            switches: self.switches.saturating_sub(before.switches) as f64 * TICKS_PER_SEC / secs,
         }
     }
 }
@@ -867,6 +924,18 @@ fn read_stat(path: &Path) -> Option<(String, u64)> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((comm, utime + stime))
+}
+
+/// Voluntary and involuntary context switches in a `/proc/.../status` file.
+fn context_switches(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// The parent process id in a `/proc/PID/stat` file.
