@@ -17,6 +17,7 @@ use std::time::Duration;
 use eas_core::spec::ServiceSpec;
 use eas_core::storage::Progress;
 use eas_storage::resolve::{ResolveOptions, resolve};
+use eas_storage::{Credentials, MemoryCache};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::gateway::{DEFAULT_MAX_BODY_BYTES, Gateway};
 use crate::metrics::Metrics;
+use crate::queue::{MemoryQueues, QueueFactory};
 use crate::registry::ProcessorRegistry;
 use crate::service::{LocalPaths, Service};
 
@@ -54,6 +56,11 @@ pub struct ServerBuilder {
     base_dir: PathBuf,
     work_dir: PathBuf,
     storage_progress: Option<Arc<dyn Progress>>,
+    queues: Arc<dyn QueueFactory>,
+    cache_peers: Vec<String>,
+    cache_bytes: u64,
+    cache: Option<Arc<MemoryCache>>,
+    credentials: Option<Credentials>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -78,6 +85,11 @@ impl Default for ServerBuilder {
             base_dir: PathBuf::from("."),
             work_dir: std::env::temp_dir().join("eas"),
             storage_progress: None,
+            queues: Arc::new(MemoryQueues),
+            cache_peers: Vec::new(),
+            cache_bytes: 0,
+            cache: None,
+            credentials: None,
         }
     }
 }
@@ -126,6 +138,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Where async services keep their input and sink queues (default: in memory,
+    /// [`MemoryQueues`]; with the `redis` feature, `RedisQueues` shares them between servers).
+    pub fn queues(mut self, queues: Arc<dyn QueueFactory>) -> Self {
+        self.queues = queues;
+        self
+    }
+
     /// Where fetched models and mounts go, one directory per service (default: `eas` under the
     /// system temp directory). Kept across restarts, so valid files are reused.
     pub fn work_dir(mut self, dir: impl Into<PathBuf>) -> Self {
@@ -139,6 +158,50 @@ impl ServerBuilder {
         self
     }
 
+    /// Other servers of the same services (base URLs such as `http://10.0.0.2:8080`): a
+    /// model or mount file missing from this server's memory cache is asked of them before
+    /// the store. This server answers their asks at `eas_storage::peer::PATH`.
+    pub fn cache_peers(mut self, peers: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.cache_peers = peers.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// OSS/S3 credentials for remote models and mounts (default: from the environment,
+    /// `OSS_ACCESS_KEY_ID`/`OSS_ACCESS_KEY_SECRET`, else `AWS_ACCESS_KEY_ID`/
+    /// `AWS_SECRET_ACCESS_KEY`).
+    pub fn storage_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Keeps fetched model and mount files in memory, up to `bytes`, and serves them to peers.
+    pub fn memory_cache(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// The memory cache shared by every service of this server, when asked for
+    /// ([`memory_cache`](Self::memory_cache)), when some spec asks for one (`storage[].cache`;
+    /// capacity: their sum) or when peers are given (capacity: 1 GiB at least).
+    fn shared_cache(&self) -> Option<Arc<MemoryCache>> {
+        let asked: u64 = self
+            .services
+            .iter()
+            .flat_map(|(spec, _)| &spec.storage)
+            .filter_map(|m| m.cache.as_ref())
+            .map(|c| c.capacity.bytes())
+            .sum();
+        let asked = asked.max(self.cache_bytes);
+        let capacity = if self.cache_peers.is_empty() || self.cache_bytes > 0 {
+            asked
+        } else {
+            asked.max(1 << 30)
+        };
+        (capacity > 0).then(|| {
+            Arc::new(MemoryCache::new(capacity).with_peers(self.cache_peers.iter().cloned()))
+        })
+    }
+
     /// The local paths of `spec`: fetched through `eas-storage` when it names remote files,
     /// archives or mounts, else its local paths.
     async fn local_paths(&self, spec: &ServiceSpec) -> Result<LocalPaths> {
@@ -150,6 +213,12 @@ impl ServerBuilder {
         let mut options = ResolveOptions::new(self.work_dir.join(name));
         if let Some(progress) = &self.storage_progress {
             options = options.with_progress(Arc::clone(progress));
+        }
+        if let Some(cache) = &self.cache {
+            options = options.with_cache(Arc::clone(cache));
+        }
+        if let Some(credentials) = &self.credentials {
+            options = options.with_credentials(credentials.clone());
         }
         let resolved = resolve(spec, &options)
             .await
@@ -175,6 +244,7 @@ impl ServerBuilder {
     pub async fn start(mut self) -> Result<RunningServer> {
         let metrics = Arc::new(Metrics::new());
         let mut grace = Duration::ZERO;
+        self.cache = self.shared_cache();
         let mut resolved = Vec::with_capacity(self.services.len());
         for (spec, paths) in &self.services {
             resolved.push(match paths {
@@ -186,11 +256,12 @@ impl ServerBuilder {
         let mut services = Vec::with_capacity(specs.len());
         for ((spec, _), paths) in specs.into_iter().zip(resolved) {
             grace = grace.max(spec.metadata.termination_grace_period);
-            services.push(Service::start(
+            services.push(Service::start_with_queues(
                 spec,
                 &self.registry,
                 &paths,
                 Arc::clone(&metrics),
+                self.queues.as_ref(),
             )?);
         }
         let gateway = Arc::new(Gateway::new(services, metrics, self.max_body_bytes)?);
@@ -206,14 +277,19 @@ impl ServerBuilder {
         })?;
         gateway.set_local_addr(local_addr);
         let (stop, stopped) = watch::channel(false);
+        let mut router = gateway.router();
+        if let Some(cache) = &self.cache {
+            router = router.merge(eas_storage::peer::router(Arc::clone(cache)));
+        }
         let accept = tokio::spawn(accept_loop(
             listener,
-            Arc::clone(&gateway),
+            router,
             self.header_read_timeout,
             stopped,
             grace,
         ));
         Ok(RunningServer {
+            cache: self.cache.clone(),
             local_addr,
             gateway,
             stop,
@@ -225,6 +301,7 @@ impl ServerBuilder {
 /// A server that is listening.
 #[derive(Debug)]
 pub struct RunningServer {
+    cache: Option<Arc<MemoryCache>>,
     local_addr: SocketAddr,
     gateway: Arc<Gateway>,
     stop: watch::Sender<bool>,
@@ -244,6 +321,12 @@ impl RunningServer {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The memory cache model files went through, if the server has one.
+    #[must_use]
+    pub fn cache(&self) -> Option<&Arc<MemoryCache>> {
+        self.cache.as_ref()
     }
 
     /// The routes and services.
@@ -283,12 +366,11 @@ impl RunningServer {
 
 async fn accept_loop(
     listener: TcpListener,
-    gateway: Arc<Gateway>,
+    router: axum::Router,
     header_read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
-    let router = gateway.router();
     // Connections are tracked here rather than by hyper-util's `GracefulShutdown`, which cannot
     // watch a connection that may be upgraded (the queue service's WebSocket watch).
     let mut connections = tokio::task::JoinSet::new();

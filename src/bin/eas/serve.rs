@@ -28,6 +28,14 @@ pub struct ServeArgs {
     /// after a restart). Default: `eas` under the system temp directory.
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Keep fetched model and mount files in memory, up to this many MiB, and serve them to
+    /// other servers of the same services.
+    #[arg(long, value_name = "MIB")]
+    memory_cache: Option<u64>,
+    /// Another server of the same services (a base URL such as `http://10.0.0.2:8080`) to ask
+    /// for model files before the store; repeat for several.
+    #[arg(long = "cache-peer", value_name = "URL")]
+    cache_peers: Vec<String>,
     /// How long to wait for every service to become ready, in seconds.
     #[arg(long, default_value_t = 300)]
     ready_timeout: u64,
@@ -56,6 +64,12 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         .storage_progress(Arc::new(show_progress));
     if let Some(dir) = &args.work_dir {
         builder = builder.work_dir(dir);
+    }
+    if let Some(mib) = args.memory_cache {
+        builder = builder.memory_cache(mib << 20);
+    }
+    if !args.cache_peers.is_empty() {
+        builder = builder.cache_peers(args.cache_peers.iter().cloned());
     }
     for path in &args.specs {
         match load(path) {
