@@ -367,16 +367,17 @@ impl Bench {
         );
         let batch_input = inputs(best_batch, 0);
         let mut ort_rates = Vec::new();
+        let mut ort_others = Vec::new();
+        let mut ort_used = Vec::new();
         let mut eas_windows = Vec::new();
         let mut fastapi_windows = Vec::new();
         let before = batch_stats(&eas, ours.service.as_deref());
         for _ in 0..self.settings.rounds {
-            ort_rates.push(ort_rate_for(
-                &mut session,
-                best_batch,
-                &batch_input,
-                self.settings.window,
-            ));
+            let (rate, used, others) =
+                ort_rate_and_others(&mut session, best_batch, &batch_input, self.settings.window);
+            ort_rates.push(rate);
+            ort_others.push(others);
+            ort_used.push(used);
             eas_windows.push(self.window(ours, &[]));
             if let Some((target, server)) = &fastapi {
                 fastapi_windows.push(self.window(target, &server.pids()));
@@ -386,7 +387,13 @@ impl Bench {
         let mean_batch = (after.0 - before.0) / (after.1 - before.1).max(1.0);
         let ort = median(ort_rates);
         let ours_figure = Figure::of(ours, eas_windows);
-        println!("  in-process ort batch {best_batch:>3}: {ort:>8.0} rows/s");
+        let ort_cores = median(ort_used);
+        println!(
+            "  in-process ort batch {best_batch:>3}: {ort:>8.0} rows/s (median of {}); cores: \
+             ort {ort_cores:.2}, others {:.2}",
+            ort_others.len(),
+            median(ort_others)
+        );
         println!("{}; mean batch {mean_batch:.1}", ours_figure.line("rows/s"));
         let mut summary = vec![format!(
             "onnx: eas ({}) {:.0} rows/s (p50 {} p99 {}, mean batch {mean_batch:.1}) vs \
@@ -397,12 +404,12 @@ impl Bench {
             ms(ours_figure.p99),
             ours_figure.rate / ort
         )];
-        // Per core of the server: what batching achieves with the CPU the client leaves it.
+        // Per core used: the machine is shared, so the CPU each side got differs.
         let per_core = ours_figure.rate / ours_figure.cpu.server.max(0.01);
-        let ort_per_core = ort / ORT_THREADS as f64;
+        let ort_per_core = ort / ort_cores.max(0.01);
         summary.push(format!(
-            "onnx per server core: eas {per_core:.0} rows/s per core used ({:.2} cores) vs \
-             in-process ort {ort_per_core:.0} rows/s per core ({ORT_THREADS} threads) = {:.2}x",
+            "onnx per core used: eas {per_core:.0} rows/s per server core ({:.2} cores) vs \
+             in-process ort {ort_per_core:.0} rows/s per core ({ort_cores:.2} cores) = {:.2}x",
             ours_figure.cpu.server,
             per_core / ort_per_core
         ));
@@ -1128,6 +1135,20 @@ fn ort_rate_for(session: &mut Session, batch: usize, x: &[f32], time: Duration) 
         calls += 1;
     }
     (calls * batch as u64) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// As [`ort_rate_for`], with the cores this process and the rest of the machine used
+/// meanwhile.
+fn ort_rate_and_others(
+    session: &mut Session,
+    batch: usize,
+    x: &[f32],
+    time: Duration,
+) -> (f64, f64, f64) {
+    let before = CpuSnapshot::take(&[]);
+    let rate = ort_rate_for(session, batch, x, time);
+    let cpu = CpuSnapshot::take(&[]).since(&before);
+    (rate, cpu.client + cpu.server, cpu.other)
 }
 
 /// The FastAPI server process; stopped (SIGTERM, then SIGKILL) when dropped.
