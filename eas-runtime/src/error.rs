@@ -68,6 +68,15 @@ pub enum Error {
         source: eas_storage::Error,
     },
 
+    /// A queue backend could not be set up.
+    #[error("queue backend {backend}: {reason}")]
+    QueueBackend {
+        /// Which backend (and where).
+        backend: String,
+        /// Why not.
+        reason: String,
+    },
+
     /// Two specs have the same name.
     #[error("two services are named `{0}`")]
     DuplicateService(String),

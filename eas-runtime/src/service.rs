@@ -29,7 +29,7 @@ use crate::instance::{Instance, InstanceConfig, InstanceParts, InstanceState, Pr
 use crate::limit::RateLimiter;
 use crate::metrics::Metrics;
 use crate::queue::consumer::AsyncQueues;
-use crate::queue::{DynQueue, MemoryQueue};
+use crate::queue::{MemoryQueues, QueueFactory};
 use crate::registry::ProcessorRegistry;
 use crate::sink::{JsonLinesSink, SinkRecord, SinkWriter};
 
@@ -141,14 +141,26 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// Starts `spec.metadata.instance` instances (at least one) of the processor the spec
-    /// names. Must be called within a tokio runtime. Fails when the processor is unknown, the
-    /// sinker cannot be opened or the warm-up file cannot be read.
+    /// [`Service::start_with_queues`] with in-memory queues.
     pub fn start(
         spec: ServiceSpec,
         registry: &ProcessorRegistry,
         paths: &LocalPaths,
         metrics: Arc<Metrics>,
+    ) -> Result<Self> {
+        Self::start_with_queues(spec, registry, paths, metrics, &MemoryQueues)
+    }
+
+    /// Starts `spec.metadata.instance` instances (at least one) of the processor the spec
+    /// names. Must be called within a tokio runtime. Fails when the processor is unknown, the
+    /// sinker cannot be opened or the warm-up file cannot be read. An async service's queues
+    /// are opened by `queues` and one consumer per instance is started on them.
+    pub fn start_with_queues(
+        spec: ServiceSpec,
+        registry: &ProcessorRegistry,
+        paths: &LocalPaths,
+        metrics: Arc<Metrics>,
+        queues: &dyn QueueFactory,
     ) -> Result<Self> {
         let name = spec.metadata.name.clone();
         let spec = Arc::new(spec);
@@ -166,6 +178,16 @@ impl Service {
             Some(token) => token.clone(),
             None => generate_token().map_err(|e| Error::Token(e.to_string()))?,
         };
+        // Opened before any instance starts, so that a failure leaves nothing running.
+        let opened = if spec.metadata.is_async() {
+            let bound = spec.metadata.rpc.max_queue_size as usize;
+            Some((
+                queues.open(&name, Some(bound))?,
+                queues.open(&format!("{name}/sink"), None)?,
+            ))
+        } else {
+            None
+        };
         let config = InstanceConfig::from_spec(&spec);
         let count = spec.metadata.instance.max(1);
         let instances: Vec<Instance> = (0..count)
@@ -181,12 +203,7 @@ impl Service {
                 })
             })
             .collect();
-        let queues = spec.metadata.is_async().then(|| {
-            let bound = spec.metadata.rpc.max_queue_size as usize;
-            let input: DynQueue = Arc::new(MemoryQueue::new(name.clone(), Some(bound)));
-            let sink: DynQueue = Arc::new(MemoryQueue::new(format!("{name}/sink"), None));
-            AsyncQueues::start(&spec, &instances, input, sink)
-        });
+        let queues = opened.map(|(input, sink)| AsyncQueues::start(&spec, &instances, input, sink));
         let gateway = spec
             .networking
             .as_ref()

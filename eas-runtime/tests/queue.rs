@@ -3,8 +3,15 @@
 //! requests through the input queue to the sink, 2,000 puts against a watcher, 450 when full,
 //! consumers that crash or vanish mid-batch, and bad input.
 //!
-//! The SDK parts need `EAS_SDK_PYTHON` (a Python with `eas-prediction` 0.36 and
-//! `websocket-client`); without it they print `SKIPPED: ...`, or fail when `EAS_REQUIRE_ALL=1`.
+//! Each SDK scenario runs on the in-memory backend (`<test>::memory`) and, with the `redis`
+//! feature, on the Redis Streams backend (`<test>::redis`) against a `redis-server` started on a
+//! free loopback port for the test. The SDK parts need `EAS_SDK_PYTHON` (a Python with
+//! `eas-prediction` 0.36 and `websocket-client`), the Redis parts `redis-server` on the PATH
+//! (`.ci/setup/40-redis.sh`); without them they print `SKIPPED: ...`, or fail when
+//! `EAS_REQUIRE_ALL=1`.
+
+#[cfg(feature = "redis")]
+mod queue_support;
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
@@ -14,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use eas_core::processor::{InitContext, ProcessError, Processor, Request, Response};
 use eas_core::spec::ServiceSpec;
+use eas_runtime::queue::{MemoryQueues, QueueFactory};
 use eas_runtime::registry::ProcessorRegistry;
 use eas_runtime::server::{RunningServer, Server};
 use serde_json::{Value, json};
@@ -96,9 +104,10 @@ fn merge(into: &mut Value, from: Value) {
     }
 }
 
-async fn start(specs: Vec<ServiceSpec>, wait_ready: bool) -> RunningServer {
+async fn start(env: &Env, specs: Vec<ServiceSpec>, wait_ready: bool) -> RunningServer {
     let mut builder = Server::builder()
         .registry(registry())
+        .queues(Arc::clone(&env.queues))
         .max_body_bytes(4096)
         .bind("127.0.0.1:0".parse().expect("addr"));
     for spec in specs {
@@ -109,6 +118,86 @@ async fn start(specs: Vec<ServiceSpec>, wait_ready: bool) -> RunningServer {
         assert!(server.wait_ready(Duration::from_secs(20)).await, "ready");
     }
     server
+}
+
+/// Which queue backend a scenario runs on.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Memory,
+    #[cfg(feature = "redis")]
+    Redis,
+}
+
+/// The queues a test's servers use, and the Redis server behind them (stopped on drop).
+struct Env {
+    queues: Arc<dyn QueueFactory>,
+    #[cfg(feature = "redis")]
+    _redis: Option<queue_support::RedisServer>,
+}
+
+impl Env {
+    fn memory() -> Self {
+        Self {
+            queues: Arc::new(MemoryQueues),
+            #[cfg(feature = "redis")]
+            _redis: None,
+        }
+    }
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            #[cfg(feature = "redis")]
+            Self::Redis => "redis",
+        }
+    }
+
+    fn test(self, name: &str) -> String {
+        match self {
+            Self::Memory => format!("{name}::memory"),
+            #[cfg(feature = "redis")]
+            Self::Redis => format!("{name}::redis"),
+        }
+    }
+
+    /// The environment, or `None` after saying why the test is skipped.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    fn env(self, test: &str) -> Option<Env> {
+        match self {
+            Self::Memory => Some(Env::memory()),
+            #[cfg(feature = "redis")]
+            Self::Redis => match queue_support::RedisServer::start(false) {
+                Ok(redis) => Some(Env {
+                    queues: Arc::new(redis.queues()),
+                    _redis: Some(redis),
+                }),
+                Err(why) => {
+                    require_or_skip(test, &why);
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// A scenario as two tests: `name::memory` and, with the `redis` feature, `name::redis`.
+macro_rules! both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name(super::Backend::Memory).await;
+            }
+
+            #[cfg(feature = "redis")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::$name(super::Backend::Redis).await;
+            }
+        }
+    };
 }
 
 fn require_or_skip(test: &str, why: &str) {
@@ -197,12 +286,16 @@ fn line(stdout: &str, name: &str) -> String {
         .to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_should_put_get_truncate_and_read_attributes() {
-    let Some(python) = sdk_python("sdk_should_put_get_truncate_and_read_attributes") else {
+both_backends!(sdk_should_put_get_truncate_and_read_attributes);
+async fn sdk_should_put_get_truncate_and_read_attributes(backend: Backend) {
+    let test = backend.test("sdk_should_put_get_truncate_and_read_attributes");
+    let Some(python) = sdk_python(&test) else {
         return;
     };
-    let server = start(vec![spec("q", json!({}))], true).await;
+    let Some(env) = backend.env(&test) else {
+        return;
+    };
+    let server = start(&env, vec![spec("q", json!({}))], true).await;
     let script = r#"
 sink = client('q/sink')
 index, rid = sink.put('abc', {'color': 'red'})
@@ -225,6 +318,7 @@ attrs = sink.attributes()
 out('length_after', attrs['stream.length'])
 out('last_entry', attrs['stream.lastEntry'] == str(latest))
 out('empty_get', len(sink.get(index=0, timeout='0s')))
+out('backend', sink.attributes()['meta.backend'])
 "#;
     let stdout = run_sdk(python, &server, script, Duration::from_secs(60)).await;
     assert!(
@@ -244,16 +338,20 @@ out('empty_get', len(sink.get(index=0, timeout='0s')))
     assert_eq!(line(&stdout, "length_after"), "0");
     assert_eq!(line(&stdout, "last_entry"), "True");
     assert_eq!(line(&stdout, "empty_get"), "0");
+    assert_eq!(line(&stdout, "backend"), backend.name());
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_watch_should_deliver_in_order_with_auto_and_manual_commit() {
-    let Some(python) = sdk_python("sdk_watch_should_deliver_in_order_with_auto_and_manual_commit")
-    else {
+both_backends!(sdk_watch_should_deliver_in_order_with_auto_and_manual_commit);
+async fn sdk_watch_should_deliver_in_order_with_auto_and_manual_commit(backend: Backend) {
+    let test = backend.test("sdk_watch_should_deliver_in_order_with_auto_and_manual_commit");
+    let Some(python) = sdk_python(&test) else {
         return;
     };
-    let server = start(vec![spec("q", json!({}))], true).await;
+    let Some(env) = backend.env(&test) else {
+        return;
+    };
+    let server = start(&env, vec![spec("q", json!({}))], true).await;
     let script = r#"
 sink = client('q/sink')
 for x in range(10):
@@ -291,13 +389,17 @@ out('manual_length', sink.attributes()['stream.length'])
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_requests_should_go_through_the_processor_into_the_sink() {
-    let Some(python) = sdk_python("sdk_requests_should_go_through_the_processor_into_the_sink")
-    else {
+both_backends!(sdk_requests_should_go_through_the_processor_into_the_sink);
+async fn sdk_requests_should_go_through_the_processor_into_the_sink(backend: Backend) {
+    let test = backend.test("sdk_requests_should_go_through_the_processor_into_the_sink");
+    let Some(python) = sdk_python(&test) else {
+        return;
+    };
+    let Some(env) = backend.env(&test) else {
         return;
     };
     let server = start(
+        &env,
         vec![spec(
             "q",
             json!({"processor": "echo",
@@ -339,13 +441,16 @@ out('input_length', inq.attributes()['stream.length'])
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_watchers_should_receive_2000_concurrent_puts_exactly_once() {
-    let Some(python) = sdk_python("sdk_watchers_should_receive_2000_concurrent_puts_exactly_once")
-    else {
+both_backends!(sdk_watchers_should_receive_2000_concurrent_puts_exactly_once);
+async fn sdk_watchers_should_receive_2000_concurrent_puts_exactly_once(backend: Backend) {
+    let test = backend.test("sdk_watchers_should_receive_2000_concurrent_puts_exactly_once");
+    let Some(python) = sdk_python(&test) else {
         return;
     };
-    let server = start(vec![spec("q", json!({"processor": "echo"}))], true).await;
+    let Some(env) = backend.env(&test) else {
+        return;
+    };
+    let server = start(&env, vec![spec("q", json!({"processor": "echo"}))], true).await;
     // Both SDK scenarios: straight into the sink, and through the input queue and processor.
     let script = r#"
 count = 2000
@@ -380,14 +485,18 @@ scenario('inference', client('q'), client('q/sink'))
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sdk_put_into_a_full_input_queue_should_get_450_and_backlog_is_a_metric() {
-    let Some(python) =
-        sdk_python("sdk_put_into_a_full_input_queue_should_get_450_and_backlog_is_a_metric")
-    else {
+both_backends!(sdk_put_into_a_full_input_queue_should_get_450_and_backlog_is_a_metric);
+async fn sdk_put_into_a_full_input_queue_should_get_450_and_backlog_is_a_metric(backend: Backend) {
+    let test =
+        backend.test("sdk_put_into_a_full_input_queue_should_get_450_and_backlog_is_a_metric");
+    let Some(python) = sdk_python(&test) else {
+        return;
+    };
+    let Some(env) = backend.env(&test) else {
         return;
     };
     let server = start(
+        &env,
         vec![spec(
             "tiny",
             json!({"metadata": {"instance": 1, "rpc": {"max_queue_size": 3}}}),
@@ -426,12 +535,17 @@ except PredictException as e:
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_that_panics_mid_batch_should_lose_nothing() {
-    let Some(python) = sdk_python("a_consumer_that_panics_mid_batch_should_lose_nothing") else {
+both_backends!(a_consumer_that_panics_mid_batch_should_lose_nothing);
+async fn a_consumer_that_panics_mid_batch_should_lose_nothing(backend: Backend) {
+    let test = backend.test("a_consumer_that_panics_mid_batch_should_lose_nothing");
+    let Some(python) = sdk_python(&test) else {
+        return;
+    };
+    let Some(env) = backend.env(&test) else {
         return;
     };
     let server = start(
+        &env,
         vec![spec(
             "crashy",
             json!({"model_config": "flaky",
@@ -481,16 +595,19 @@ out('input_length', inq.attributes()['stream.length'])
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn items_of_a_consumer_that_vanishes_should_be_redelivered_and_marked() {
-    let Some(python) =
-        sdk_python("items_of_a_consumer_that_vanishes_should_be_redelivered_and_marked")
-    else {
+both_backends!(items_of_a_consumer_that_vanishes_should_be_redelivered_and_marked);
+async fn items_of_a_consumer_that_vanishes_should_be_redelivered_and_marked(backend: Backend) {
+    let test = backend.test("items_of_a_consumer_that_vanishes_should_be_redelivered_and_marked");
+    let Some(python) = sdk_python(&test) else {
+        return;
+    };
+    let Some(env) = backend.env(&test) else {
         return;
     };
     // The instance takes 3 s to start, so the SDK watcher gets the items first, then vanishes
     // without committing: the service's consumer must get them again.
     let server = start(
+        &env,
         vec![spec(
             "late",
             json!({"model_config": "slow-start", "metadata": {"instance": 1}}),
@@ -555,7 +672,9 @@ async fn call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_queue_calls_should_get_a_clear_status_and_message() {
+    let env = Env::memory();
     let server = start(
+        &env,
         vec![spec("q", json!({})), {
             let mut sync = spec("plain", json!({}));
             sync.metadata.service_type = None;
@@ -670,14 +789,16 @@ async fn bad_queue_calls_should_get_a_clear_status_and_message() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watcher_sending_garbage_should_be_closed_and_its_items_go_back() {
-    let Some(python) =
-        sdk_python("a_watcher_sending_garbage_should_be_closed_and_its_items_go_back")
-    else {
+both_backends!(a_watcher_sending_garbage_should_be_closed_and_its_items_go_back);
+async fn a_watcher_sending_garbage_should_be_closed_and_its_items_go_back(backend: Backend) {
+    let test = backend.test("a_watcher_sending_garbage_should_be_closed_and_its_items_go_back");
+    let Some(python) = sdk_python(&test) else {
         return;
     };
-    let server = start(vec![spec("q", json!({}))], true).await;
+    let Some(env) = backend.env(&test) else {
+        return;
+    };
+    let server = start(&env, vec![spec("q", json!({}))], true).await;
     let script = r#"
 import websocket
 sink = client('q/sink')
@@ -707,4 +828,144 @@ out('items', ' '.join(sorted(x.data.decode() for x in items)))
     assert_eq!(line(&stdout, "length"), "3", "nothing lost");
     assert_eq!(line(&stdout, "items"), "kept-0 kept-1 kept-2");
     server.shutdown().await;
+}
+
+/// A Redis test's server, or `None` after saying why the test is skipped.
+#[cfg(feature = "redis")]
+fn redis_or_skip(test: &str) -> Option<queue_support::RedisServer> {
+    match queue_support::RedisServer::start(false) {
+        Ok(redis) => Some(redis),
+        Err(why) => {
+            require_or_skip(test, &why);
+            None
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_should_reclaim_the_items_of_a_consumer_that_died_silently() {
+    use bytes::Bytes;
+    use eas_runtime::queue::{NewItem, REDELIVERED_TAG, WatchOptions};
+
+    let Some(redis) =
+        redis_or_skip("redis_should_reclaim_the_items_of_a_consumer_that_died_silently")
+    else {
+        return;
+    };
+    let queue = redis.queues().open("q", Some(100)).expect("opens");
+    for n in 0..3 {
+        queue
+            .put(NewItem::new(Bytes::from(format!("item-{n}"))))
+            .await
+            .expect("put");
+    }
+    let mut dead = queue
+        .watch(WatchOptions::new("dead").with_window(3))
+        .await
+        .expect("watch");
+    assert_eq!(dead.next(3).await.expect("next").len(), 3);
+    // A crash: the consumer never says goodbye.
+    std::mem::forget(dead);
+
+    let mut alive = queue
+        .watch(WatchOptions::new("alive").with_window(3))
+        .await
+        .expect("watch");
+    let early = tokio::time::timeout(Duration::from_millis(800), alive.next(3)).await;
+    assert!(
+        early.is_err(),
+        "not reclaimed before {:?}",
+        queue_support::RECLAIM_AFTER
+    );
+    let again = tokio::time::timeout(Duration::from_secs(10), alive.next(3))
+        .await
+        .expect("reclaimed in time")
+        .expect("next");
+    let mut bodies: Vec<String> = again
+        .iter()
+        .map(|i| String::from_utf8_lossy(&i.data).into_owned())
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["item-0", "item-1", "item-2"]);
+    assert!(
+        again
+            .iter()
+            .all(|i| i.tags.get(REDELIVERED_TAG).map(String::as_str) == Some("1")),
+        "{again:?}"
+    );
+    let indexes: Vec<u64> = again.iter().map(|i| i.index).collect();
+    assert_eq!(queue.commit(&indexes).await.expect("commit"), 3);
+    assert_eq!(queue.length().await.expect("length"), 0);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_items_should_survive_a_server_restart_on_redis() {
+    use eas_runtime::proto::Message as _;
+    use eas_runtime::proto::streaming::DataFrameListProto;
+
+    let Some(redis) = redis_or_skip("queued_items_should_survive_a_server_restart_on_redis") else {
+        return;
+    };
+    let env = Env {
+        queues: Arc::new(redis.queues()),
+        _redis: None,
+    };
+    // First server: its instance never gets to consume (it takes 3 s to start).
+    let first = start(
+        &env,
+        vec![spec(
+            "durable",
+            json!({"model_config": "slow-start", "metadata": {"instance": 1}}),
+        )],
+        false,
+    )
+    .await;
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        let body: &'static str = ["a", "b", "c", "d", "e"][n];
+        let (status, index) = call(&first, reqwest::Method::POST, "durable", body).await;
+        assert_eq!(status, 200, "{index}");
+        sent.push(body.to_owned());
+    }
+    first.shutdown().await;
+
+    // Second server on the same Redis, with a processor that starts at once.
+    let second = start(
+        &env,
+        vec![spec("durable", json!({"metadata": {"instance": 1}}))],
+        true,
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let results = loop {
+        let response = reqwest::Client::new()
+            .get(format!(
+                "http://{}/api/predict/durable/sink?_index_=0&_length_=10&_auto_delete_=false&_timeout_=1s",
+                second.local_addr()
+            ))
+            .header("Authorization", TOKEN)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status().as_u16(), 200);
+        let list =
+            DataFrameListProto::decode(response.bytes().await.expect("body")).expect("protobuf");
+        if list.index.len() >= 5 || Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut got: Vec<String> = results
+        .index
+        .iter()
+        .map(|f| String::from_utf8_lossy(&f.data).into_owned())
+        .collect();
+    got.sort();
+    assert_eq!(got, sent, "every queued item processed after the restart");
+    let (_, attrs) = call(&second, reqwest::Method::GET, "durable?_attrs_=true", "").await;
+    let attrs: Value = serde_json::from_str(&attrs).expect("json");
+    assert_eq!(attrs["stream.length"], "0", "{attrs}");
+    second.shutdown().await;
 }

@@ -33,6 +33,8 @@
 pub mod consumer;
 pub mod http;
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis_stream;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -43,6 +45,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use memory::MemoryQueue;
+#[cfg(feature = "redis")]
+pub use redis_stream::{RedisQueue, RedisQueues};
 
 use crate::api_error::ApiError;
 use crate::proto::streaming::DataFrameProto;
@@ -312,6 +316,23 @@ pub trait Watch: Send + Debug {
     /// most `max`, never more uncommitted ones than its window. Cancel-safe: a future dropped
     /// before it completes delivers nothing.
     async fn next(&mut self, max: usize) -> Result<Vec<Item>, ApiError>;
+}
+
+/// Opens the queues of async services: the input queue `service` (bounded by
+/// `rpc.max_queue_size`) and the sink queue `service/sink`.
+pub trait QueueFactory: Send + Sync + Debug {
+    /// The queue called `name`, holding at most `max_length` items (`None`: unbounded).
+    fn open(&self, name: &str, max_length: Option<usize>) -> crate::Result<DynQueue>;
+}
+
+/// Opens [`MemoryQueue`]s: the embedded default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryQueues;
+
+impl QueueFactory for MemoryQueues {
+    fn open(&self, name: &str, max_length: Option<usize>) -> crate::Result<DynQueue> {
+        Ok(Arc::new(MemoryQueue::new(name, max_length)))
+    }
 }
 
 /// A fresh random `requestId` (a version 4 UUID).
