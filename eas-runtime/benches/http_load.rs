@@ -244,16 +244,25 @@ impl Bench {
         }
         let ratio = figures[1].rate / figures[0].rate;
         self.servers.block_on(eas.shutdown());
-        vec![format!(
-            "echo: eas {:.0} req/s (p50 {} p99 {}) vs bare axum {:.0} req/s (p50 {} p99 {}) = \
-             {ratio:.2}x (goal >= 0.8x)",
-            figures[1].rate,
-            ms(figures[1].p50),
-            ms(figures[1].p99),
-            figures[0].rate,
-            ms(figures[0].p50),
-            ms(figures[0].p99),
-        )]
+        vec![
+            format!(
+                "echo: eas {:.0} req/s (p50 {} p99 {}) vs bare axum {:.0} req/s (p50 {} p99 {}) \
+                 = {ratio:.2}x (goal >= 0.8x)",
+                figures[1].rate,
+                ms(figures[1].p50),
+                ms(figures[1].p99),
+                figures[0].rate,
+                ms(figures[0].p50),
+                ms(figures[0].p99),
+            ),
+            format!(
+                "echo server CPU per answer: eas {:.1} us vs bare axum {:.1} us = {:.2}x the \
+                 bare server's efficiency",
+                figures[1].cpu_per_answer(),
+                figures[0].cpu_per_answer(),
+                figures[0].cpu_per_answer() / figures[1].cpu_per_answer().max(1e-9)
+            ),
+        ]
     }
 
     /// Part 2: the ONNX MLP behind eas vs in-process ort and vs FastAPI.
@@ -776,10 +785,15 @@ impl Figure {
         }
     }
 
+    /// Microseconds of server CPU per answer: steadier than rates on a shared machine.
+    fn cpu_per_answer(&self) -> f64 {
+        self.cpu.server * 1e6 / self.rate.max(1.0)
+    }
+
     fn line(&self, unit: &str) -> String {
         let mut line = format!(
             "  {:<34} {:>8.0} {unit} (median of {}), p50 {} p99 {}; cores: client {:.2}, server \
-             {:.2}, others {:.2}",
+             {:.2}, others {:.2}; server CPU {:.1} us per answer",
             self.name,
             self.rate,
             self.windows,
@@ -787,7 +801,8 @@ impl Figure {
             ms(self.p99),
             self.cpu.client,
             self.cpu.server,
-            self.cpu.other
+            self.cpu.other,
+            self.cpu_per_answer()
         );
         if self.threads {
             let mut groups: Vec<_> = self.cpu.groups.iter().filter(|g| *g.1 >= 0.01).collect();
