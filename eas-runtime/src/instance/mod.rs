@@ -104,6 +104,24 @@ struct Job {
     reply: oneshot::Sender<Reply>,
 }
 
+/// Where admitted requests go.
+enum Intake {
+    /// To the batcher task, which gathers batches.
+    Batcher(mpsc::UnboundedSender<Job>),
+    /// Straight to the workers, one request per batch (batching off).
+    Direct(async_channel::Sender<Vec<Job>>),
+}
+
+impl Intake {
+    /// Hands a job over; `false` when the instance is shutting down.
+    fn send(&self, job: Job) -> bool {
+        match self {
+            Self::Batcher(queue) => queue.send(job).is_ok(),
+            Self::Direct(workers) => workers.try_send(vec![job]).is_ok(),
+        }
+    }
+}
+
 /// A running instance. Cheap to clone: clones share the instance.
 #[derive(Clone)]
 pub struct Instance {
@@ -132,7 +150,7 @@ struct Shared {
     /// Requests a worker is running now.
     running: AtomicUsize,
     limiter: Option<RateLimiter>,
-    queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    queue: Mutex<Option<Intake>>,
     processor: RwLock<Option<Arc<dyn Processor>>>,
     make_processor: ProcessorMaker,
     init: InitContext,
@@ -166,8 +184,21 @@ impl Instance {
     /// workers and marks itself ready. Must be called within a tokio runtime.
     #[must_use]
     pub fn start(parts: InstanceParts) -> Self {
-        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
-        let (batch_tx, batch_rx) = async_channel::bounded(1);
+        let batching = parts.config.max_batch_size > 1;
+        // With batching, the batcher holds one formed batch while every worker is busy, so
+        // requests pile up and the next batch fills at once. Without it, requests go straight
+        // to the workers: no batcher task, one thread hop less per request.
+        let (batch_tx, batch_rx) = if batching {
+            async_channel::bounded(1)
+        } else {
+            async_channel::unbounded()
+        };
+        let (intake, batcher_queue) = if batching {
+            let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+            (Intake::Batcher(queue_tx), Some(queue_rx))
+        } else {
+            (Intake::Direct(batch_tx.clone()), None)
+        };
         let labels = Metrics::instance(&parts.service, Some(parts.index));
         let shared = Arc::new(Shared {
             limiter: parts.config.rate_limit.map(RateLimiter::per_second),
@@ -178,7 +209,7 @@ impl Instance {
             ready: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
-            queue: Mutex::new(Some(queue_tx)),
+            queue: Mutex::new(Some(intake)),
             processor: RwLock::new(None),
             make_processor: parts.make_processor,
             init: parts.init,
@@ -188,12 +219,16 @@ impl Instance {
             workers: Mutex::new(Vec::new()),
         });
         shared.publish_readiness();
-        tokio::spawn(batcher::run(
-            queue_rx,
-            batch_tx,
-            shared.config.max_batch_size,
-            shared.config.max_batch_timeout,
-        ));
+        if let Some(queue_rx) = batcher_queue {
+            tokio::spawn(batcher::run(
+                queue_rx,
+                batch_tx,
+                shared.config.max_batch_size,
+                shared.config.max_batch_timeout,
+            ));
+        } else {
+            drop(batch_tx);
+        }
         let starter = Arc::clone(&shared);
         let name = format!("eas-{}-{}-start", shared.service, shared.index);
         let spawned = std::thread::Builder::new()
@@ -286,7 +321,7 @@ impl Instance {
             reply,
         };
         let queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        match queue.as_ref().map(|q| q.send(job).is_ok()) {
+        match queue.as_ref().map(|q| q.send(job)) {
             Some(true) => Ok(answer),
             _ => {
                 shared.waiting.fetch_sub(1, Ordering::AcqRel);
