@@ -109,12 +109,12 @@ async fn throughput(label: &str, items: usize, open: impl Fn(usize) -> DynQueue)
 }
 
 /// p50 and p99 of put -> sink through an async echo service, `outstanding` items in flight.
-async fn end_to_end(items: usize, outstanding: usize) {
+async fn end_to_end(items: usize, outstanding: usize, batching: bool) {
     let spec = ServiceSpec::from_json_value(serde_json::json!({
         "metadata": {"name": "echo", "instance": 1, "type": "Async",
-                     "rpc": {"batching": true, "max_batch_size": 16, "max_batch_timeout": 1,
+                     "rpc": {"batching": batching, "max_batch_size": 16, "max_batch_timeout": 1,
                              "max_queue_size": 100000, "worker_threads": 2}},
-        "processor": "echo", "token": "bench",
+        "processor": "echo", "model_path": ".", "token": "bench",
     }))
     .expect("spec");
     let server = Server::builder()
@@ -160,9 +160,14 @@ async fn end_to_end(items: usize, outstanding: usize) {
     latencies.sort_by(f64::total_cmp);
     let p = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     println!(
-        "end-to-end echo (memory)     p50 {:.3} ms   p99 {:.3} ms   {rate:.0} items/s   ({items} items, {outstanding} in flight, batch <= 16)",
+        "end-to-end echo (memory)     p50 {:.3} ms   p99 {:.3} ms   {rate:>7.0} items/s   ({items} items, {outstanding} in flight, {})",
         p(0.5),
-        p(0.99)
+        p(0.99),
+        if batching {
+            "batches <= 16, 1 ms timeout"
+        } else {
+            "no batching"
+        }
     );
     server.shutdown().await;
 }
@@ -187,8 +192,10 @@ fn main() {
         .await;
         #[cfg(feature = "redis")]
         redis_throughput().await;
-        end_to_end(5_000, 1).await;
-        end_to_end(20_000, 64).await;
+        end_to_end(5_000, 1, false).await;
+        end_to_end(5_000, 1, true).await;
+        end_to_end(20_000, 64, false).await;
+        end_to_end(20_000, 64, true).await;
     });
 }
 

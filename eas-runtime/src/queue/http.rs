@@ -19,6 +19,9 @@
 //! JSON body that names the parameter and the reason. A watcher that sends anything but
 //! pings, pongs and close frames is disconnected with close code 1003 and a reason; its
 //! uncommitted items go back to the queue for other consumers.
+//!
+//! Every call is counted in `eas_requests_total{service, instance="-", code}` (a watch once,
+//! with code 101, when the socket opens).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,10 +77,20 @@ pub async fn serve(
     queue: &str,
     request: axum::extract::Request,
 ) -> Response {
-    match dispatch(gateway, &service, queue, request).await {
+    let response = match dispatch(gateway, &service, queue, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
-    }
+    };
+    gateway
+        .metrics()
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            service: service.name().to_owned(),
+            instance: "-".to_owned(),
+            code: response.status().as_u16(),
+        })
+        .inc();
+    response
 }
 
 async fn dispatch(
