@@ -77,6 +77,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A batch job (`elasticjob`) could not read its inputs or write its results.
+    #[error("batch job {}: {reason}", path.display())]
+    BatchJob {
+        /// The input or output path.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+
     /// Two specs have the same name.
     #[error("two services are named `{0}`")]
     DuplicateService(String),

@@ -969,3 +969,84 @@ async fn queued_items_should_survive_a_server_restart_on_redis() {
     assert_eq!(attrs["stream.length"], "0", "{attrs}");
     second.shutdown().await;
 }
+
+both_backends!(a_batch_job_should_write_every_result_and_resume_where_it_stopped);
+async fn a_batch_job_should_write_every_result_and_resume_where_it_stopped(backend: Backend) {
+    use eas_runtime::queue::batch::{BatchJob, run};
+
+    let test = backend.test("a_batch_job_should_write_every_result_and_resume_where_it_stopped");
+    let Some(env) = backend.env(&test) else {
+        return;
+    };
+    // A small input queue, so that the job has to wait for room.
+    let server = start(
+        &env,
+        vec![spec(
+            "job",
+            json!({"metadata": {"workload_type": "elasticjob", "rpc": {"max_queue_size": 16}}}),
+        )],
+        true,
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let inputs = dir.path().join("inputs.txt");
+    let lines: Vec<String> = (1..=60)
+        .map(|n| {
+            if n == 30 {
+                "fail".to_owned()
+            } else {
+                format!("in-{n}")
+            }
+        })
+        .collect();
+    std::fs::write(&inputs, lines.join("\n")).expect("write inputs");
+    // An earlier run that crashed: one result written, the next cut short.
+    let output = dir.path().join("results.jsonl");
+    std::fs::write(
+        &output,
+        "{\"key\":\"line:1\",\"ok\":true,\"data\":\"earlier\"}\n{\"key\":\"line:2\",\"ok\"",
+    )
+    .expect("write output");
+    let service = Arc::clone(&server.gateway().services()["job"]);
+    let job = BatchJob::new(&inputs, &output);
+
+    let summary = tokio::time::timeout(Duration::from_secs(60), run(&service, &job))
+        .await
+        .expect("finishes")
+        .expect("runs");
+    assert_eq!(
+        (
+            summary.total,
+            summary.skipped,
+            summary.succeeded,
+            summary.failed
+        ),
+        (60, 1, 58, 1),
+        "{summary}"
+    );
+    let written = std::fs::read_to_string(&output).expect("read output");
+    let results: Vec<Value> = written
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is whole JSON"))
+        .collect();
+    assert_eq!(results.len(), 60, "{written}");
+    let by_key: std::collections::HashMap<&str, &Value> = results
+        .iter()
+        .map(|r| (r["key"].as_str().expect("key"), r))
+        .collect();
+    assert_eq!(by_key.len(), 60, "each key once");
+    assert_eq!(by_key["line:1"]["data"], "earlier", "earlier results kept");
+    assert_eq!(by_key["line:30"]["ok"], false);
+    let message = by_key["line:30"]["message"].as_str().expect("message");
+    assert!(message.contains("asked to fail"), "{message}");
+    for n in (2..=60).filter(|&n| n != 30) {
+        assert_eq!(
+            by_key[format!("line:{n}").as_str()]["data"],
+            format!("in-{n}")
+        );
+    }
+
+    let again = run(&service, &job).await.expect("runs again");
+    assert_eq!((again.skipped, again.succeeded, again.failed), (60, 0, 0));
+    server.shutdown().await;
+}

@@ -188,14 +188,15 @@ async fn run(
     };
     let mut tasks = JoinSet::new();
     loop {
+        while tasks.try_join_next().is_some() {}
         if is_dead(&instance) {
             tracing::warn!(consumer = %name, "instance is down; its items go to other consumers");
             break;
         }
+        // Only a shutdown interrupts a delivery (commits from the tasks open the window).
         tokio::select! {
             biased;
             _ = closing.changed() => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             items = consumer.next(config.batch) => match items {
                 Ok(items) => {
                     for item in items {

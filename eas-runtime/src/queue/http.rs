@@ -239,14 +239,38 @@ async fn watch(
         .into_response())
 }
 
+/// Takes items from the consumer on a task of its own, so that a ping or a message from the
+/// client never interrupts a delivery half-way; stops (dropping the consumer, which hands its
+/// uncommitted items back) when the socket side is gone.
+fn pump(
+    mut consumer: Box<dyn Watch>,
+    window: usize,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<Item>, ApiError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        loop {
+            let items = tokio::select! {
+                items = consumer.next(window) => items,
+                () = tx.closed() => return,
+            };
+            let failed = items.is_err();
+            if tx.send(items).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Sends items as they come; reads only to answer pings and notice the client leave.
 async fn watch_loop(
     mut socket: WebSocket,
-    mut consumer: Box<dyn Watch>,
+    consumer: Box<dyn Watch>,
     window: usize,
     index_only: bool,
     mut closing: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut items_rx = pump(consumer, window);
     let close = |code, reason: &str| {
         Message::Close(Some(CloseFrame {
             code,
@@ -264,8 +288,9 @@ async fn watch_loop(
                     break;
                 }
             },
-            items = consumer.next(window) => match items {
-                Ok(items) => {
+            items = items_rx.recv() => match items {
+                None => break,
+                Some(Ok(items)) => {
                     for mut item in items {
                         if index_only {
                             item.data = bytes::Bytes::new();
@@ -276,7 +301,7 @@ async fn watch_loop(
                         }
                     }
                 }
-                Err(error) => {
+                Some(Err(error)) => {
                     let _ = socket.send(close(close_code::ERROR, &error.to_string())).await;
                     break;
                 }

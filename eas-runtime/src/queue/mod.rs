@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+pub mod batch;
 pub mod consumer;
 pub mod http;
 mod memory;
