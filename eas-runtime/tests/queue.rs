@@ -1050,3 +1050,89 @@ async fn a_batch_job_should_write_every_result_and_resume_where_it_stopped(backe
     assert_eq!((again.skipped, again.succeeded, again.failed), (60, 0, 0));
     server.shutdown().await;
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_of_a_consumer_aborted_mid_batch_should_reach_the_sink_through_another_server() {
+    use eas_runtime::proto::Message as _;
+    use eas_runtime::proto::streaming::DataFrameListProto;
+
+    let Some(redis) = redis_or_skip(
+        "items_of_a_consumer_aborted_mid_batch_should_reach_the_sink_through_another_server",
+    ) else {
+        return;
+    };
+    let env = Env {
+        queues: Arc::new(redis.queues()),
+        _redis: None,
+    };
+    let service = || {
+        spec(
+            "shared",
+            json!({"metadata": {"instance": 1,
+                                "rpc": {"batching": true, "max_batch_size": 4, "max_batch_timeout": 20}}}),
+        )
+    };
+    let first = start(&env, vec![service()], true).await;
+    for n in 0..4 {
+        let body: &'static str = ["sleep:1500", "sleep:1501", "sleep:1502", "sleep:1503"][n];
+        let (status, text) = call(&first, reqwest::Method::POST, "shared", body).await;
+        assert_eq!(status, 200, "{text}");
+    }
+    // Wait until the first server's consumer holds them, then abort it mid-batch (the grace
+    // period of 1 s is shorter than any item: 1.5 s each).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, attrs) = call(&first, reqwest::Method::GET, "shared?_attrs_=true", "").await;
+        let attrs: Value = serde_json::from_str(&attrs).expect("json");
+        if attrs["stream.pending"] == "4" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never delivered: {attrs}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.shutdown().await;
+
+    let second = start(&env, vec![service()], true).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let results = loop {
+        let response = reqwest::Client::new()
+            .get(format!(
+                "http://{}/api/predict/shared/sink?_index_=0&_length_=10&_auto_delete_=false&_timeout_=1s",
+                second.local_addr()
+            ))
+            .header("Authorization", TOKEN)
+            .send()
+            .await
+            .expect("sent");
+        let list =
+            DataFrameListProto::decode(response.bytes().await.expect("body")).expect("protobuf");
+        if list.index.len() >= 4 || Instant::now() > deadline {
+            break list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut got: Vec<(String, Option<String>)> = results
+        .index
+        .iter()
+        .map(|f| {
+            (
+                String::from_utf8_lossy(&f.data).into_owned(),
+                f.tags.get("_redelivered_").cloned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let redelivered = Some("1".to_owned());
+    assert_eq!(
+        got,
+        vec![
+            ("sleep:1500".to_owned(), redelivered.clone()),
+            ("sleep:1501".to_owned(), redelivered.clone()),
+            ("sleep:1502".to_owned(), redelivered.clone()),
+            ("sleep:1503".to_owned(), redelivered),
+        ],
+        "each aborted item processed once more, marked as a redelivery"
+    );
+    second.shutdown().await;
+}
