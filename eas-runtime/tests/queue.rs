@@ -379,6 +379,13 @@ for x in watcher.run():
 watcher.close()
 out('manual', ' '.join(map(str, got)))
 out('manual_length', sink.attributes()['stream.length'])
+
+index, _ = sink.put('payload')
+watcher = sink.watch(0, 1, index_only=True, auto_commit=True)
+for x in watcher.run():
+    out('index_only', '%s %d' % (x.index == int(index), len(x.data)))
+    break
+watcher.close()
 "#;
     let stdout = run_sdk(python, &server, script, Duration::from_secs(60)).await;
     let in_order = "0 1 2 3 4 5 6 7 8 9";
@@ -386,6 +393,7 @@ out('manual_length', sink.attributes()['stream.length'])
     assert_eq!(line(&stdout, "auto_length"), "0");
     assert_eq!(line(&stdout, "manual"), in_order);
     assert_eq!(line(&stdout, "manual_length"), "0");
+    assert_eq!(line(&stdout, "index_only"), "True 0", "an index, no data");
     server.shutdown().await;
 }
 
@@ -760,6 +768,17 @@ async fn bad_queue_calls_should_get_a_clear_status_and_message() {
         assert_eq!(got, status, "{method} {path}: {text}");
         assert!(text.contains(needle), "{method} {path}: {text}");
     }
+    // `_raw_=true`: the first item's bytes, or 204 when there is none.
+    let (status, _) = call(&server, Method::POST, "q/sink", "raw bytes").await;
+    assert_eq!(status, 200);
+    let (status, text) = call(&server, Method::GET, "q/sink?_raw_=true", "").await;
+    assert_eq!((status, text.as_str()), (200, "raw bytes"));
+    let (status, text) = call(&server, Method::GET, "q/sink?_raw_=true", "").await;
+    assert_eq!(
+        (status, text.as_str()),
+        (204, ""),
+        "auto-deleted by the first get"
+    );
     // Over the server's 4 KiB body limit.
     let big = reqwest::Client::new()
         .post(format!("http://{}/api/predict/q", server.local_addr()))
@@ -785,7 +804,10 @@ async fn bad_queue_calls_should_get_a_clear_status_and_message() {
     assert_eq!(status, 200);
     let attrs: Value = serde_json::from_str(&attrs).expect("json");
     assert_eq!(attrs["stream.length"], "0");
-    assert!(attrs.get("stream.lastEntry").is_none(), "{attrs}");
+    assert_eq!(
+        attrs["stream.lastEntry"], "1",
+        "only the raw item was ever put: {attrs}"
+    );
     server.shutdown().await;
 }
 
