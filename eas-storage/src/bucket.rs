@@ -32,7 +32,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,10 +48,12 @@ use object_store::{
 };
 use tokio::sync::Semaphore;
 
+use crate::cache::CachedObject;
 use crate::local_fs::{Manifest, join_relative};
 use crate::location::{BucketLocation, Endpoint};
 use crate::progress::Meter;
-use crate::verify::{Md5, check_md5, check_size, etag_md5};
+use crate::sink::Sink;
+use crate::verify::{check_md5, check_size, etag_md5};
 use crate::{Credentials, Error, MemoryCache, Result, peer};
 
 /// How a mount transfers objects.
@@ -160,7 +161,7 @@ impl BucketMountBuilder {
             .build()
             .map_err(|e| Error::invalid(&uri, format!("HTTP client: {e}")))?;
         Ok(BucketMount {
-            manifest: Mutex::new(Manifest::load(&self.target, &uri)),
+            manifest: Arc::new(Mutex::new(Manifest::load(&self.target, &uri))),
             uri,
             location: self.location,
             target: self.target,
@@ -235,7 +236,7 @@ pub struct BucketMount {
     store: Arc<dyn ObjectStore>,
     requests: Arc<Semaphore>,
     http: reqwest::Client,
-    manifest: Mutex<Manifest>,
+    manifest: Arc<Mutex<Manifest>>,
     listing: Mutex<Option<Arc<BTreeMap<String, ObjectInfo>>>>,
 }
 
@@ -381,23 +382,57 @@ impl BucketMount {
             };
             return Ok((bytes, Origin::Local));
         }
-        if let Some(cache) = &self.cache
-            && let Some(object) = peer::fetch(&self.http, cache, &key, info).await
-        {
-            write_file(&path, object.bytes.clone()).await?;
-            meter.advance(&info.path, info.size, true);
-            let bytes = object.bytes.clone();
-            cache.insert_object(key, object);
-            self.record(info);
-            return Ok((Some(bytes), Origin::Remote));
+        if let Some(cache) = &self.cache {
+            // A read wants the bytes now: they land in memory and reach the disk in the
+            // background. A mount wants the file: it is written while the answer streams in.
+            let dir = (!keep).then(|| path.parent().unwrap_or(&self.target));
+            if let Some(fetched) = peer::fetch(&self.http, cache, &key, info, dir).await {
+                let bytes = fetched.object.bytes.clone();
+                match fetched.file {
+                    Some(file) => {
+                        file.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+                        self.record(info);
+                    }
+                    None => self.persist_in_background(info.clone(), path, bytes.clone()),
+                }
+                meter.advance(&info.path, info.size, true);
+                cache.insert_object(key, fetched.object);
+                return Ok((Some(bytes), Origin::Remote));
+            }
         }
         let keep = keep || self.cache.is_some();
-        let bytes = self.download(info, &path, meter, keep).await?;
-        if let Some(bytes) = &bytes {
-            self.cache_insert(&key, bytes, info);
+        let (bytes, crc32c) = self.download(info, &path, meter, keep).await?;
+        if let (Some(cache), Some(bytes)) = (&self.cache, &bytes) {
+            cache.insert_object(
+                key,
+                CachedObject {
+                    bytes: bytes.clone(),
+                    etag: info.etag.clone(),
+                    crc32c,
+                },
+            );
         }
         self.record(info);
         Ok((bytes, Origin::Remote))
+    }
+
+    /// Writes verified bytes to `path` off the caller's path (atomically), then records the
+    /// file in the manifest and saves it; a failure only costs a refetch after a restart.
+    fn persist_in_background(&self, info: ObjectInfo, path: PathBuf, bytes: Bytes) {
+        let manifest = Arc::clone(&self.manifest);
+        let target = self.target.clone();
+        tokio::task::spawn_blocking(move || {
+            let saved = crate::local_fs::write_atomic(&path, &bytes).and_then(|()| {
+                let mut manifest = manifest
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                manifest.record(&info);
+                manifest.save(&target)
+            });
+            if let Err(error) = saved {
+                tracing::warn!(%error, "could not keep a file fetched from a peer on disk");
+            }
+        });
     }
 
     fn cache_insert(&self, key: &str, bytes: &Bytes, info: &ObjectInfo) {
@@ -416,74 +451,76 @@ impl BucketMount {
     }
 
     /// Downloads one object from the store into a temporary file renamed to `path` once
-    /// verified; single GET for small objects, ordered parallel ranged GETs for large ones.
+    /// verified (size, and the MD5 its ETag stands for when `verify_md5`); with `keep`, also
+    /// into memory. One streamed GET for objects up to the part size, else ordered parallel
+    /// ranged GETs (each `If-Match` the listed ETag). Returns the bytes when kept, and their
+    /// CRC-32C (computed as they streamed in).
     async fn download(
         &self,
         info: &ObjectInfo,
         path: &Path,
         meter: &Meter<'_>,
         keep: bool,
-    ) -> Result<Option<Bytes>> {
+    ) -> Result<(Option<Bytes>, u32)> {
         let uri = self.object_uri(&info.path);
-        let dir = path.parent().unwrap_or(&self.target).to_path_buf();
-        let mut sink = tokio::task::spawn_blocking({
-            let dir = dir.clone();
-            let md5 = self.options.verify_md5 && info.etag.as_deref().and_then(etag_md5).is_some();
-            let capacity = usize::try_from(info.size).unwrap_or(0);
-            move || Sink::create(&dir, md5, keep.then(|| Vec::with_capacity(capacity)))
-        })
-        .await
-        .map_err(|e| Error::io(&dir, std::io::Error::other(e)))??;
-
+        let dir = path.parent().unwrap_or(&self.target);
+        let md5 = self.options.verify_md5 && info.etag.as_deref().and_then(etag_md5).is_some();
+        let mut sink = Sink::new(&uri, info.size, Some(dir), keep, md5);
         let location = self.key(&info.path);
-        let if_match = info.etag.clone();
         let ranges = split(info.size, self.options.part_size);
-        let parts = ranges.into_iter().map(|range| {
-            let store = Arc::clone(&self.store);
-            let requests = Arc::clone(&self.requests);
-            let location = location.clone();
-            let if_match = if_match.clone();
-            tokio::spawn(async move {
-                let _permit = requests.acquire_owned().await;
-                let options = GetOptions {
-                    if_match,
-                    range: range.map(GetRange::Bounded),
-                    ..GetOptions::default()
-                };
-                let result = store.get_opts(&location, options).await?;
-                result.bytes().await
-            })
-        });
-        let mut parts = futures::stream::iter(parts).buffered(self.options.concurrency.max(1));
-        let mut got = 0u64;
-        while let Some(part) = parts.next().await {
-            let part = part
-                .map_err(|e| Error::io(path, std::io::Error::other(e)))?
-                .map_err(|e| Error::from_store(&uri, e))?;
-            let len = part.len() as u64;
-            got += len;
-            if got > info.size {
-                return Err(Error::Truncated {
-                    uri,
-                    expected: info.size,
-                    got,
-                });
+        if let [None] = ranges.as_slice() {
+            let _permit = self.requests.acquire().await;
+            let options = GetOptions {
+                if_match: info.etag.clone(),
+                ..GetOptions::default()
+            };
+            let mut body = self
+                .store
+                .get_opts(&location, options)
+                .await
+                .map_err(|e| Error::from_store(&uri, e))?
+                .into_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| Error::from_store(&uri, e))?;
+                meter.advance(&info.path, chunk.len() as u64, false);
+                sink.push(chunk).await?;
             }
-            sink = tokio::task::spawn_blocking(move || sink.write(&part).map(|()| sink))
-                .await
-                .map_err(|e| Error::io(path, std::io::Error::other(e)))?
-                .map_err(|e| Error::io(path, e))?;
-            meter.advance(&info.path, len, false);
+        } else {
+            let if_match = info.etag.clone();
+            let parts = ranges.into_iter().map(|range| {
+                let store = Arc::clone(&self.store);
+                let requests = Arc::clone(&self.requests);
+                let location = location.clone();
+                let if_match = if_match.clone();
+                tokio::spawn(async move {
+                    let _permit = requests.acquire_owned().await;
+                    let options = GetOptions {
+                        if_match,
+                        range: range.map(GetRange::Bounded),
+                        ..GetOptions::default()
+                    };
+                    store.get_opts(&location, options).await?.bytes().await
+                })
+            });
+            let mut parts = futures::stream::iter(parts).buffered(self.options.concurrency.max(1));
+            while let Some(part) = parts.next().await {
+                let part = part
+                    .map_err(|e| Error::io(path, std::io::Error::other(e)))?
+                    .map_err(|e| Error::from_store(&uri, e))?;
+                meter.advance(&info.path, part.len() as u64, false);
+                sink.push(part).await?;
+            }
         }
-        check_size(&uri, info.size, got)?;
-        let path_owned = path.to_path_buf();
-        let etag = info.etag.clone();
-        let bytes =
-            tokio::task::spawn_blocking(move || sink.finish(&uri, etag.as_deref(), &path_owned))
-                .await
-                .map_err(|e| Error::io(path, std::io::Error::other(e)))??;
+        let done = sink.finish().await?;
+        check_size(&uri, info.size, done.len)?;
+        if let (Some(md5), Some(etag)) = (&done.md5, info.etag.as_deref()) {
+            check_md5(&uri, etag, md5)?;
+        }
+        if let Some(file) = done.file {
+            file.persist(path).map_err(|e| Error::io(path, e.error))?;
+        }
         meter.advance(&info.path, 0, true);
-        Ok(bytes)
+        Ok((done.memory, done.crc32c))
     }
 
     async fn mount_inner(
@@ -586,49 +623,6 @@ fn split(size: u64, part: u64) -> Vec<Option<std::ops::Range<u64>>> {
     (0..size.div_ceil(part))
         .map(|i| Some(i * part..((i + 1) * part).min(size)))
         .collect()
-}
-
-/// Where a download goes: a temporary file, optionally a copy in memory, and the MD5 being
-/// computed.
-struct Sink {
-    file: tempfile::NamedTempFile,
-    md5: Option<Md5>,
-    memory: Option<Vec<u8>>,
-}
-
-impl Sink {
-    fn create(dir: &Path, md5: bool, memory: Option<Vec<u8>>) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let file = tempfile::Builder::new()
-            .prefix(".eas-partial-")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(dir, e))?;
-        Ok(Self {
-            file,
-            md5: md5.then(Md5::default),
-            memory,
-        })
-    }
-
-    fn write(&mut self, part: &[u8]) -> std::io::Result<()> {
-        if let Some(md5) = &mut self.md5 {
-            md5.update(part);
-        }
-        if let Some(memory) = &mut self.memory {
-            memory.extend_from_slice(part);
-        }
-        self.file.write_all(part)
-    }
-
-    fn finish(self, uri: &str, etag: Option<&str>, path: &Path) -> Result<Option<Bytes>> {
-        if let (Some(md5), Some(etag)) = (self.md5, etag) {
-            check_md5(uri, etag, &md5.hex())?;
-        }
-        self.file
-            .persist(path)
-            .map_err(|e| Error::io(path, e.error))?;
-        Ok(self.memory.map(Bytes::from))
-    }
 }
 
 async fn write_file(path: &Path, bytes: Bytes) -> Result<()> {

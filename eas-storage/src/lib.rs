@@ -34,6 +34,7 @@ pub mod location;
 pub mod peer;
 pub mod progress;
 pub mod resolve;
+mod sink;
 pub mod verify;
 
 pub use archive::ArchiveMount;

@@ -21,6 +21,7 @@
 //! # drop(app);
 //! ```
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,13 +29,14 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
 use eas_core::storage::ObjectInfo;
+use futures::StreamExt as _;
 use serde::Deserialize;
 
 use crate::MemoryCache;
 use crate::cache::CachedObject;
-use crate::verify::{Md5, check_md5, crc32c, etag_md5};
+use crate::sink::{Finished, Sink};
+use crate::verify::{check_md5, etag_md5};
 
 /// The path the peer endpoint answers on.
 pub const PATH: &str = "/_eas/cache/v1/object";
@@ -92,21 +94,32 @@ pub fn answer(object: &CachedObject) -> Response {
     response
 }
 
+/// A verified peer answer.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The object (its bytes in memory, with the ETag and CRC-32C it came with).
+    pub object: CachedObject,
+    /// The bytes in a temporary file too, when a directory was given (not yet renamed).
+    pub file: Option<tempfile::NamedTempFile>,
+}
+
 /// Asks each of `cache`'s peers for the object `key` described by `expected`; the first
-/// answer that passes verification is returned (with its CRC-32C). Failed or corrupt answers
-/// are logged and counted ([`CacheStats::peer_corrupt`](crate::CacheStats)); `None` when no
-/// peer had it.
+/// answer that passes verification is returned. The answer streams into memory (one buffer
+/// of the expected size) and, when `dir` is given, into a temporary file there at the same
+/// time; its CRC-32C is computed as it streams. Failed or corrupt answers are logged and
+/// counted ([`CacheStats::peer_corrupt`](crate::CacheStats)); `None` when no peer had it.
 pub async fn fetch(
     client: &reqwest::Client,
     cache: &MemoryCache,
     key: &str,
     expected: &ObjectInfo,
-) -> Option<CachedObject> {
+    dir: Option<&Path>,
+) -> Option<Fetched> {
     for peer in cache.peers() {
-        match fetch_from(client, &peer, key, expected).await {
-            Ok(Some(object)) => {
+        match fetch_from(client, &peer, key, expected, dir).await {
+            Ok(Some(fetched)) => {
                 cache.count_peer_hit();
-                return Some(object);
+                return Some(fetched);
             }
             Ok(None) => {}
             Err(reason) => {
@@ -129,7 +142,8 @@ async fn fetch_from(
     peer: &str,
     key: &str,
     expected: &ObjectInfo,
-) -> Result<Option<CachedObject>, String> {
+    dir: Option<&Path>,
+) -> Result<Option<Fetched>, String> {
     let url = format!("{}{PATH}", peer.trim_end_matches('/'));
     let mut request = client
         .get(url)
@@ -155,66 +169,88 @@ async fn fetch_from(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| u32::from_str_radix(v, 16).ok())
         .ok_or("no valid x-eas-crc32c header")?;
-    let bytes: Bytes = response.bytes().await.map_err(|e| format!("body: {e}"))?;
-    verify_answer(&bytes, etag.as_deref(), crc, expected)?;
-    Ok(Some(CachedObject {
-        bytes,
-        etag,
-        crc32c: crc,
+    // Refuse a wrong version or size before reading the body.
+    if expected.etag.is_some() && etag != expected.etag {
+        return Err(format!("ETag {etag:?}, expected {:?}", expected.etag));
+    }
+    if let Some(len) = response.content_length()
+        && len != expected.size
+    {
+        return Err(format!("{len} bytes announced, expected {}", expected.size));
+    }
+    let md5 = etag.as_deref().and_then(etag_md5).is_some() && expected.size <= MD5_CHECK_LIMIT;
+    let mut sink = Sink::new(key, expected.size, dir, true, md5);
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| format!("body: {e}"))?;
+        sink.push(chunk).await.map_err(|e| e.to_string())?;
+    }
+    let done = sink.finish().await.map_err(|e| e.to_string())?;
+    verify_answer(&done, etag.as_deref(), crc, expected)?;
+    Ok(Some(Fetched {
+        object: CachedObject {
+            bytes: done.memory.unwrap_or_default(),
+            etag,
+            crc32c: crc,
+        },
+        file: done.file,
     }))
 }
 
+/// Size, ETag, the announced CRC-32C and (when computed) the MD5 the ETag stands for.
 fn verify_answer(
-    bytes: &Bytes,
+    done: &Finished,
     etag: Option<&str>,
     crc: u32,
     expected: &ObjectInfo,
 ) -> Result<(), String> {
-    if bytes.len() as u64 != expected.size {
-        return Err(format!("{} bytes, expected {}", bytes.len(), expected.size));
+    if done.len != expected.size {
+        return Err(format!("{} bytes, expected {}", done.len, expected.size));
     }
     if expected.etag.is_some() && etag != expected.etag.as_deref() {
         return Err(format!("ETag {etag:?}, expected {:?}", expected.etag));
     }
-    let actual = crc32c(bytes);
-    if actual != crc {
+    if done.crc32c != crc {
         return Err(format!(
-            "CRC-32C {actual:08x} does not match the announced {crc:08x}"
+            "CRC-32C {:08x} does not match the announced {crc:08x}",
+            done.crc32c
         ));
     }
-    // Small single-part objects: also check the MD5 the ETag stands for (cheap, and it does
-    // not trust the peer's own checksum).
-    if let Some(etag) = etag
-        && etag_md5(etag).is_some()
-        && bytes.len() <= MD5_CHECK_LIMIT
-    {
-        let mut md5 = Md5::default();
-        md5.update(bytes);
-        check_md5(&expected.path, etag, &md5.hex()).map_err(|e| e.to_string())?;
+    // Objects up to MD5_CHECK_LIMIT: also the MD5 the ETag stands for (it does not trust the
+    // peer's own checksum).
+    if let (Some(etag), Some(md5)) = (etag, &done.md5) {
+        check_md5(&expected.path, etag, md5).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 /// Objects up to this size from peers are also checked against their MD5 ETag.
-const MD5_CHECK_LIMIT: usize = 64 << 20;
+const MD5_CHECK_LIMIT: u64 = 64 << 20;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::crc32c;
+    use bytes::Bytes;
 
-    #[test]
-    fn answers_should_be_refused_unless_size_etag_and_checksum_agree() {
-        let bytes = Bytes::from_static(b"abc");
+    #[tokio::test]
+    async fn answers_should_be_refused_unless_size_etag_and_checksum_agree() {
+        async fn received(bytes: &'static [u8]) -> Finished {
+            let mut sink = Sink::new("t", 16, None, true, true);
+            sink.push(Bytes::from_static(bytes)).await.expect("push");
+            sink.finish().await.expect("finish")
+        }
         let md5 = "\"900150983cd24fb0d6963f7d28e17f72\"";
         let expected = ObjectInfo::new("a", 3).with_etag(md5);
-        let good = crc32c(&bytes);
-        assert!(verify_answer(&bytes, Some(md5), good, &expected).is_ok());
-        assert!(verify_answer(&bytes, Some(md5), good ^ 1, &expected).is_err());
-        assert!(verify_answer(&bytes, Some("\"other\""), good, &expected).is_err());
-        let short = Bytes::from_static(b"ab");
-        assert!(verify_answer(&short, Some(md5), crc32c(&short), &expected).is_err());
-        let forged = Bytes::from_static(b"abd");
-        let err = verify_answer(&forged, Some(md5), crc32c(&forged), &expected)
+        let good = received(b"abc").await;
+        let crc = crc32c(b"abc");
+        assert!(verify_answer(&good, Some(md5), crc, &expected).is_ok());
+        assert!(verify_answer(&good, Some(md5), crc ^ 1, &expected).is_err());
+        assert!(verify_answer(&good, Some("\"other\""), crc, &expected).is_err());
+        let short = received(b"ab").await;
+        assert!(verify_answer(&short, Some(md5), crc32c(b"ab"), &expected).is_err());
+        let forged = received(b"abd").await;
+        let err = verify_answer(&forged, Some(md5), crc32c(b"abd"), &expected)
             .expect_err("the MD5 ETag catches a consistent forgery");
         assert!(err.contains("MD5"), "{err}");
     }
