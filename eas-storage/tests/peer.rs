@@ -86,10 +86,26 @@ async fn second_and_third_instances_should_read_from_the_first_ones_memory() {
             "{name}"
         );
     }
+    // A lazy read served by the peer lands in memory at once; the file follows on disk.
+    let lazy = instance(&moto, &peers);
+    let got = lazy.mount.read("model.onnx").await.expect("lazy read");
+    assert_eq!(&got[..], &big[..], "lazy read from the peer");
+    assert_eq!(lazy.store.gets(), 0, "lazy: no GET reached the store");
+    let on_disk = lazy._dir.path().join("model.onnx");
+    for _ in 0..200 {
+        if std::fs::read(&on_disk).is_ok_and(|b| b == big) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        std::fs::read(&on_disk).expect("kept on disk in the background"),
+        big
+    );
     assert_eq!(
         first.cache.stats().hits,
-        4,
-        "the first cache answered two peers twice"
+        5,
+        "the first cache answered two peers twice, then the lazy reader"
     );
     assert_eq!(
         first.store.gets(),
