@@ -105,3 +105,48 @@ fn serve_should_refuse_a_bad_spec_naming_the_field() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn serve_should_run_an_elastic_job_and_resume_it() {
+    let dir = std::env::temp_dir().join(format!("eas-cli-job-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let spec = dir.join("job.json");
+    std::fs::write(
+        &spec,
+        r#"{"metadata": {"name": "job", "instance": 1, "type": "Async", "workload_type": "elasticjob"},
+            "processor": "echo", "model_path": "."}"#,
+    )
+    .expect("write");
+    let inputs = dir.join("inputs.txt");
+    std::fs::write(&inputs, "a\nb\nc\n").expect("write");
+    let output = dir.join("results.jsonl");
+    let _ = std::fs::remove_file(&output);
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_eas"))
+            .args(["serve", &spec.to_string_lossy(), "--listen", "127.0.0.1:0"])
+            .args(["--job-input", &inputs.to_string_lossy()])
+            .args(["--job-output", &output.to_string_lossy()])
+            .output()
+            .expect("eas runs")
+    };
+    let first = run();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(stdout.contains("job job:"), "{stdout}");
+    let results = std::fs::read_to_string(&output).expect("results");
+    assert_eq!(results.lines().count(), 3, "{results}");
+
+    std::fs::write(&inputs, "a\nb\nc\nd\n").expect("write");
+    let second = run();
+    assert!(second.status.success());
+    let results = std::fs::read_to_string(&output).expect("results");
+    assert_eq!(
+        results.lines().count(),
+        4,
+        "only the new input ran: {results}"
+    );
+}

@@ -2,13 +2,14 @@
 //! gracefully.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eas::core::spec::ServiceSpec;
+use eas::core::spec::{ServiceSpec, WorkloadType};
 use eas::core::storage::TransferProgress;
+use eas::runtime::queue::batch::{self, BatchJob};
 use eas::runtime::server::{RunningServer, Server};
 
 /// The arguments of `eas serve`.
@@ -36,6 +37,19 @@ pub struct ServeArgs {
     /// for model files before the store; repeat for several.
     #[arg(long = "cache-peer", value_name = "URL")]
     cache_peers: Vec<String>,
+    /// Keep async services' queues in Redis Streams at this URL (`redis://127.0.0.1:6379`), so
+    /// that several servers share them; default: in memory.
+    #[cfg(feature = "redis")]
+    #[arg(long, value_name = "URL")]
+    queue_redis: Option<String>,
+    /// For a service with `metadata.workload_type: "elasticjob"`: the inputs (a file with one
+    /// request per line, or a directory with one request per file). The job runs, prints a
+    /// summary and exits; rerun it to resume after a crash.
+    #[arg(long, value_name = "PATH", requires = "job_output")]
+    job_input: Option<PathBuf>,
+    /// Where a job's results go (JSON lines, appended).
+    #[arg(long, value_name = "FILE", requires = "job_input")]
+    job_output: Option<PathBuf>,
     /// How long to wait for every service to become ready, in seconds.
     #[arg(long, default_value_t = 300)]
     ready_timeout: u64,
@@ -71,6 +85,16 @@ async fn serve(args: &ServeArgs) -> ExitCode {
     if !args.cache_peers.is_empty() {
         builder = builder.cache_peers(args.cache_peers.iter().cloned());
     }
+    #[cfg(feature = "redis")]
+    if let Some(url) = &args.queue_redis {
+        match eas::runtime::queue::RedisQueues::new(url) {
+            Ok(queues) => builder = builder.queues(Arc::new(queues)),
+            Err(e) => {
+                eprintln!("eas serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     for path in &args.specs {
         match load(path) {
             Ok(spec) => builder = builder.service(spec),
@@ -100,6 +124,9 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         server.shutdown().await;
         return ExitCode::FAILURE;
     }
+    if let (Some(input), Some(output)) = (&args.job_input, &args.job_output) {
+        return run_jobs(server, input, output).await;
+    }
     wait_for_signal().await;
     eprintln!("eas serve: shutting down: finishing in-flight requests");
     let report = server.shutdown().await;
@@ -110,6 +137,42 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Runs the elastic job of every `elasticjob` service, prints each summary and shuts down;
+/// fails when a service is not a job or a result failed.
+async fn run_jobs(server: RunningServer, input: &Path, output: &Path) -> ExitCode {
+    let job = BatchJob::new(input, output);
+    let mut ok = true;
+    let mut ran = 0;
+    for service in server.gateway().services().values() {
+        if service.spec().metadata.workload_type != Some(WorkloadType::ElasticJob) {
+            continue;
+        }
+        ran += 1;
+        match batch::run(service, &job).await {
+            Ok(summary) => {
+                println!("job {}: {summary}", service.name());
+                ok &= summary.failed == 0;
+            }
+            Err(e) => {
+                eprintln!("job {}: {e}", service.name());
+                ok = false;
+            }
+        }
+    }
+    if ran == 0 {
+        eprintln!(
+            "eas serve: --job-input needs a service with metadata.workload_type \"elasticjob\""
+        );
+        ok = false;
+    }
+    server.shutdown().await;
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// One progress line on stderr, rewritten in place: file, bytes, rate and ETA.
