@@ -23,7 +23,7 @@
 //! assert!(registry.names().contains(&"upper".to_owned()));
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use eas_core::processor::{DynProcessor, InitContext, ProcessError, Processor, Request, Response};
@@ -37,6 +37,7 @@ pub type ProcessorFactory =
 #[derive(Clone, Default)]
 pub struct ProcessorRegistry {
     factories: BTreeMap<String, ProcessorFactory>,
+    inline: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for ProcessorRegistry {
@@ -58,7 +59,7 @@ impl ProcessorRegistry {
     #[must_use]
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
-        registry.register("echo", |_spec| Ok(Box::new(EchoProcessor)));
+        registry.register_inline("echo", |_spec| Ok(Box::new(EchoProcessor)));
         #[cfg(feature = "onnx")]
         registry.register("onnx", |_spec| {
             Ok(Box::new(crate::onnx::OnnxProcessor::new()))
@@ -71,8 +72,36 @@ impl ProcessorRegistry {
     where
         F: Fn(&ServiceSpec) -> eas_core::Result<DynProcessor> + Send + Sync + 'static,
     {
-        self.factories.insert(name.into(), Arc::new(factory));
+        let name = name.into();
+        self.inline.remove(&name);
+        self.factories.insert(name, Arc::new(factory));
         self
+    }
+
+    /// Adds (or replaces) a processor that runs on the server's I/O threads instead of the
+    /// instance's worker threads: one thread hop less per request, no batching. Only for
+    /// processors that never block and answer in microseconds (such as `echo`); anything
+    /// heavier stalls every connection of the server.
+    pub fn register_inline<F>(&mut self, name: impl Into<String>, factory: F) -> &mut Self
+    where
+        F: Fn(&ServiceSpec) -> eas_core::Result<DynProcessor> + Send + Sync + 'static,
+    {
+        let name = name.into();
+        self.register(name.clone(), factory);
+        self.inline.insert(name);
+        self
+    }
+
+    /// Whether the processor `get(name)` finds runs inline (see
+    /// [`register_inline`](Self::register_inline)).
+    #[must_use]
+    pub fn is_inline(&self, name: &str) -> bool {
+        let found = if self.factories.contains_key(name) {
+            name
+        } else {
+            name.split('_').next().unwrap_or(name)
+        };
+        self.inline.contains(found)
     }
 
     /// The registered names, sorted.
@@ -129,6 +158,19 @@ mod tests {
         assert!(registry.get("tensorflow_cpu_1.15").is_none());
         #[cfg(feature = "onnx")]
         assert!(registry.get("onnx_cu121").is_some());
+    }
+
+    #[test]
+    fn inline_marks_should_follow_the_latest_registration() {
+        let mut registry = ProcessorRegistry::with_builtins();
+        assert!(registry.is_inline("echo") && registry.is_inline("echo_v2"));
+        registry.register("echo", |_spec| Ok(Box::new(EchoProcessor)));
+        assert!(
+            !registry.is_inline("echo"),
+            "replaced by a worker-pool processor"
+        );
+        registry.register_inline("mine", |_spec| Ok(Box::new(EchoProcessor)));
+        assert!(registry.is_inline("mine"));
     }
 
     #[test]

@@ -188,7 +188,11 @@ impl Service {
         } else {
             None
         };
-        let config = InstanceConfig::from_spec(&spec);
+        let mut config = InstanceConfig::from_spec(&spec);
+        config.inline = spec
+            .processor
+            .as_deref()
+            .is_some_and(|name| registry.is_inline(name));
         let count = spec.metadata.instance.max(1);
         let instances: Vec<Instance> = (0..count)
             .map(|index| {

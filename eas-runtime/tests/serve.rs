@@ -575,3 +575,41 @@ async fn shutdown_should_finish_in_flight_requests_then_refuse_connections() {
         "no longer listening"
     );
 }
+
+#[tokio::test]
+async fn inline_processor_should_answer_on_the_io_thread_and_recover_from_a_panic() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut registry = registry(&calls);
+    let inline_calls = Arc::clone(&calls);
+    registry.register_inline("inline", move |_| {
+        Ok(Box::new(TestProcessor {
+            calls: Arc::clone(&inline_calls),
+        }))
+    });
+    let server = Server::builder()
+        .registry(registry)
+        .service(spec(
+            json!({"processor": "inline", "metadata": {"rpc": {"rate_limit": 100}}}),
+        ))
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .start()
+        .await
+        .expect("start");
+    assert!(server.wait_ready(Duration::from_secs(10)).await);
+    assert_eq!(post(&server, "svc", "hello").await, (200, "hello".into()));
+    let (status, body) = post(&server, "svc", "panic").await;
+    assert_eq!(status, 500);
+    assert!(body.contains("asked to panic"), "{body}");
+    assert!(
+        server.wait_ready(Duration::from_secs(5)).await,
+        "comes back"
+    );
+    assert_eq!(post(&server, "svc", "again").await, (200, "again".into()));
+    let text = metrics(&server).await;
+    assert_eq!(
+        sample(&text, "eas_instance_restarts_total", &["service=\"svc\""]),
+        1.0,
+        "{text}"
+    );
+    server.shutdown().await;
+}

@@ -52,6 +52,9 @@ pub struct InstanceConfig {
     pub rate_limit: Option<u32>,
     /// Stay down after a crash instead of restarting.
     pub crash_block: bool,
+    /// Run the processor on the calling (I/O) thread, one request at a time, instead of on the
+    /// worker threads; see `ProcessorRegistry::register_inline`.
+    pub inline: bool,
 }
 
 impl InstanceConfig {
@@ -75,6 +78,7 @@ impl InstanceConfig {
             worker_threads: (rpc.worker_threads as usize).max(1),
             rate_limit: (rpc.rate_limit > 0).then_some(rpc.rate_limit),
             crash_block: spec.runtime.as_ref().is_some_and(|r| r.enable_crash_block),
+            inline: false,
         }
     }
 }
@@ -305,6 +309,9 @@ impl Instance {
                 limiter.rate()
             )));
         }
+        if shared.config.inline {
+            return self.run_inline(request);
+        }
         let before = shared.waiting.fetch_add(1, Ordering::AcqRel);
         if before >= shared.config.max_queue_size {
             shared.waiting.fetch_sub(1, Ordering::AcqRel);
@@ -331,6 +338,32 @@ impl Instance {
                 )))
             }
         }
+    }
+
+    /// Runs one request on this thread (an inline processor); the answer is ready at once.
+    fn run_inline(&self, request: Request) -> Result<oneshot::Receiver<Reply>, ApiError> {
+        let shared = &self.shared;
+        let open = shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !open {
+            return Err(ApiError::Unavailable(format!(
+                "instance {} of service `{}` is shutting down",
+                shared.index, shared.service
+            )));
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            request,
+            enqueued_at: std::time::Instant::now(),
+            reply,
+        };
+        shared.running.fetch_add(1, Ordering::AcqRel);
+        worker::run_batch(shared, vec![job]);
+        shared.running.fetch_sub(1, Ordering::AcqRel);
+        Ok(answer)
     }
 
     /// Stops taking requests, lets what is queued finish (up to `grace`), then stops the

@@ -104,7 +104,7 @@ fn run(shared: &Arc<Shared>, batches: &async_channel::Receiver<Vec<Job>>) {
     }
 }
 
-fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
+pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
     let metrics = &shared.metrics;
     let mut requests = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
@@ -216,6 +216,23 @@ fn recover(shared: &Arc<Shared>, crashed: &Arc<dyn Processor>, why: String) {
         .instance_restarts
         .get_or_create(&shared.labels)
         .inc();
+    if shared.config.inline {
+        // An inline processor crashed on an I/O thread: rebuild it elsewhere.
+        let shared = Arc::clone(shared);
+        let name = format!("eas-{}-{}-restart", shared.service, shared.index);
+        let spawned = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || rebuild(&shared, &why));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a thread to restart an instance: {e}");
+        }
+    } else {
+        rebuild(shared, &why);
+    }
+}
+
+/// Builds a fresh processor after a crash and marks the instance ready, or failed.
+fn rebuild(shared: &Arc<Shared>, why: &str) {
     match build(shared) {
         Ok(fresh) => {
             *shared.processor.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
