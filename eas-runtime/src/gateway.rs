@@ -30,7 +30,7 @@ use serde_json::json;
 
 use crate::api_error::ApiError;
 use crate::instance::describe_state;
-use crate::metrics::{Metrics, RequestLabels};
+use crate::metrics::{Metrics, ServiceMetrics};
 use crate::service::Service;
 
 /// The default largest request body: 64 MiB.
@@ -39,6 +39,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 /// Services by name, and what every route shares.
 pub struct Gateway {
     services: BTreeMap<String, Arc<Service>>,
+    service_metrics: BTreeMap<String, ServiceMetrics>,
     metrics: Arc<Metrics>,
     max_body_bytes: usize,
     local_addr: OnceLock<SocketAddr>,
@@ -68,6 +69,13 @@ impl Gateway {
             }
         }
         Ok(Self {
+            service_metrics: by_name
+                .iter()
+                .map(|(name, service): (&String, &Arc<Service>)| {
+                    let instances = service.instances().len() as u32;
+                    (name.clone(), ServiceMetrics::new(&metrics, name, instances))
+                })
+                .collect(),
             services: by_name,
             metrics,
             max_body_bytes,
@@ -173,11 +181,12 @@ async fn predict(
         ))
         .into_response();
     }
-    let metrics = &gateway.metrics;
-    let gauge = metrics
-        .inflight
-        .get_or_create(&Metrics::service(service.name()))
-        .clone();
+    // Built beside the services in `Gateway::new`: every service has its entry.
+    let Some(recorder) = gateway.service_metrics.get(service.name()) else {
+        return ApiError::Internal(format!("no metrics for service `{}`", service.name()))
+            .into_response();
+    };
+    let gauge = recorder.inflight().clone();
     gauge.inc();
     let _in_flight = InFlight(gauge);
 
@@ -228,18 +237,7 @@ async fn predict(
             (error.status(), instance, error.into_response())
         }
     };
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            service: service.name().to_owned(),
-            instance: instance.map_or_else(|| "-".to_owned(), |i| i.to_string()),
-            code: status,
-        })
-        .inc();
-    metrics
-        .request_duration
-        .get_or_create(&Metrics::service(service.name()))
-        .observe(started.elapsed().as_secs_f64());
+    recorder.answered(instance, status, started.elapsed().as_secs_f64());
     response
 }
 

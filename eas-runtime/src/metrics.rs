@@ -16,6 +16,7 @@
 //!
 //! `instance` is `-` where a request was answered before reaching an instance (a 401, 429, ...).
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -207,6 +208,69 @@ impl Metrics {
             service: service.to_owned(),
             instance: instance.map_or_else(|| "-".to_owned(), |i| i.to_string()),
         }
+    }
+}
+
+/// A service's request metrics, looked up once so that a request records them without
+/// building label strings.
+#[derive(Debug, Clone)]
+pub struct ServiceMetrics {
+    metrics: Arc<Metrics>,
+    service: String,
+    inflight: Gauge,
+    duration: Histogram,
+    /// `eas_requests_total{code="200"}` by instance index.
+    ok: Vec<Counter>,
+}
+
+impl ServiceMetrics {
+    /// The handles of `service`, whose instances are numbered `0..instances`.
+    #[must_use]
+    pub fn new(metrics: &Arc<Metrics>, service: &str, instances: u32) -> Self {
+        let labels = Metrics::service(service);
+        Self {
+            inflight: metrics.inflight.get_or_create(&labels).clone(),
+            duration: metrics.request_duration.get_or_create(&labels).clone(),
+            ok: (0..instances)
+                .map(|i| {
+                    metrics
+                        .requests
+                        .get_or_create(&RequestLabels {
+                            service: service.to_owned(),
+                            instance: i.to_string(),
+                            code: 200,
+                        })
+                        .clone()
+                })
+                .collect(),
+            metrics: Arc::clone(metrics),
+            service: service.to_owned(),
+        }
+    }
+
+    /// The in-flight gauge.
+    #[must_use]
+    pub fn inflight(&self) -> &Gauge {
+        &self.inflight
+    }
+
+    /// Records one answered request: its status, the instance reached, how long it took.
+    pub fn answered(&self, instance: Option<u32>, code: u16, seconds: f64) {
+        self.duration.observe(seconds);
+        if code == 200
+            && let Some(counter) = instance.and_then(|i| self.ok.get(i as usize))
+        {
+            counter.inc();
+            return;
+        }
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                service: self.service.clone(),
+                instance: instance.map_or_else(|| "-".to_owned(), |i| i.to_string()),
+                code,
+            })
+            .inc();
     }
 }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use eas_core::processor::{DynProcessor, InitContext, Processor, Request, Response};
 use eas_core::spec::ServiceSpec;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api_error::ApiError;
@@ -160,8 +161,17 @@ struct Shared {
     init: InitContext,
     warm_up: Vec<Request>,
     metrics: Arc<Metrics>,
+    /// This instance's histograms, looked up once.
+    histograms: InstanceHistograms,
     labels: InstanceLabels,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+/// The per-request histograms of one instance.
+struct InstanceHistograms {
+    queue_wait: Histogram,
+    batch_size: Histogram,
+    process_duration: Histogram,
 }
 
 /// How to start an instance.
@@ -204,6 +214,15 @@ impl Instance {
             (Intake::Direct(batch_tx.clone()), None)
         };
         let labels = Metrics::instance(&parts.service, Some(parts.index));
+        let histograms = InstanceHistograms {
+            queue_wait: parts.metrics.queue_wait.get_or_create(&labels).clone(),
+            batch_size: parts.metrics.batch_size.get_or_create(&labels).clone(),
+            process_duration: parts
+                .metrics
+                .process_duration
+                .get_or_create(&labels)
+                .clone(),
+        };
         let shared = Arc::new(Shared {
             limiter: parts.config.rate_limit.map(RateLimiter::per_second),
             service: parts.service,
@@ -218,6 +237,7 @@ impl Instance {
             make_processor: parts.make_processor,
             init: parts.init,
             warm_up: parts.warm_up,
+            histograms,
             metrics: parts.metrics,
             labels,
             workers: Mutex::new(Vec::new()),

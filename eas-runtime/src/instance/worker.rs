@@ -105,13 +105,12 @@ fn run(shared: &Arc<Shared>, batches: &async_channel::Receiver<Vec<Job>>) {
 }
 
 pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
-    let metrics = &shared.metrics;
+    let metrics = &shared.histograms;
     let mut requests = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
     for job in jobs {
         metrics
             .queue_wait
-            .get_or_create(&shared.labels)
             .observe(job.enqueued_at.elapsed().as_secs_f64());
         requests.push(job.request);
         replies.push(job.reply);
@@ -127,15 +126,11 @@ pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
         return;
     };
 
-    metrics
-        .batch_size
-        .get_or_create(&shared.labels)
-        .observe(requests.len() as f64);
+    metrics.batch_size.observe(requests.len() as f64);
     let started = std::time::Instant::now();
     let outcome = call(processor.as_ref(), &requests);
     metrics
         .process_duration
-        .get_or_create(&shared.labels)
         .observe(started.elapsed().as_secs_f64());
 
     let (answers, crash) = match outcome {
