@@ -460,34 +460,80 @@ async fn sdk_watchers_should_receive_2000_concurrent_puts_exactly_once(backend: 
     };
     let server = start(&env, vec![spec("q", json!({"processor": "echo"}))], true).await;
     // Both SDK scenarios: straight into the sink, and through the input queue and processor.
+    // A scenario that has not finished within its deadline prints `<name>_stalled` with what
+    // tells a lost item from a slow machine (counts, the sender's and watcher's errors, SDK
+    // reconnects, the queue's attributes, where the missing items are) and exits 3.
     let script = r#"
+import logging, os
 count = 2000
+deadline_s = 140
+class Reconnects(logging.Handler):
+    def __init__(self):
+        logging.Handler.__init__(self, logging.WARNING)
+        self.count, self.last = 0, None
+    def emit(self, record):
+        self.count += 1
+        self.last = record.getMessage()
+reconnects = Reconnects()
+logging.getLogger('eas_prediction.queue_client').addHandler(reconnects)
 def scenario(name, put_queue, watch_queue):
     sent, received, dupes = set(), set(), [0]
+    started = time.time()
+    state = {'sender_error': None, 'watcher_error': None, 'sender_done_s': None,
+             'last_received_s': None}
     def send():
-        put_queue.set_timeout(30000)
-        for x in range(count):
-            index, rid = put_queue.put('[{}]')
-            sent.add(rid)
+        try:
+            put_queue.set_timeout(30000)
+            for x in range(count):
+                index, rid = put_queue.put('[{}]')
+                sent.add(rid)
+            state['sender_done_s'] = round(time.time() - started, 1)
+        except Exception as e:
+            state['sender_error'] = repr(e)
     def watch():
-        watcher = watch_queue.watch(0, 5, auto_commit=True)
-        for x in watcher.run():
-            rid = x.tags['requestId']
-            if rid in received:
-                dupes[0] += 1
-            received.add(rid)
-            if len(received) == count:
-                break
-        watcher.close()
-    threads = [threading.Thread(target=watch), threading.Thread(target=send)]
+        try:
+            watcher = watch_queue.watch(0, 5, auto_commit=True)
+            for x in watcher.run():
+                rid = x.tags['requestId']
+                if rid in received:
+                    dupes[0] += 1
+                received.add(rid)
+                state['last_received_s'] = round(time.time() - started, 1)
+                if len(received) == count:
+                    break
+            watcher.close()
+        except Exception as e:
+            state['watcher_error'] = repr(e)
+    threads = [threading.Thread(target=watch, daemon=True),
+               threading.Thread(target=send, daemon=True)]
     for t in threads: t.start()
-    for t in threads: t.join()
+    for t in threads: t.join(max(0.0, started + deadline_s - time.time()))
+    if any(t.is_alive() for t in threads) or state['sender_error'] or state['watcher_error']:
+        sent, received = set(sent), set(received)
+        missing = sorted(sent - received)
+        state.update({'sdk_warnings': reconnects.count, 'last_sdk_warning': reconnects.last})
+        where = []
+        for rid in missing[:5]:
+            seen = {'requestId': rid}
+            for key, queue in [('in_put_queue', put_queue), ('in_watch_queue', watch_queue)]:
+                found = queue.get(request_id=rid, auto_delete=False, timeout='0s')
+                seen[key] = found and queue.search(found[0].index)
+            where.append(seen)
+        state.update({'after_s': round(time.time() - started, 1), 'sent': len(sent),
+                      'received': len(received), 'missing': len(missing),
+                      'unexpected': len(received - sent), 'dupes': dupes[0],
+                      'watch_queue_attributes': watch_queue.attributes(),
+                      'put_queue_attributes': put_queue.attributes(),
+                      'first_missing': where})
+        out(name + '_stalled', json.dumps(state, sort_keys=True))
+        sys.stdout.flush()
+        os._exit(3)
     out(name, '%d %d %s %d' % (len(sent), len(received), sent == received, dupes[0]))
 sink = client('q/sink')
 scenario('sink', sink, sink)
 scenario('inference', client('q'), client('q/sink'))
 "#;
-    let stdout = run_sdk(python, &server, script, Duration::from_secs(180)).await;
+    let stdout = run_sdk(python, &server, script, Duration::from_secs(300)).await;
     assert_eq!(line(&stdout, "sink"), "2000 2000 True 0");
     assert_eq!(line(&stdout, "inference"), "2000 2000 True 0");
     server.shutdown().await;

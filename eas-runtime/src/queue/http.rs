@@ -274,7 +274,7 @@ async fn watch_loop(
     let close = |code, reason: &str| {
         Message::Close(Some(CloseFrame {
             code,
-            reason: reason.into(),
+            reason: close_reason(reason).into(),
         }))
     };
     loop {
@@ -302,6 +302,7 @@ async fn watch_loop(
                     }
                 }
                 Some(Err(error)) => {
+                    tracing::warn!("closing a queue watch: {error}");
                     let _ = socket.send(close(close_code::ERROR, &error.to_string())).await;
                     break;
                 }
@@ -312,6 +313,16 @@ async fn watch_loop(
             }
         }
     }
+}
+
+/// A close frame's reason: at most the 123 bytes a control frame leaves for it (a longer one
+/// makes the frame invalid, and the client would see a broken socket instead of the reason).
+fn close_reason(reason: &str) -> &str {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
 }
 
 /// The query of a queue call: control parameters and tags.
@@ -467,6 +478,15 @@ mod tests {
             assert_eq!(error.status(), 400);
             assert!(error.to_string().contains("_timeout_"), "{error}");
         }
+    }
+
+    #[test]
+    fn close_reasons_should_fit_a_control_frame() {
+        assert_eq!(close_reason("short"), "short");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= 123 && cut.len() >= 122, "{}", cut.len());
+        assert!(long.starts_with(cut));
     }
 
     fn args(query: &str) -> Result<QueryArgs, ApiError> {
