@@ -20,6 +20,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use eas_core::processor::{Device, InitContext, Request, Response};
 use eas_core::spec::ServiceSpec;
 use eas_core::spec::SinkerType;
+use eas_storage::location::Source;
 use tokio::sync::Semaphore;
 
 use crate::api_error::ApiError;
@@ -77,19 +78,20 @@ impl LocalPaths {
     }
 
     /// Whether the spec's files must be fetched or unpacked (by `eas-storage`) before an
-    /// instance starts: a `model_path` or `processor_path` with a scheme (`oss://`, `s3://`,
-    /// `http(s)://`) or naming an archive, or any `storage[]` mount.
+    /// instance starts: a `model_path` or `processor_path` that `eas-storage` does not read
+    /// as a plain local path (a bucket, an HTTP or local archive; also one it cannot parse, so
+    /// that resolving reports why), or any `storage[]` mount.
     #[must_use]
     pub fn needs_storage(spec: &ServiceSpec) -> bool {
-        let remote = |p: &Option<String>| {
+        let fetched = |p: &Option<String>| {
             p.as_deref().is_some_and(|p| {
-                p.contains("://")
-                    || [".tar.gz", ".tgz", ".tar", ".tar.bz2", ".zip"]
-                        .iter()
-                        .any(|ext| p.ends_with(ext))
+                !matches!(
+                    Source::parse(p, spec.oss_endpoint.as_deref()),
+                    Ok(Source::Local(_))
+                )
             })
         };
-        remote(&spec.model_path) || remote(&spec.processor_path) || !spec.storage.is_empty()
+        fetched(&spec.model_path) || fetched(&spec.processor_path) || !spec.storage.is_empty()
     }
 
     /// The paths of a spec whose `model_path` and `warm_up_data_path` are local, relative to
