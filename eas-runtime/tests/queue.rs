@@ -10,6 +10,8 @@
 //! (`.ci/setup/40-redis.sh`); without them they print `SKIPPED: ...`, or fail when
 //! `EAS_REQUIRE_ALL=1`.
 
+#[path = "support/json_merge.rs"]
+mod json_merge;
 #[cfg(feature = "redis")]
 mod queue_support;
 
@@ -24,6 +26,7 @@ use eas_core::spec::ServiceSpec;
 use eas_runtime::queue::{MemoryQueues, QueueFactory};
 use eas_runtime::registry::ProcessorRegistry;
 use eas_runtime::server::{RunningServer, Server};
+use json_merge::merge;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "queue-test-token";
@@ -93,17 +96,6 @@ fn spec(name: &str, extra: Value) -> ServiceSpec {
     ServiceSpec::from_json_value(doc).expect("test spec is valid")
 }
 
-fn merge(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v,
-    }
-}
-
 async fn start(env: &Env, specs: Vec<ServiceSpec>, wait_ready: bool) -> RunningServer {
     let mut builder = Server::builder()
         .registry(registry())
@@ -160,6 +152,12 @@ impl Backend {
             #[cfg(feature = "redis")]
             Self::Redis => format!("{name}::redis"),
         }
+    }
+
+    /// The SDK's Python and the environment, or `None` after saying why the test is skipped.
+    fn sdk_env(self, test: &str) -> Option<(String, Env)> {
+        let python = sdk_python(test)?;
+        Some((python, self.env(test)?))
     }
 
     /// The environment, or `None` after saying why the test is skipped.
@@ -289,10 +287,7 @@ fn line(stdout: &str, name: &str) -> String {
 both_backends!(sdk_should_put_get_truncate_and_read_attributes);
 async fn sdk_should_put_get_truncate_and_read_attributes(backend: Backend) {
     let test = backend.test("sdk_should_put_get_truncate_and_read_attributes");
-    let Some(python) = sdk_python(&test) else {
-        return;
-    };
-    let Some(env) = backend.env(&test) else {
+    let Some((python, env)) = backend.sdk_env(&test) else {
         return;
     };
     let server = start(&env, vec![spec("q", json!({}))], true).await;
@@ -345,10 +340,7 @@ out('backend', sink.attributes()['meta.backend'])
 both_backends!(sdk_watch_should_deliver_in_order_with_auto_and_manual_commit);
 async fn sdk_watch_should_deliver_in_order_with_auto_and_manual_commit(backend: Backend) {
     let test = backend.test("sdk_watch_should_deliver_in_order_with_auto_and_manual_commit");
-    let Some(python) = sdk_python(&test) else {
-        return;
-    };
-    let Some(env) = backend.env(&test) else {
+    let Some((python, env)) = backend.sdk_env(&test) else {
         return;
     };
     let server = start(&env, vec![spec("q", json!({}))], true).await;
@@ -400,10 +392,7 @@ watcher.close()
 both_backends!(sdk_requests_should_go_through_the_processor_into_the_sink);
 async fn sdk_requests_should_go_through_the_processor_into_the_sink(backend: Backend) {
     let test = backend.test("sdk_requests_should_go_through_the_processor_into_the_sink");
-    let Some(python) = sdk_python(&test) else {
-        return;
-    };
-    let Some(env) = backend.env(&test) else {
+    let Some((python, env)) = backend.sdk_env(&test) else {
         return;
     };
     let server = start(
@@ -452,10 +441,7 @@ out('input_length', inq.attributes()['stream.length'])
 both_backends!(sdk_watchers_should_receive_2000_concurrent_puts_exactly_once);
 async fn sdk_watchers_should_receive_2000_concurrent_puts_exactly_once(backend: Backend) {
     let test = backend.test("sdk_watchers_should_receive_2000_concurrent_puts_exactly_once");
-    let Some(python) = sdk_python(&test) else {
-        return;
-    };
-    let Some(env) = backend.env(&test) else {
+    let Some((python, env)) = backend.sdk_env(&test) else {
         return;
     };
     let server = start(&env, vec![spec("q", json!({"processor": "echo"}))], true).await;
@@ -543,10 +529,7 @@ both_backends!(sdk_put_into_a_full_input_queue_should_get_450_and_backlog_is_a_m
 async fn sdk_put_into_a_full_input_queue_should_get_450_and_backlog_is_a_metric(backend: Backend) {
     let test =
         backend.test("sdk_put_into_a_full_input_queue_should_get_450_and_backlog_is_a_metric");
-    let Some(python) = sdk_python(&test) else {
-        return;
-    };
-    let Some(env) = backend.env(&test) else {
+    let Some((python, env)) = backend.sdk_env(&test) else {
         return;
     };
     let server = start(
@@ -592,10 +575,7 @@ except PredictException as e:
 both_backends!(a_consumer_that_panics_mid_batch_should_lose_nothing);
 async fn a_consumer_that_panics_mid_batch_should_lose_nothing(backend: Backend) {
     let test = backend.test("a_consumer_that_panics_mid_batch_should_lose_nothing");
-    let Some(python) = sdk_python(&test) else {
-        return;
-    };
-    let Some(env) = backend.env(&test) else {
+    let Some((python, env)) = backend.sdk_env(&test) else {
         return;
     };
     let server = start(
@@ -652,10 +632,7 @@ out('input_length', inq.attributes()['stream.length'])
 both_backends!(items_of_a_consumer_that_vanishes_should_be_redelivered_and_marked);
 async fn items_of_a_consumer_that_vanishes_should_be_redelivered_and_marked(backend: Backend) {
     let test = backend.test("items_of_a_consumer_that_vanishes_should_be_redelivered_and_marked");
-    let Some(python) = sdk_python(&test) else {
-        return;
-    };
-    let Some(env) = backend.env(&test) else {
+    let Some((python, env)) = backend.sdk_env(&test) else {
         return;
     };
     // The instance takes 3 s to start, so the SDK watcher gets the items first, then vanishes
@@ -860,10 +837,7 @@ async fn bad_queue_calls_should_get_a_clear_status_and_message() {
 both_backends!(a_watcher_sending_garbage_should_be_closed_and_its_items_go_back);
 async fn a_watcher_sending_garbage_should_be_closed_and_its_items_go_back(backend: Backend) {
     let test = backend.test("a_watcher_sending_garbage_should_be_closed_and_its_items_go_back");
-    let Some(python) = sdk_python(&test) else {
-        return;
-    };
-    let Some(env) = backend.env(&test) else {
+    let Some((python, env)) = backend.sdk_env(&test) else {
         return;
     };
     let server = start(&env, vec![spec("q", json!({}))], true).await;

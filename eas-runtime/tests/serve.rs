@@ -1,6 +1,9 @@
 //! The server over real sockets on 127.0.0.1: auth, every limit's status code, batching,
 //! crashes, metrics, sinks, discovery and shutdown.
 
+#[path = "support/json_merge.rs"]
+mod json_merge;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,6 +13,7 @@ use eas_core::spec::ServiceSpec;
 use eas_runtime::auth::{content_md5, sign};
 use eas_runtime::registry::ProcessorRegistry;
 use eas_runtime::server::{RunningServer, Server};
+use json_merge::merge;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "test-token";
@@ -76,17 +80,6 @@ fn spec(extra: Value) -> ServiceSpec {
     });
     merge(&mut doc, extra);
     ServiceSpec::from_json_value(doc).expect("test spec is valid")
-}
-
-fn merge(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, v) => *slot = v,
-    }
 }
 
 async fn start(specs: Vec<ServiceSpec>) -> (RunningServer, Arc<AtomicUsize>) {
