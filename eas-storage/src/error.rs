@@ -10,13 +10,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The URI names a scheme no mount handles.
+    /// The URI names a scheme no mount is registered for (see
+    /// [`MountRegistry`](crate::MountRegistry)).
     #[error(
-        "`{uri}`: unsupported scheme; use oss://, s3://, http(s):// (an archive) or a local path"
+        "`{uri}`: unsupported scheme `{scheme}://`: no storage mount is registered for it (registered: {}); register one with MountRegistry::register",
+        scheme_list(.known)
     )]
     UnsupportedScheme {
         /// The URI as given.
         uri: String,
+        /// Its scheme, lowercase.
+        scheme: String,
+        /// The schemes that have a mount, sorted.
+        known: Vec<String>,
     },
 
     /// The URI or endpoint is malformed (no bucket, bad URL, unknown archive suffix...).
@@ -117,6 +123,17 @@ pub enum Error {
     },
 }
 
+fn scheme_list(known: &[String]) -> String {
+    if known.is_empty() {
+        return "none".to_owned();
+    }
+    known
+        .iter()
+        .map(|scheme| format!("{scheme}://"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn detail_suffix(detail: &str) -> String {
     if detail.is_empty() {
         String::new()
@@ -130,7 +147,7 @@ impl Error {
     #[must_use]
     pub fn subject(&self) -> String {
         match self {
-            Self::UnsupportedScheme { uri }
+            Self::UnsupportedScheme { uri, .. }
             | Self::InvalidUri { uri, .. }
             | Self::NotFound { uri, .. }
             | Self::CredentialsRefused { uri, .. }

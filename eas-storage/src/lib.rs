@@ -5,7 +5,10 @@
 //!   `object_store`; eager (parallel, ranged GETs) or lazy; reuses verified files after a
 //!   restart.
 //! - [`LocalMount`]: a local directory or a NAS export the OS has mounted, used in place.
-//! - [`ArchiveMount`]: an HTTP(S) or local `.tar.gz`/`.tar`/`.tar.bz2`/`.zip`, unpacked safely.
+//! - [`ArchiveMount`]: an HTTP(S) or local archive (the suffixes of
+//!   [`ArchiveFormat`](location::ArchiveFormat)), unpacked safely.
+//! - [`MountRegistry`]: mounts by URI scheme, the built-in ones and any an application
+//!   registers for its own scheme (`mem://...`).
 //! - [`MemoryCache`] and [`peer`]: hot files in memory up to a byte budget, served to and
 //!   fetched from the other instances over HTTP, verified whatever their source.
 //! - [`resolve`](resolve::resolve): a spec's `model_path`, `model_entry`, `processor_path`
@@ -33,6 +36,7 @@ pub mod local_fs;
 pub mod location;
 pub mod peer;
 pub mod progress;
+pub mod registry;
 pub mod resolve;
 mod sink;
 pub mod verify;
@@ -43,3 +47,4 @@ pub use cache::{CacheStats, MemoryCache};
 pub use credentials::Credentials;
 pub use error::{Error, Result};
 pub use local::LocalMount;
+pub use registry::{MountFactory, MountRegistry, MountRequest};

@@ -1,5 +1,11 @@
-//! Where a spec's path points: an OSS/S3 prefix, an HTTP(S) archive, or a local path; and how
-//! an OSS/S3 endpoint becomes request URLs (virtual-hosted or path style).
+//! Where a spec's path points: an OSS/S3 prefix, an HTTP(S) archive, a local path, or a URI
+//! of another scheme (for a registered mount, see [`MountRegistry`](crate::MountRegistry));
+//! and how an OSS/S3 endpoint becomes request URLs (virtual-hosted or path style).
+//!
+//! Which schemes and archive suffixes exist is decided in one place,
+//! [`eas_core::spec::PathKind`], which the spec validator calls too; [`Source::parse`] adds
+//! what needs more than the text: the endpoint, a parsed URL, whether a local archive is a
+//! file.
 //!
 //! ```
 //! use eas_storage::location::{ArchiveFormat, Endpoint, Source};
@@ -16,23 +22,21 @@
 //!     unreachable!()
 //! };
 //! assert_eq!(format, ArchiveFormat::TarGz);
+//!
+//! let Source::Other { scheme, .. } = Source::parse("mem://bucket/model/", None)? else {
+//!     unreachable!()
+//! };
+//! assert_eq!(scheme, "mem");
 //! # Ok::<(), eas_storage::Error>(())
 //! ```
 
 use std::path::PathBuf;
 
+use eas_core::spec::PathKind;
+pub use eas_core::spec::{ArchiveFormat, BucketScheme};
 use url::Url;
 
 use crate::{Error, Result};
-
-/// The kind of an object-store URI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// `oss://`: Alibaba Cloud OSS (S3-compatible, virtual-hosted by default).
-    Oss,
-    /// `s3://`: AWS S3 or any S3-compatible server.
-    S3,
-}
 
 /// Where an OSS/S3 server answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +92,7 @@ impl Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BucketLocation {
     /// `oss://` or `s3://`.
-    pub scheme: Scheme,
+    pub scheme: BucketScheme,
     /// The bucket.
     pub bucket: String,
     /// The key prefix, without leading slash; ends with `/` unless empty.
@@ -101,11 +105,7 @@ impl BucketLocation {
     /// The URI as a person writes it: `oss://bucket/prefix/`.
     #[must_use]
     pub fn uri(&self) -> String {
-        let scheme = match self.scheme {
-            Scheme::Oss => "oss",
-            Scheme::S3 => "s3",
-        };
-        format!("{scheme}://{}/{}", self.bucket, self.prefix)
+        format!("{}://{}/{}", self.scheme, self.bucket, self.prefix)
     }
 
     /// The base URL given to the S3 client: `https://bucket.host` (virtual-hosted) or the
@@ -149,37 +149,6 @@ impl BucketLocation {
     }
 }
 
-/// The compression of an archive, from its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ArchiveFormat {
-    /// `.tar.gz` or `.tgz`.
-    TarGz,
-    /// `.tar.bz2` or `.tbz2`.
-    TarBz2,
-    /// `.tar`.
-    Tar,
-    /// `.zip`.
-    Zip,
-}
-
-impl ArchiveFormat {
-    /// The format a file name ends with, if any.
-    #[must_use]
-    pub fn from_name(name: &str) -> Option<Self> {
-        let name = name.to_ascii_lowercase();
-        [
-            (".tar.gz", Self::TarGz),
-            (".tgz", Self::TarGz),
-            (".tar.bz2", Self::TarBz2),
-            (".tbz2", Self::TarBz2),
-            (".tar", Self::Tar),
-            (".zip", Self::Zip),
-        ]
-        .into_iter()
-        .find_map(|(suffix, format)| name.ends_with(suffix).then_some(format))
-    }
-}
-
 /// What a spec path points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -201,34 +170,37 @@ pub enum Source {
     },
     /// A directory (or file) on this host, NAS exports included; used in place.
     Local(PathBuf),
+    /// A URI of a scheme this crate has no mount of its own for (`mem://bucket/model/`): a
+    /// mount registered for the scheme in a [`MountRegistry`](crate::MountRegistry) resolves
+    /// it, or resolving fails naming the scheme.
+    Other {
+        /// The scheme, lowercase.
+        scheme: String,
+        /// The URI as written.
+        uri: String,
+    },
 }
 
 impl Source {
     /// Parses a spec path (`model_path`, `processor_path`, `storage[].oss.path`), with the
-    /// endpoint that serves `oss://`/`s3://` URIs.
+    /// endpoint that serves `oss://`/`s3://` URIs. The schemes and archive suffixes are
+    /// [`PathKind::parse`]'s, the rule the spec validator applies.
     ///
     /// # Errors
-    /// [`Error::UnsupportedScheme`] for other schemes, [`Error::InvalidUri`] for a URI without
-    /// bucket, an `oss://` URI without endpoint, an HTTP URL that is not an archive.
+    /// [`Error::InvalidUri`] for a malformed path (a malformed scheme, a URI without bucket or
+    /// host, an HTTP URL that is not an archive) or an `oss://` URI without endpoint.
     pub fn parse(uri: &str, endpoint: Option<&str>) -> Result<Self> {
-        let Some((scheme, rest)) = uri.split_once("://") else {
-            return Ok(Self::local(PathBuf::from(uri)));
-        };
-        match scheme.to_ascii_lowercase().as_str() {
-            "oss" | "s3" => {
-                let scheme = if scheme.eq_ignore_ascii_case("oss") {
-                    Scheme::Oss
-                } else {
-                    Scheme::S3
-                };
-                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-                if bucket.is_empty() {
-                    return Err(Error::invalid(uri, "no bucket: write oss://bucket/prefix/"));
-                }
+        match PathKind::parse(uri).map_err(|reason| Error::invalid(uri, reason))? {
+            PathKind::Local { path, archive } => Ok(Self::local(PathBuf::from(path), archive)),
+            PathKind::Bucket {
+                scheme,
+                bucket,
+                prefix,
+            } => {
                 let endpoint = match (endpoint, scheme) {
                     (Some(endpoint), _) => Endpoint::parse(endpoint)?,
-                    (None, Scheme::S3) => Endpoint::Aws,
-                    (None, Scheme::Oss) => {
+                    (None, BucketScheme::S3) => Endpoint::Aws,
+                    (None, BucketScheme::Oss) => {
                         return Err(Error::invalid(
                             uri,
                             "an oss:// path needs an endpoint (`oss_endpoint`, or the mount's `endpoint`)",
@@ -246,26 +218,31 @@ impl Source {
                     endpoint,
                 }))
             }
-            "http" | "https" => {
+            PathKind::HttpArchive { format, .. } => {
                 let url = Url::parse(uri).map_err(|e| Error::invalid(uri, e.to_string()))?;
-                let format = ArchiveFormat::from_name(url.path()).ok_or_else(|| {
-                    Error::invalid(
-                        uri,
-                        "an http(s) path must name an archive: .tar.gz, .tgz, .tar, .tar.bz2 or .zip",
-                    )
-                })?;
                 Ok(Self::Archive { url, format })
             }
-            "file" => Ok(Self::local(PathBuf::from(rest))),
-            _ => Err(Error::UnsupportedScheme {
+            PathKind::Other { scheme, .. } => Ok(Self::Other {
+                scheme: scheme.to_ascii_lowercase(),
                 uri: uri.to_owned(),
             }),
         }
     }
 
-    fn local(path: PathBuf) -> Self {
-        let name = path.to_string_lossy();
-        match ArchiveFormat::from_name(&name) {
+    /// The scheme a [`MountRegistry`](crate::MountRegistry) finds this source's mount by:
+    /// `oss`, `s3`, `http`, `https` or the other scheme; `None` for a path on this host.
+    #[must_use]
+    pub fn scheme(&self) -> Option<&str> {
+        match self {
+            Self::Bucket(location) => Some(location.scheme.as_str()),
+            Self::Archive { url, .. } => Some(url.scheme()),
+            Self::LocalArchive { .. } | Self::Local(_) => None,
+            Self::Other { scheme, .. } => Some(scheme),
+        }
+    }
+
+    fn local(path: PathBuf, archive: Option<ArchiveFormat>) -> Self {
+        match archive {
             Some(format) if path.is_file() => Self::LocalArchive { path, format },
             _ => Self::Local(path),
         }
@@ -328,10 +305,12 @@ mod tests {
     #[test]
     fn bad_uris_should_be_refused_with_the_reason() {
         let cases = [
-            ("ftp://host/m.tar.gz", None, "unsupported scheme"),
+            ("1ftp://host/m.tar.gz", None, "malformed scheme"),
             ("oss:///prefix", Some("h.com"), "no bucket"),
             ("oss://b/p", None, "needs an endpoint"),
             ("https://host/model.onnx", None, "must name an archive"),
+            ("https://host/model.bz2", None, ".tar.bz2 or .tbz2"),
+            ("https://host:99999/m.zip", None, "invalid port"),
             ("s3://b/p", Some("not a host!"), "an endpoint is a host"),
             ("s3://b/p", Some("ftp://h"), "http:// or https://"),
         ];
@@ -342,20 +321,43 @@ mod tests {
     }
 
     #[test]
-    fn archive_names_should_give_their_format() {
-        let cases = [
-            ("m.tar.gz", Some(ArchiveFormat::TarGz)),
-            ("M.TGZ", Some(ArchiveFormat::TarGz)),
-            ("m.tar.bz2", Some(ArchiveFormat::TarBz2)),
-            ("m.tar", Some(ArchiveFormat::Tar)),
-            ("m.zip", Some(ArchiveFormat::Zip)),
-            ("m.onnx", None),
-        ];
-        for (name, format) in cases {
-            assert_eq!(ArchiveFormat::from_name(name), format, "{name}");
-        }
+    fn other_schemes_should_be_left_to_registered_mounts() {
+        let source = Source::parse("MEM://bucket/model/", None).expect("syntactically valid");
+        assert_eq!(
+            source,
+            Source::Other {
+                scheme: "mem".into(),
+                uri: "MEM://bucket/model/".into()
+            }
+        );
+        assert_eq!(source.scheme(), Some("mem"));
+        let https = Source::parse("https://h/m.tbz2", None).expect("an archive");
+        assert_eq!(https.scheme(), Some("https"));
         assert!(matches!(
-            Source::parse("/no/such/dir", None),
+            https,
+            Source::Archive {
+                format: ArchiveFormat::TarBz2,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn local_paths_should_be_archives_only_when_they_are_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let archive = dir.path().join("m.tbz2");
+        std::fs::write(&archive, b"x").expect("write");
+        let uri = archive.to_string_lossy();
+        assert_eq!(
+            Source::parse(&uri, None).expect("local"),
+            Source::LocalArchive {
+                path: archive.clone(),
+                format: ArchiveFormat::TarBz2
+            }
+        );
+        assert_eq!(Source::parse(&uri, None).expect("local").scheme(), None);
+        assert!(matches!(
+            Source::parse("/no/such/dir.tar", None),
             Ok(Source::Local(_))
         ));
     }

@@ -7,13 +7,14 @@
 //! | spec | becomes |
 //! |---|---|
 //! | `model_path: oss://b/p/` or `s3://b/p/` (endpoint: `oss_endpoint`) | `work_dir/model/<slug>/`, every file fetched ([`BucketMount`], eager) |
-//! | `model_path: https://h/m.tar.gz` (`.tgz`, `.tar`, `.tar.bz2`, `.zip`) | `work_dir/model/<slug>/`, unpacked safely ([`ArchiveMount`]) |
+//! | `model_path: https://h/m.tar.gz` (any [`ArchiveFormat`](crate::location::ArchiveFormat) suffix) | `work_dir/model/<slug>/`, unpacked safely ([`ArchiveMount`]) |
+//! | `model_path: mem://b/p/` (a scheme registered in [`ResolveOptions::mounts`]) | `work_dir/model/<slug>/`, through the registered mount, eager |
 //! | `model_path: /local/dir` | that directory, checked ([`LocalMount`]) |
 //! | `model_path: /local/m.tar.gz` | unpacked under `work_dir/model/<slug>/` |
 //! | `model_path: /local/model.onnx` (a file) | its directory; `model_entry` defaults to the file |
 //! | `model_entry: rel/path` | `model_dir/rel/path`, which must exist |
 //! | `processor_path` / `processor_entry` | the same, under `work_dir/processor/` |
-//! | `storage[i].oss` | `work_dir/storage/<slug>/`, mounted per [`ResolveOptions::storage_mode`] |
+//! | `storage[i].oss` (`oss://`, `s3://` or a registered scheme) | `work_dir/storage/<slug>/`, mounted per [`ResolveOptions::storage_mode`] |
 //! | `storage[i].nfs` | where the OS mounted `server:path` (from `/proc/mounts`) |
 //! | `storage[i].local` | that directory |
 //! | `storage[i].cache` | the directory of the mount it caches; its OSS reads go through the [`MemoryCache`] |
@@ -22,7 +23,8 @@
 //! [`Credentials::from_env`]: `OSS_ACCESS_KEY_ID`/`OSS_ACCESS_KEY_SECRET`, else
 //! `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, and `AWS_REGION`). The same `work_dir` across
 //! restarts reuses what was fetched (same size and ETag). Errors name the spec field or URI
-//! and the reason.
+//! and the reason; a scheme without registered mount fails naming the scheme and the
+//! registered ones ([`Error::UnsupportedScheme`]).
 //!
 //! ```no_run
 //! # async fn demo(spec: &eas_core::ServiceSpec) -> eas_storage::Result<()> {
@@ -44,14 +46,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use eas_core::ServiceSpec;
-use eas_core::spec::{MountSource, MountSpec};
+use eas_core::spec::{MountSource, MountSpec, PathKind};
 use eas_core::storage::{Access, DynStorageMount, MountMode, MountReport, Progress};
 
 use crate::local::find_nfs_mount;
-use crate::location::Source;
 use crate::verify::crc32c;
 use crate::{
-    ArchiveMount, BucketMount, Credentials, Error, LocalMount, MemoryCache, Result, TransferOptions,
+    Credentials, Error, LocalMount, MemoryCache, MountRegistry, MountRequest, Result,
+    TransferOptions,
 };
 
 /// How [`resolve`] works: where to put fetched files, with which credentials, reporting
@@ -72,6 +74,8 @@ pub struct ResolveOptions {
     pub transfer: TransferOptions,
     /// How `storage[].oss` mounts fetch (default eager; `model_path` is always eager).
     pub storage_mode: MountMode,
+    /// The mounts of URI schemes (default: the built-in `oss`, `s3`, `http`, `https`).
+    pub mounts: MountRegistry,
 }
 
 impl std::fmt::Debug for ResolveOptions {
@@ -83,6 +87,7 @@ impl std::fmt::Debug for ResolveOptions {
             .field("cache", &self.cache)
             .field("transfer", &self.transfer)
             .field("storage_mode", &self.storage_mode)
+            .field("mounts", &self.mounts)
             .finish()
     }
 }
@@ -98,6 +103,7 @@ impl ResolveOptions {
             cache: None,
             transfer: TransferOptions::default(),
             storage_mode: MountMode::Eager,
+            mounts: MountRegistry::with_builtins(),
         }
     }
 
@@ -133,6 +139,15 @@ impl ResolveOptions {
     #[must_use]
     pub const fn with_storage_mode(mut self, mode: MountMode) -> Self {
         self.storage_mode = mode;
+        self
+    }
+
+    /// The same with other mounts of URI schemes: start from
+    /// [`MountRegistry::with_builtins`] and register yours to keep `oss://`, `s3://` and
+    /// `http(s)://`.
+    #[must_use]
+    pub fn with_mounts(mut self, mounts: MountRegistry) -> Self {
+        self.mounts = mounts;
         self
     }
 }
@@ -172,11 +187,12 @@ pub struct ResolvedMount {
     pub mount: DynStorageMount,
 }
 
-/// The mount for one spec path (`model_path`, `processor_path` or an OSS path), under
-/// `target` unless it is used in place.
+/// The mount for one spec path (`model_path`, `processor_path` or a `storage[].oss` path),
+/// under `target` unless it is used in place, from [`ResolveOptions::mounts`].
 ///
 /// # Errors
-/// [`Error::UnsupportedScheme`] or [`Error::InvalidUri`] for a path that cannot be mounted.
+/// [`Error::UnsupportedScheme`] for a scheme without registered mount, [`Error::InvalidUri`]
+/// for a path that cannot be mounted, or the registered factory's error.
 pub fn mount_for(
     uri: &str,
     endpoint: Option<&str>,
@@ -185,23 +201,17 @@ pub fn mount_for(
     options: &ResolveOptions,
     cache: Option<&Arc<MemoryCache>>,
 ) -> Result<DynStorageMount> {
-    Ok(match Source::parse(uri, endpoint)? {
-        Source::Bucket(location) => {
-            let mut builder = BucketMount::builder(location, target)
-                .credentials(options.credentials.clone())
-                .options(options.transfer)
-                .access(access);
-            if let Some(cache) = cache {
-                builder = builder.cache(Arc::clone(cache));
-            }
-            Arc::new(builder.build()?)
-        }
-        Source::Archive { url, format } => Arc::new(ArchiveMount::remote(url, format, target)?),
-        Source::LocalArchive { path, format } => {
-            Arc::new(ArchiveMount::local(path, format, target)?)
-        }
-        Source::Local(path) => Arc::new(LocalMount::new(path, access)),
-    })
+    let mut request = MountRequest::new(uri, target)
+        .with_access(access)
+        .with_credentials(options.credentials.clone())
+        .with_transfer(options.transfer);
+    if let Some(endpoint) = endpoint {
+        request = request.with_endpoint(endpoint);
+    }
+    if let Some(cache) = cache {
+        request = request.with_cache(Arc::clone(cache));
+    }
+    options.mounts.build(&request)
 }
 
 /// Resolves every path of `spec` to a local one, fetching what must be fetched. See the
@@ -340,9 +350,13 @@ async fn resolve_code(
     report: &mut MountReport,
 ) -> Result<(PathBuf, Option<PathBuf>)> {
     // A plain local file: its directory, with the file as default entry.
-    if !uri.contains("://") {
-        let path = Path::new(uri);
-        if path.is_file() && crate::location::ArchiveFormat::from_name(uri).is_none() {
+    if let Ok(PathKind::Local {
+        path,
+        archive: None,
+    }) = PathKind::parse(uri)
+    {
+        let path = Path::new(path);
+        if path.is_file() {
             let dir = path
                 .parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
@@ -388,12 +402,9 @@ async fn resolve_storage(
     };
     let (mount, mode): (DynStorageMount, MountMode) = match entry.source() {
         Some(MountSource::Oss(oss)) => {
-            if !oss.path.contains("://") {
-                return Err(Error::spec(
-                    format!("{field}.oss.path"),
-                    format!("`{}` is not an oss:// or s3:// URI", oss.path),
-                ));
-            }
+            // The rule the spec validator applies: a bucket URI or a registered scheme.
+            PathKind::parse_mount(&oss.path)
+                .map_err(|reason| Error::spec(format!("{field}.oss.path"), reason))?;
             let target = options
                 .work_dir
                 .join("storage")

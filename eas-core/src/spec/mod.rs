@@ -29,6 +29,7 @@ mod check;
 mod cloud;
 mod container;
 mod error;
+mod location;
 mod metadata;
 mod networking;
 mod sinker;
@@ -46,6 +47,7 @@ pub use autoscaler::{AutoscalerSpec, Behavior, ScaleRules, ScheduledScaling, Str
 pub use cloud::{Cloud, CloudNetworking, Computing, InstanceTypeSpec};
 pub use container::{Container, EnvVar, Prepare, RESERVED_PORTS};
 pub use error::{SpecError, SpecErrors};
+pub use location::{ArchiveFormat, BucketScheme, PathKind};
 pub use metadata::{
     Metadata, Qos, RollingStrategy, Rpc, SUPPORTED_CUDA_VERSIONS, Scheduling, ServiceType, Spread,
     WorkloadType,
@@ -109,7 +111,9 @@ pub struct ServiceSpec {
     pub aimaster: Option<AiMaster>,
 
     /// Where the model comes from: `oss://bucket/prefix/`, `s3://...`, an HTTP(S) URL of an
-    /// archive (.tar.gz, .tar, .tar.bz2, .zip) or a local path. Required with a processor.
+    /// archive (.tar.gz, .tgz, .tar, .tar.bz2, .tbz2, .zip), a local path, or a URI of a scheme
+    /// the application registered a storage mount for (checked when the service starts).
+    /// Required with a processor.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",

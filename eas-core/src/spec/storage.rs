@@ -146,7 +146,8 @@ impl MountSpec {
 #[non_exhaustive]
 pub struct OssMount {
     /// The prefix to mount: `oss://bucket/prefix/`, or `s3://bucket/prefix/` for an
-    /// S3-compatible store.
+    /// S3-compatible store; or a URI of a scheme the application registered a storage mount
+    /// for (checked when the service starts).
     pub path: String,
 
     /// The endpoint: a bare host (`oss-cn-shanghai-internal.aliyuncs.com`, virtual-hosted
