@@ -89,7 +89,9 @@ async fn main() {
         };
 
     // The peer: an instance that holds the file in memory and serves it over HTTP.
-    let first_cache = Arc::new(MemoryCache::new(size as u64 + (1 << 20)));
+    let secret = eas_storage::peer::PeerSecret::new("bench-secret").unwrap();
+    let first_cache =
+        Arc::new(MemoryCache::new(size as u64 + (1 << 20)).with_peer_secret(secret.clone()));
     let server = support::serve(eas_storage::peer::router(Arc::clone(&first_cache))).await;
     mount(
         work.path().join("first"),
@@ -148,7 +150,9 @@ async fn main() {
         for eager in [true, false] {
             let target = work.path().join(format!("peer-{run}"));
             let cache = Arc::new(
-                MemoryCache::new(size as u64 + (1 << 20)).with_peers([server.base.clone()]),
+                MemoryCache::new(size as u64 + (1 << 20))
+                    .with_peers([server.base.clone()])
+                    .with_peer_secret(secret.clone()),
             );
             let instance = mount(target.clone(), single, Some(Arc::clone(&cache)));
             let start = Instant::now();

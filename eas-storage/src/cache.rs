@@ -26,6 +26,7 @@ use std::sync::{Mutex, RwLock};
 use bytes::Bytes;
 use lru::LruCache;
 
+use crate::peer::PeerSecret;
 use crate::verify::crc32c;
 
 /// One cached object.
@@ -66,12 +67,16 @@ struct Inner {
 }
 
 /// A byte-budgeted LRU cache of whole objects, with the peers (other instances of the same
-/// service) to ask on a miss. Share it as `Arc<MemoryCache>`.
+/// service) to ask on a miss and the secret they share ([`with_peer_secret`]). Share it as
+/// `Arc<MemoryCache>`.
+///
+/// [`with_peer_secret`]: Self::with_peer_secret
 #[derive(Debug)]
 pub struct MemoryCache {
     capacity: u64,
     inner: Mutex<Inner>,
     peers: RwLock<Vec<String>>,
+    peer_secret: Option<PeerSecret>,
     counters: Counters,
 }
 
@@ -95,6 +100,7 @@ impl MemoryCache {
                 bytes: 0,
             }),
             peers: RwLock::new(Vec::new()),
+            peer_secret: None,
             counters: Counters::default(),
         }
     }
@@ -104,6 +110,22 @@ impl MemoryCache {
     pub fn with_peers(self, peers: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.set_peers(peers);
         self
+    }
+
+    /// The same, sharing `secret` with its peers: requests to them carry it, and the peer
+    /// endpoint over this cache ([`peer::router`](crate::peer::router)) serves only requests
+    /// that carry it. Without a secret, its requests carry no credential (peers refuse them)
+    /// and its endpoint refuses every peer.
+    #[must_use]
+    pub fn with_peer_secret(mut self, secret: PeerSecret) -> Self {
+        self.peer_secret = Some(secret);
+        self
+    }
+
+    /// The secret shared with the peers, if any.
+    #[must_use]
+    pub fn peer_secret(&self) -> Option<&PeerSecret> {
+        self.peer_secret.as_ref()
     }
 
     /// Replaces the peers (instances come and go).

@@ -1,6 +1,6 @@
 //! The memory cache and its peer protocol: three instances, the second and third read from
 //! the first's memory over HTTP; a corrupted peer answer is detected and refetched from the
-//! store.
+//! store; the endpoint serves only requests that carry the deployment's secret.
 
 mod support;
 
@@ -11,6 +11,7 @@ use bytes::Bytes;
 use eas_core::StorageMount;
 use eas_core::storage::MountMode;
 use eas_storage::cache::CachedObject;
+use eas_storage::peer::PeerSecret;
 use eas_storage::{BucketMount, MemoryCache, TransferOptions};
 use support::{CountingStore, Moto, bytes};
 
@@ -21,8 +22,21 @@ struct Instance {
     _dir: tempfile::TempDir,
 }
 
+/// The secret the instances of these tests share.
+fn secret() -> PeerSecret {
+    PeerSecret::new("0f8e3c2b9a7d4e5f8a1b2c3d4e5f6a7b").expect("a valid secret")
+}
+
 fn instance(moto: &Moto, peers: &[String]) -> Instance {
-    let cache = Arc::new(MemoryCache::new(64 << 20).with_peers(peers.iter().cloned()));
+    instance_with(moto, peers, secret())
+}
+
+fn instance_with(moto: &Moto, peers: &[String], secret: PeerSecret) -> Instance {
+    let cache = Arc::new(
+        MemoryCache::new(64 << 20)
+            .with_peers(peers.iter().cloned())
+            .with_peer_secret(secret),
+    );
     let store = CountingStore::new(moto.store("models"));
     let dir = tempfile::tempdir().expect("tempdir");
     let mount = BucketMount::builder(moto.location("models", "m/"), dir.path())
@@ -112,6 +126,34 @@ async fn second_and_third_instances_should_read_from_the_first_ones_memory() {
         first_gets,
         "the first instance did not go back to the store"
     );
+    // An instance of another deployment (another secret) is refused and reads the store.
+    let stranger = instance_with(
+        &moto,
+        &peers,
+        PeerSecret::new("another-deployment").expect("valid"),
+    );
+    let got = stranger
+        .mount
+        .read("model.onnx")
+        .await
+        .expect("stranger read");
+    assert_eq!(
+        &got[..],
+        &big[..],
+        "the stranger's bytes come from the store"
+    );
+    let stats = stranger.cache.stats();
+    assert_eq!(
+        (stats.peer_hits, stats.peer_corrupt),
+        (0, 0),
+        "refused, not corrupt"
+    );
+    assert!(stranger.store.gets() > 0, "the stranger read the store");
+    assert_eq!(
+        first.cache.stats().hits,
+        5,
+        "the refused ask never reached the cache"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,6 +206,128 @@ async fn a_corrupted_peer_answer_should_be_detected_and_refetched_from_the_store
         1,
         "refetched from the store"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_should_serve_only_requests_with_the_deployment_secret() {
+    let cache = Arc::new(MemoryCache::new(1 << 20).with_peer_secret(secret()));
+    cache.insert(
+        "s3://models/m/model.onnx",
+        Bytes::from_static(b"weights"),
+        None,
+    );
+    let server = support::serve(eas_storage::peer::router(Arc::clone(&cache))).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}{}", server.base, eas_storage::peer::PATH);
+    let get = |key: &str, authorization: Option<&str>| {
+        let mut request = client.get(&url).query(&[("key", key)]);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status().as_u16();
+            let challenge = response.headers().get("www-authenticate").cloned();
+            let body = response.text().await.expect("body");
+            (status, challenge, body)
+        }
+    };
+    let key = "s3://models/m/model.onnx";
+    let right = "Bearer 0f8e3c2b9a7d4e5f8a1b2c3d4e5f6a7b";
+    for (authorization, why) in [
+        (None, "missing credential"),
+        (
+            Some("Bearer 0f8e3c2b9a7d4e5f8a1b2c3d4e5f6a7c"),
+            "wrong cache secret",
+        ),
+        (
+            Some("Bearer 0f8e3c2b9a7d4e5f8a1b2c3d4e5f6a7"),
+            "wrong cache secret",
+        ),
+        // (HTTP drops the trailing space: the server sees a bare `Bearer`.)
+        (Some("Bearer "), "expected `Authorization: Bearer"),
+        (
+            Some("Basic 0f8e3c2b9a7d4e5f8a1b2c3d4e5f6a7b"),
+            "expected `Authorization: Bearer",
+        ),
+        (
+            Some("0f8e3c2b9a7d4e5f8a1b2c3d4e5f6a7b"),
+            "expected `Authorization: Bearer",
+        ),
+    ] {
+        let (status, challenge, body) = get(key, authorization).await;
+        assert_eq!(status, 401, "{authorization:?}");
+        assert!(
+            challenge.is_some(),
+            "{authorization:?}: a WWW-Authenticate challenge"
+        );
+        assert!(body.contains(why), "{authorization:?}: {body}");
+        assert!(
+            !body.contains("weights"),
+            "{authorization:?}: no body bytes"
+        );
+    }
+    // A refused request does not even reach the cache (no hit, no miss, no LRU touch).
+    let (status, _, _) = get("no-such-key", None).await;
+    assert_eq!(
+        status, 401,
+        "a refused miss is a 401 too: nothing is learnt"
+    );
+    assert_eq!((cache.stats().hits, cache.stats().misses), (0, 0));
+
+    let (status, _, body) = get(key, Some(right)).await;
+    assert_eq!((status, body.as_str()), (200, "weights"));
+    let (status, ..) = get(key, Some("bearer 0f8e3c2b9a7d4e5f8a1b2c3d4e5f6a7b")).await;
+    assert_eq!(status, 200, "the scheme is case-insensitive");
+    // The key is only ever looked up in memory: no path is read.
+    for key in [
+        "../../../../etc/passwd",
+        "/etc/passwd",
+        "file:///etc/passwd",
+    ] {
+        let (status, _, body) = get(key, Some(right)).await;
+        assert_eq!(status, 404, "{key}: {body}");
+    }
+
+    // A cache without a secret shares with no one.
+    let closed = Arc::new(MemoryCache::new(1 << 20));
+    closed.insert(key, Bytes::from_static(b"weights"), None);
+    let closed = support::serve(eas_storage::peer::router(closed)).await;
+    let response = client
+        .get(format!("{}{}", closed.base, eas_storage::peer::PATH))
+        .query(&[("key", key)])
+        .header("authorization", right)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 403);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("body")
+            .contains("started without a cache secret")
+    );
+}
+
+#[test]
+fn secrets_should_be_visible_ascii_and_never_printed() {
+    for bad in ["", "has space", "tab\there", "line\nbreak", "caf\u{e9}"] {
+        let err = PeerSecret::new(bad).expect_err(bad);
+        assert!(bad.is_empty() || !err.to_string().contains(bad), "{err}");
+    }
+    assert!(PeerSecret::new("x".repeat(1025)).is_err(), "too long");
+    let secret: PeerSecret = "s3cr3t-!~".parse().expect("valid");
+    assert_eq!(format!("{secret:?}"), "PeerSecret(***)");
+    assert!(secret.matches(b"s3cr3t-!~"));
+    assert!(!secret.matches(b"s3cr3t-!"));
+    assert!(!secret.matches(b"s3cr3t-!~~"));
+    let cache = MemoryCache::new(1).with_peer_secret(secret);
+    assert!(
+        format!("{cache:?}").contains("PeerSecret(***)"),
+        "{cache:?}"
+    );
+    assert!(!format!("{cache:?}").contains("s3cr3t"), "{cache:?}");
 }
 
 use object_store::ObjectStoreExt as _;
