@@ -22,6 +22,9 @@ pub(crate) struct SessionPool {
     intra_threads: usize,
     prepacked: PrepackedWeights,
     idle: Mutex<Vec<Session>>,
+    /// Sessions built (or tried), for tests.
+    #[cfg(test)]
+    built: std::sync::atomic::AtomicUsize,
 }
 
 impl SessionPool {
@@ -41,6 +44,8 @@ impl SessionPool {
             intra_threads: intra_threads.max(1),
             prepacked: PrepackedWeights::new(),
             idle: Mutex::new(Vec::new()),
+            #[cfg(test)]
+            built: std::sync::atomic::AtomicUsize::new(0),
         };
         let first = pool.build()?;
         pool.lock().push(first);
@@ -50,11 +55,12 @@ impl SessionPool {
     /// Runs `f` with an idle session (built if none is idle), then returns it to the pool.
     ///
     /// # Errors
-    /// ONNX Runtime's message when a new session cannot be built, or `f`'s error.
-    pub fn with_session<T>(
+    /// ONNX Runtime's message when a new session cannot be built (through `E::from`), or
+    /// `f`'s error.
+    pub fn with_session<T, E: From<ort::Error>>(
         &self,
-        f: impl FnOnce(&mut Session) -> ort::Result<T>,
-    ) -> ort::Result<T> {
+        f: impl FnOnce(&mut Session) -> Result<T, E>,
+    ) -> Result<T, E> {
         let idle = self.lock().pop();
         let mut session = match idle {
             Some(session) => session,
@@ -67,7 +73,7 @@ impl SessionPool {
 
     /// Runs `f` on an idle session without running the model (for reading its signature).
     pub fn inspect<T>(&self, f: impl FnOnce(&Session) -> T) -> ort::Result<T> {
-        self.with_session(|session| Ok(f(session)))
+        self.with_session(|session| Ok::<_, ort::Error>(f(session)))
     }
 
     /// The number of sessions built so far that are idle now.
@@ -75,7 +81,22 @@ impl SessionPool {
         self.lock().len()
     }
 
+    /// Drops every idle session (tests: the next call has to build one).
+    #[cfg(test)]
+    pub fn drop_idle(&self) {
+        self.lock().clear();
+    }
+
+    /// The number of sessions built so far (tests).
+    #[cfg(test)]
+    pub fn built(&self) -> usize {
+        self.built.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn build(&self) -> ort::Result<Session> {
+        #[cfg(test)]
+        self.built
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Session::builder(self.runtime.environment())?
             .with_intra_threads(self.intra_threads)?
             .with_inter_threads(1)?
