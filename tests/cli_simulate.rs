@@ -1,12 +1,11 @@
 //! `eas simulate` as a user runs it: a real run on the shared traces, and bad inputs.
 //!
-//! The run on shared traces prints `SKIPPED` and passes when `../shared/data` is missing,
-//! unless `EAS_REQUIRE_ALL=1`, where it fails.
+//! The run on shared traces prints `SKIPPED` and passes when `../shared/data` (or
+//! `$EAS_SHARED_DIR/data`) is missing, unless `EAS_REQUIRE_ALL=1`, where it fails (`skip`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data");
 const SPOT: &str = "aws_spot_price_history/spot_prices_us-east-1_2021-03-02_to_2021-05-31.csv";
 const ON_DEMAND: &str = "aws_spot_price_history/on_demand_prices_us-east-1.csv";
 const AZURE: &str = "azure_llm_inference_2023/AzureLLMInferenceTrace_conv.csv";
@@ -37,17 +36,30 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Skips the test: prints `SKIPPED: <test>: <why>`, or panics with the reason when
+/// `EAS_REQUIRE_ALL=1` (README's test command, `scripts/test`, sets it).
+fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var("EAS_REQUIRE_ALL").as_deref() != Ok("1"),
+        "{test}: {why} (required: EAS_REQUIRE_ALL=1)"
+    );
+    println!("SKIPPED: {test}: {why}");
+}
+
+/// A file of the shared traces (`$EAS_SHARED_DIR/data`, or `shared/data` beside the
+/// checkout), or `None` after [`skip`] when it is not there.
 fn shared(relative: &str) -> Option<String> {
-    let path = Path::new(DATA).join(relative);
+    let path = std::env::var_os("EAS_SHARED_DIR")
+        .map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"),
+            PathBuf::from,
+        )
+        .join("data")
+        .join(relative);
     if path.exists() {
         return Some(path.display().to_string());
     }
-    let why = format!("SKIPPED: cli_simulate: {} not found", path.display());
-    assert!(
-        std::env::var("EAS_REQUIRE_ALL").as_deref() != Ok("1"),
-        "{why}"
-    );
-    println!("{why}");
+    skip("cli_simulate", &format!("{} not found", path.display()));
     None
 }
 

@@ -1,10 +1,11 @@
 //! Pricing oracles against the real traces in `shared/data`: AWS spot history, GCP weekly
 //! snapshots and SkyPilot availability traces; bad input; bids on hand-made curves.
 //!
-//! When the shared data directory is missing, the tests that need it print `SKIPPED` and pass.
+//! When the shared data directory is missing, the tests that need it print `SKIPPED` and pass,
+//! unless `EAS_REQUIRE_ALL=1`, where they fail (`support::skip`).
 
-use std::fs::File;
-use std::path::PathBuf;
+mod support;
+
 use std::time::{Duration, Instant, SystemTime};
 
 use eas_core::PricingOracle;
@@ -15,26 +16,11 @@ use eas_scheduler::pricing::{
     AvailabilityTrace, BidPolicy, FractionBid, HistoryBid, PriceTable, TraceOracle, aws, gcp,
     skypilot, window_stats,
 };
+use support::{data, open};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
 const AWS_SPOT: &str = "aws_spot_price_history/spot_prices_us-east-1_2021-03-02_to_2021-05-31.csv";
 const AWS_ON_DEMAND: &str = "aws_spot_price_history/on_demand_prices_us-east-1.csv";
 const GCP: &str = "gcp_spot_price_weekly/gcp_ondemand_vs_spot_weekly_2023-05_to_2026-07.csv";
-
-/// The path of a shared data file, or `None` (after saying so) when it is not there.
-fn data(relative: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(DATA).join(relative);
-    if path.exists() {
-        Some(path)
-    } else {
-        println!("SKIPPED: {} not found", path.display());
-        None
-    }
-}
-
-fn open(path: &PathBuf) -> File {
-    File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn time(rfc3339: &str) -> SystemTime {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
@@ -42,8 +28,8 @@ fn time(rfc3339: &str) -> SystemTime {
         .unwrap_or_else(|e| panic!("{rfc3339}: {e}"))
 }
 
-fn aws_oracle() -> Option<TraceOracle> {
-    let (spot, on_demand) = (data(AWS_SPOT)?, data(AWS_ON_DEMAND)?);
+fn aws_oracle(test: &str) -> Option<TraceOracle> {
+    let (spot, on_demand) = (data(test, AWS_SPOT)?, data(test, AWS_ON_DEMAND)?);
     let started = Instant::now();
     let oracle = aws::load(open(&spot), AWS_SPOT, open(&on_demand), AWS_ON_DEMAND)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -53,7 +39,9 @@ fn aws_oracle() -> Option<TraceOracle> {
 
 #[test]
 fn aws_history_should_load_one_series_per_type_and_zone() {
-    let Some(oracle) = aws_oracle() else { return };
+    let Some(oracle) = aws_oracle("aws_history_should_load_one_series_per_type_and_zone") else {
+        return;
+    };
     assert_eq!(oracle.series_count(), 25, "5 types x 5 zones");
     assert_eq!(
         oracle.instance_types(),
@@ -79,7 +67,9 @@ fn aws_history_should_load_one_series_per_type_and_zone() {
 
 #[test]
 fn aws_spot_price_should_be_the_csv_row_in_force() {
-    let Some(oracle) = aws_oracle() else { return };
+    let Some(oracle) = aws_oracle("aws_spot_price_should_be_the_csv_row_in_force") else {
+        return;
+    };
     let zone = Zone::from("us-east-1b");
     // Lines 418 and 419 of the CSV:
     // c5.2xlarge,us-east-1b,2021-04-14T21:14:41Z,us-east-1,Linux/UNIX,0.186800,2021-05-30
@@ -109,7 +99,10 @@ fn aws_spot_price_should_be_the_csv_row_in_force() {
 
 #[test]
 fn aws_history_over_48_hours_should_start_with_the_price_in_force() {
-    let Some(oracle) = aws_oracle() else { return };
+    let Some(oracle) = aws_oracle("aws_history_over_48_hours_should_start_with_the_price_in_force")
+    else {
+        return;
+    };
     let zone = Zone::from("us-east-1b");
     let (from, to) = (time("2021-04-13T00:00:00Z"), time("2021-04-15T00:00:00Z"));
     let history = oracle
@@ -138,7 +131,10 @@ fn aws_history_over_48_hours_should_start_with_the_price_in_force() {
 
 #[test]
 fn aws_bids_should_lie_between_the_window_minimum_and_on_demand() {
-    let Some(oracle) = aws_oracle() else { return };
+    let Some(oracle) = aws_oracle("aws_bids_should_lie_between_the_window_minimum_and_on_demand")
+    else {
+        return;
+    };
     let at = time("2021-05-15T12:00:00Z");
     let from = at - eas_core::pricing::HISTORY_WINDOW;
     for (instance_type, zone) in oracle.series_keys() {
@@ -184,7 +180,9 @@ fn aws_bids_should_lie_between_the_window_minimum_and_on_demand() {
 
 #[test]
 fn unknown_types_and_zones_should_have_no_price() {
-    let Some(oracle) = aws_oracle() else { return };
+    let Some(oracle) = aws_oracle("unknown_types_and_zones_should_have_no_price") else {
+        return;
+    };
     let at = time("2021-04-15T00:00:00Z");
     let cases = [
         (
@@ -216,7 +214,9 @@ fn unknown_types_and_zones_should_have_no_price() {
 
 #[test]
 fn bad_rows_should_fail_with_their_line_number() {
-    let Some(path) = data(AWS_SPOT) else { return };
+    let Some(path) = data("bad_rows_should_fail_with_their_line_number", AWS_SPOT) else {
+        return;
+    };
     let text = std::fs::read_to_string(&path).expect("readable");
     let lines: Vec<&str> = text.lines().take(10).collect();
     let good =
@@ -272,7 +272,12 @@ fn bad_rows_should_fail_with_their_line_number() {
 
 #[test]
 fn gcp_snapshots_should_replay_spot_and_list_the_latest_on_demand() {
-    let Some(path) = data(GCP) else { return };
+    let Some(path) = data(
+        "gcp_snapshots_should_replay_spot_and_list_the_latest_on_demand",
+        GCP,
+    ) else {
+        return;
+    };
     let oracle = gcp::read_weekly_csv(open(&path), GCP).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(oracle.series_count(), 12, "3 machine types x 4 regions");
     let zone = Zone::from("us-central1");
@@ -382,7 +387,10 @@ fn skypilot_traces_should_load_with_their_measured_availability() {
         ),
     ];
     for (file, capacity, full, any, drops) in cases {
-        let Some(path) = data(&format!("skypilot_spot_traces/{file}")) else {
+        let Some(path) = data(
+            "skypilot_traces_should_load_with_their_measured_availability",
+            &format!("skypilot_spot_traces/{file}"),
+        ) else {
             return;
         };
         let start = skypilot::start_from_name(file).expect("a date in the name");
@@ -416,7 +424,10 @@ fn skypilot_traces_should_load_with_their_measured_availability() {
 #[test]
 fn skypilot_prices_should_feed_a_trace_oracle() {
     let file = "preemption_1node_aws-04-19-2023_us-east-1b_intel_64.json";
-    let Some(path) = data(&format!("skypilot_spot_traces/{file}")) else {
+    let Some(path) = data(
+        "skypilot_prices_should_feed_a_trace_oracle",
+        &format!("skypilot_spot_traces/{file}"),
+    ) else {
         return;
     };
     let start = skypilot::start_from_name(file).expect("a date");

@@ -2,9 +2,10 @@
 //! its service model (the fluid queue), determinism, and sanity on the shared traces.
 //!
 //! Tests that need `shared/data` print `SKIPPED` and pass when it is missing, unless
-//! `EAS_REQUIRE_ALL=1`, where they fail.
+//! `EAS_REQUIRE_ALL=1`, where they fail (`support::skip`).
 
-use std::fs::File;
+mod support;
+
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -17,32 +18,12 @@ use eas_scheduler::sim::{
     Arrivals, Availability, FluidQueue, HedgePolicy, Report, SimCloud, SimConfig, Simulation,
     render_svg,
 };
+use support::{data, open};
 
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/services");
 
 fn t(s: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000 + s)
-}
-
-/// The path of a shared data file, or `None` after saying why (a failure under
-/// `EAS_REQUIRE_ALL=1`).
-fn data(test: &str, relative: &str) -> Option<PathBuf> {
-    let path = PathBuf::from(DATA).join(relative);
-    if path.exists() {
-        return Some(path);
-    }
-    let why = format!("SKIPPED: {test}: {} not found", path.display());
-    assert!(
-        std::env::var("EAS_REQUIRE_ALL").as_deref() != Ok("1"),
-        "{why}"
-    );
-    println!("{why}");
-    None
-}
-
-fn open(path: &PathBuf) -> File {
-    File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A spec buying `instances` (JSON list) with a QPS autoscaler.

@@ -1,6 +1,7 @@
-//! Helpers shared by `tests/spec.rs` and `tests/fuzz.rs`: the reference examples (as files and
-//! as printed in the EAS reference text), a minimal valid spec and rich valid specs to edit, and
-//! assertions on the errors a refused spec gives.
+//! Helpers shared by `tests/spec.rs` and `tests/fuzz.rs`: the one way a test skips when a part
+//! it needs is missing, the reference examples (as files and as printed in the EAS reference
+//! text), a minimal valid spec and rich valid specs to edit, and assertions on the errors a
+//! refused spec gives.
 
 // Each test crate that includes this module uses only some of it.
 #![allow(dead_code)]
@@ -29,10 +30,27 @@ pub fn example_value(name: &str) -> Value {
     serde_json::from_str(&example_text(name)).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"))
 }
 
-/// Where the EAS `service.json` reference text lives (outside the workspace).
+/// Skips the test: prints `SKIPPED: <test>: <why>`, or panics with the reason when
+/// `EAS_REQUIRE_ALL=1` (README's test command, `scripts/test`, sets it).
+pub fn skip(test: &str, why: &str) {
+    assert!(
+        std::env::var("EAS_REQUIRE_ALL").as_deref() != Ok("1"),
+        "{test}: {why} (required: EAS_REQUIRE_ALL=1)"
+    );
+    println!("SKIPPED: {test}: {why}");
+}
+
+/// The shared folder: `$EAS_SHARED_DIR`, or `shared/` beside the checkout.
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("EAS_SHARED_DIR").map_or_else(
+        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared")),
+        PathBuf::from,
+    )
+}
+
+/// Where the EAS `service.json` reference text lives (in the shared folder).
 pub fn reference_text_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/eas-service-json-reference.txt")
+    shared_dir().join("reference/eas-service-json-reference.txt")
 }
 
 /// The first JSON object printed after `marker` in `text`: from the first `{` after the

@@ -67,7 +67,7 @@ impl Moto {
         else {
             skip(
                 test,
-                "moto_server not found next to $EAS_PYTHON (run .ci/setup/10-python.sh and export EAS_PYTHON)",
+                "moto_server not found next to $EAS_PYTHON (`source scripts/test-env.sh` sets it)",
             );
             return None;
         };
