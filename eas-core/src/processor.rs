@@ -64,7 +64,8 @@ pub trait Processor: Send + Sync + 'static {
     /// Runs one batch. Returns one result per request, in the same order as `batch`.
     fn process(&self, batch: &[Request]) -> Vec<Result<Response, ProcessError>>;
 
-    /// Describes the model's inputs and outputs (served as OIP v2 model metadata).
+    /// Describes the model's inputs and outputs, in the Open Inference Protocol's terms (shown
+    /// on the server's `/api/services` page).
     fn metadata(&self) -> ModelMetadata {
         ModelMetadata::default()
     }

@@ -1,6 +1,6 @@
 //! Simple fakes of every trait, for tests of code that uses them (feature `testing`).
 //!
-//! - [`EchoProcessor`], [`FailingProcessor`]: processors.
+//! - [`CountingEcho`], [`FailingProcessor`]: processors.
 //! - [`FixedScheduler`]: a scheduler with preset actions.
 //! - [`MemoryMount`]: a storage mount over an in-memory map.
 //! - [`FixedAutoscaler`]: always the same replica count.
@@ -10,10 +10,10 @@
 //! ```
 //! use eas_core::Processor;
 //! use eas_core::processor::{InitContext, Request};
-//! use eas_core::testing::{block_on, EchoProcessor, MemoryMount};
+//! use eas_core::testing::{block_on, CountingEcho, MemoryMount};
 //! use eas_core::StorageMount;
 //!
-//! let mut echo = EchoProcessor::new();
+//! let mut echo = CountingEcho::new();
 //! echo.initialize(&InitContext::new("echo"))?;
 //! let out = echo.process(&[Request::new("hi")]);
 //! assert_eq!(out[0].as_ref().map(|r| r.body.clone()).ok(), Some("hi".into()));
@@ -69,13 +69,13 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 
 /// Answers each request with its own body and content type; counts batches and requests.
 #[derive(Debug, Default)]
-pub struct EchoProcessor {
+pub struct CountingEcho {
     initialized: Option<InitContext>,
     batches: AtomicUsize,
     requests: AtomicUsize,
 }
 
-impl EchoProcessor {
+impl CountingEcho {
     /// A fresh echo processor.
     #[must_use]
     pub fn new() -> Self {
@@ -101,7 +101,7 @@ impl EchoProcessor {
     }
 }
 
-impl Processor for EchoProcessor {
+impl Processor for CountingEcho {
     fn initialize(&mut self, ctx: &InitContext) -> Result<()> {
         self.initialized = Some(ctx.clone());
         Ok(())
@@ -460,7 +460,7 @@ mod tests {
 
     #[test]
     fn echo_processor_should_return_bodies_and_count_batches() {
-        let mut p = EchoProcessor::new();
+        let mut p = CountingEcho::new();
         p.initialize(&InitContext::new("svc")).expect("initializes");
         assert_eq!(p.init_context().map(|c| c.service.as_str()), Some("svc"));
         let out = p.process(&[

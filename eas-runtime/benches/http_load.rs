@@ -1071,7 +1071,7 @@ fn batch_stats(server: &RunningServer, service: Option<&str>) -> (f64, f64) {
     let Some(service) = service else {
         return (0.0, 0.0);
     };
-    let text = server.gateway().metrics().encode();
+    let text = server.edge().metrics().encode();
     let label = format!("service=\"{service}\"");
     let value = |name: &str| {
         text.lines()

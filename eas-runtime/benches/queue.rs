@@ -124,7 +124,7 @@ async fn end_to_end(items: usize, outstanding: usize, batching: bool) {
         .await
         .expect("server");
     assert!(server.wait_ready(Duration::from_secs(10)).await);
-    let service = Arc::clone(&server.gateway().services()["echo"]);
+    let service = Arc::clone(&server.services()["echo"]);
     let queues = service.queues().expect("async");
     let (input, sink) = (Arc::clone(queues.input()), Arc::clone(queues.sink()));
     let mut watch = sink

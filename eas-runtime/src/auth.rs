@@ -13,7 +13,7 @@
 //! second carry identical signatures, so one would refuse legitimate traffic.
 //!
 //! ```
-//! use axum::http::{HeaderMap, HeaderValue, Method};
+//! use http::{HeaderMap, HeaderValue, Method};
 //! use eas_runtime::auth::Authenticator;
 //!
 //! let auth = Authenticator::new("secret");
@@ -26,10 +26,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use axum::http::{HeaderMap, Method};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
+use http::{HeaderMap, Method};
 use md5::{Digest, Md5};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
@@ -94,6 +94,18 @@ impl Authenticator {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<(), String> {
+        self.check_headers(method, path, headers)?.verify(body)
+    }
+
+    /// Checks what the headers alone can prove, before any body byte is read: the token, or
+    /// the signature over the signed headers and the Date window. What is left, the body's
+    /// MD5 against a signed request's `Content-MD5`, is the returned [`BodyCheck`].
+    pub fn check_headers(
+        &self,
+        method: &Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<BodyCheck, String> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let parts = SignedParts {
             path,
@@ -102,7 +114,7 @@ impl Authenticator {
             content_type: header("content-type"),
             date: header("date"),
         };
-        self.check_at(SystemTime::now(), method, &parts, body)
+        self.check_at(SystemTime::now(), method, &parts)
     }
 
     fn check_at(
@@ -110,8 +122,7 @@ impl Authenticator {
         now: SystemTime,
         method: &Method,
         parts: &SignedParts<'_>,
-        body: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<BodyCheck, String> {
         let authorization = parts
             .authorization
             .map(str::trim)
@@ -119,7 +130,7 @@ impl Authenticator {
             .ok_or("missing Authorization header")?;
         let Some(signature) = authorization.strip_prefix("EAS ") else {
             return if bool::from(authorization.as_bytes().ct_eq(self.token.as_bytes())) {
-                Ok(())
+                Ok(BodyCheck { claimed_md5: None })
             } else {
                 Err("the token does not match the service's token".into())
             };
@@ -129,12 +140,6 @@ impl Authenticator {
             .content_md5
             .map(str::trim)
             .ok_or("a signed request needs a Content-MD5 header")?;
-        let actual_md5 = hex(&Md5::digest(body));
-        if !claimed_md5.eq_ignore_ascii_case(&actual_md5) {
-            return Err(format!(
-                "Content-MD5 {claimed_md5} does not match the body (its MD5 is {actual_md5})"
-            ));
-        }
 
         let date = parts
             .date
@@ -164,9 +169,42 @@ impl Authenticator {
             parts.path,
         );
         if bool::from(signature.trim().as_bytes().ct_eq(expected.as_bytes())) {
-            Ok(())
+            Ok(BodyCheck {
+                claimed_md5: Some(claimed_md5.to_owned()),
+            })
         } else {
             Err("the signature does not match: wrong token, or the request was altered".into())
+        }
+    }
+}
+
+/// What is left to check of a request once its body has arrived: the MD5 a signed request
+/// claims in `Content-MD5` (nothing for a plain token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct BodyCheck {
+    claimed_md5: Option<String>,
+}
+
+impl BodyCheck {
+    /// Whether there is anything to check.
+    #[must_use]
+    pub fn is_needed(&self) -> bool {
+        self.claimed_md5.is_some()
+    }
+
+    /// Checks the body against the claimed MD5; `Err` says why it is refused.
+    pub fn verify(&self, body: &[u8]) -> Result<(), String> {
+        let Some(claimed) = &self.claimed_md5 else {
+            return Ok(());
+        };
+        let actual = hex(&Md5::digest(body));
+        if claimed.eq_ignore_ascii_case(&actual) {
+            Ok(())
+        } else {
+            Err(format!(
+                "Content-MD5 {claimed} does not match the body (its MD5 is {actual})"
+            ))
         }
     }
 }
@@ -238,18 +276,19 @@ mod tests {
         date: Option<&str>,
         body: &[u8],
     ) -> Result<(), String> {
-        Authenticator::new(TOKEN).check_at(
-            now,
-            &Method::POST,
-            &SignedParts {
-                path: PATH,
-                authorization,
-                content_md5: md5,
-                content_type: Some("text/plain"),
-                date,
-            },
-            body,
-        )
+        Authenticator::new(TOKEN)
+            .check_at(
+                now,
+                &Method::POST,
+                &SignedParts {
+                    path: PATH,
+                    authorization,
+                    content_md5: md5,
+                    content_type: Some("text/plain"),
+                    date,
+                },
+            )
+            .and_then(|rest| rest.verify(body))
     }
 
     fn at(date: &str) -> SystemTime {

@@ -78,8 +78,8 @@ pub enum Error {
     },
 
     /// A batch job (`elasticjob`) could not read its inputs or write its results.
-    #[error("batch job {}: {reason}", path.display())]
-    BatchJob {
+    #[error("elastic job {}: {reason}", path.display())]
+    Job {
         /// The input or output path.
         path: PathBuf,
         /// Why not.

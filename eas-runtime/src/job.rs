@@ -12,9 +12,9 @@
 //!
 //! ```no_run
 //! # async fn run(service: &eas_runtime::service::Service) -> eas_runtime::Result<()> {
-//! use eas_runtime::queue::batch::{BatchJob, run};
+//! use eas_runtime::job::{ElasticJob, run};
 //!
-//! let summary = run(service, &BatchJob::new("inputs.jsonl", "results.jsonl")).await?;
+//! let summary = run(service, &ElasticJob::new("inputs.jsonl", "results.jsonl")).await?;
 //! println!("{summary}");
 //! # Ok(())
 //! # }
@@ -30,9 +30,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde_json::json;
 
-use super::{Item, NewItem, Tags, WatchOptions};
-use crate::api_error::ApiError;
 use crate::error::{Error, Result};
+use crate::queue::{Item, NewItem, QueueError, Tags, WatchOptions};
 use crate::service::Service;
 
 /// The tag that carries an input's key through the queues.
@@ -41,14 +40,14 @@ pub const KEY_TAG: &str = "batchKey";
 /// What a batch job reads and where it writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct BatchJob {
+pub struct ElasticJob {
     /// A file (one request per line) or a directory (one request per file).
     pub inputs: PathBuf,
     /// The JSON-lines result file (appended to; created when missing).
     pub output: PathBuf,
 }
 
-impl BatchJob {
+impl ElasticJob {
     /// A job from `inputs` to `output`.
     #[must_use]
     pub fn new(inputs: impl Into<PathBuf>, output: impl Into<PathBuf>) -> Self {
@@ -62,7 +61,7 @@ impl BatchJob {
 /// How a batch job went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct BatchSummary {
+pub struct JobSummary {
     /// Inputs found.
     pub total: usize,
     /// Inputs whose result was already in the output (an earlier run).
@@ -75,7 +74,7 @@ pub struct BatchSummary {
     pub elapsed: Duration,
 }
 
-impl std::fmt::Display for BatchSummary {
+impl std::fmt::Display for JobSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -90,7 +89,7 @@ impl std::fmt::Display for BatchSummary {
 }
 
 fn job_error(path: &Path, reason: impl std::fmt::Display) -> Error {
-    Error::BatchJob {
+    Error::Job {
         path: path.to_owned(),
         reason: reason.to_string(),
     }
@@ -178,7 +177,7 @@ fn result_line(key: &str, item: &Item) -> String {
 
 /// Runs `job` through the async `service`: puts every input not done yet (waiting while the
 /// input queue is full), writes each result as it arrives, returns when every input has one.
-pub async fn run(service: &Service, job: &BatchJob) -> Result<BatchSummary> {
+pub async fn run(service: &Service, job: &ElasticJob) -> Result<JobSummary> {
     let started = Instant::now();
     let queues = service.queues().ok_or_else(|| {
         job_error(
@@ -201,7 +200,7 @@ pub async fn run(service: &Service, job: &BatchJob) -> Result<BatchSummary> {
         .append(true)
         .open(&job.output)
         .map_err(|e| job_error(&job.output, e))?;
-    let queue_error = |e: ApiError| job_error(&job.inputs, e);
+    let queue_error = |e: QueueError| job_error(&job.inputs, e);
     let mut sink = queues
         .sink()
         .watch(WatchOptions::new(format!("batch-{}", service.name())).with_window(256))
@@ -220,7 +219,7 @@ pub async fn run(service: &Service, job: &BatchJob) -> Result<BatchSummary> {
                 .await
             {
                 Ok(_) => {}
-                Err(ApiError::QueueAtCapacity { .. }) => {
+                Err(QueueError::Full { .. }) => {
                     todo.push((key, body));
                     break;
                 }
@@ -270,7 +269,7 @@ pub async fn run(service: &Service, job: &BatchJob) -> Result<BatchSummary> {
             .map_err(|e| job_error(&job.output, e))?;
         queues.sink().commit(&ours).await.map_err(queue_error)?;
     }
-    Ok(BatchSummary {
+    Ok(JobSummary {
         total,
         skipped,
         succeeded,

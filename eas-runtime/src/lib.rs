@@ -1,5 +1,19 @@
 //! `eas-runtime`: what runs. HTTP serving of the EAS predict protocol, dynamic batching,
-//! worker pools, limits, metrics, sinks and processor backends.
+//! worker pools, limits, metrics, request logs and processor backends.
+//!
+//! Modules, top-down (each uses only those below it):
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`server`] | composes a server: resolves storage, starts services, listens |
+//! | [`http`] | the edge: routes, the queue protocol, status codes (the only module that knows HTTP statuses) |
+//! | [`admission`] | tower layers per service: auth, body, rate, concurrency, routing, keepalive, instance admission |
+//! | [`job`] | elastic (batch) jobs: inputs through an async service's queues into a results file |
+//! | [`service`] | one service: spec, token, replicas, request log, async queues |
+//! | [`queue`] | the queue service's backends, consumers and batch jobs (beside the instances) |
+//! | [`replica`] | one running replica of a service (an EAS "instance"; eas-core's `Instance` is the control plane's record of one): batcher, workers, crash recovery, instance-level admission |
+//! | [`registry`], [`onnx`](crate::onnx) | processors by name; the ONNX Runtime processor |
+//! | [`auth`], [`limit`], [`request`], [`metrics`], [`request_log`], [`proto`] | leaves: signatures, token bucket, the request builder, metrics, request logs, EAS protobufs |
 //!
 //! Compose a server in your own binary:
 //!
@@ -24,21 +38,23 @@
 //! # }
 //! ```
 
-pub mod api_error;
+pub mod admission;
 pub mod auth;
 pub mod error;
-pub mod gateway;
-pub mod instance;
+pub mod http;
+pub mod job;
 pub mod limit;
 pub mod metrics;
 #[cfg(feature = "onnx")]
 pub mod onnx;
+pub mod outcome;
 pub mod proto;
 pub mod queue;
 pub mod registry;
+pub mod replica;
+pub mod request;
+pub mod request_log;
 pub mod server;
 pub mod service;
-pub mod sink;
 
-pub use api_error::ApiError;
 pub use error::{Error, Result};

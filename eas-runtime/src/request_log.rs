@@ -1,16 +1,17 @@
-//! Where request/response pairs go when a spec sets `sinker`.
+//! The request log: where request/response pairs go when a spec sets `sinker` (not to be
+//! confused with an async service's sink queue, [`crate::queue`]).
 //!
-//! A [`Sink`] receives [`SinkRecord`]s on a thread of its own, through a bounded buffer: a
-//! slow sink never blocks a request; when the buffer is full, records are dropped and counted
-//! (`eas_sink_dropped_total`). The default sink, [`JsonLinesSink`], appends one JSON object per
+//! A [`RequestLog`] receives [`LogRecord`]s on a thread of its own, through a bounded buffer: a
+//! slow log never blocks a request; when the buffer is full, records are dropped and counted
+//! (`eas_sink_dropped_total`). The default log, [`JsonLinesLog`], appends one JSON object per
 //! record to a file.
 //!
 //! ```no_run
-//! use eas_runtime::sink::{JsonLinesSink, SinkRecord, SinkWriter};
+//! use eas_runtime::request_log::{JsonLinesLog, LogRecord, LogWriter};
 //!
-//! let sink = JsonLinesSink::create("requests.jsonl")?;
-//! let writer = SinkWriter::spawn("echo", Box::new(sink), 1024, None)?;
-//! writer.record(SinkRecord::new("echo", b"hi", 200, b"hi", 0.4));
+//! let sink = JsonLinesLog::create("requests.jsonl")?;
+//! let writer = LogWriter::spawn("echo", Box::new(sink), 1024, None)?;
+//! writer.record(LogRecord::new("echo", b"hi", 200, b"hi", 0.4));
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
@@ -30,7 +31,7 @@ use crate::metrics::Metrics;
 /// One request and what it was answered.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
-pub struct SinkRecord {
+pub struct LogRecord {
     /// The service.
     pub service: String,
     /// Milliseconds since the Unix epoch when the answer was sent.
@@ -49,7 +50,7 @@ pub struct SinkRecord {
     pub latency_ms: f64,
 }
 
-impl SinkRecord {
+impl LogRecord {
     /// A record stamped with the current time.
     #[must_use]
     pub fn new(
@@ -84,9 +85,9 @@ fn encode(bytes: &[u8]) -> (String, &'static str) {
 }
 
 /// Receives records, one at a time, on the sink's own thread.
-pub trait Sink: Send + 'static {
+pub trait RequestLog: Send + 'static {
     /// Persists one record.
-    fn write(&mut self, record: &SinkRecord) -> std::io::Result<()>;
+    fn write(&mut self, record: &LogRecord) -> std::io::Result<()>;
 
     /// Persists whatever is buffered; called when the buffer runs empty and at shutdown.
     fn flush(&mut self) -> std::io::Result<()> {
@@ -96,11 +97,11 @@ pub trait Sink: Send + 'static {
 
 /// Appends one JSON object per record to a file.
 #[derive(Debug)]
-pub struct JsonLinesSink {
+pub struct JsonLinesLog {
     out: BufWriter<File>,
 }
 
-impl JsonLinesSink {
+impl JsonLinesLog {
     /// Opens `path` for appending, creating it (not its directory) if needed.
     pub fn create(path: impl AsRef<Path>) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -110,8 +111,8 @@ impl JsonLinesSink {
     }
 }
 
-impl Sink for JsonLinesSink {
-    fn write(&mut self, record: &SinkRecord) -> std::io::Result<()> {
+impl RequestLog for JsonLinesLog {
+    fn write(&mut self, record: &LogRecord) -> std::io::Result<()> {
         serde_json::to_writer(&mut self.out, record)?;
         self.out.write_all(b"\n")
     }
@@ -123,33 +124,33 @@ impl Sink for JsonLinesSink {
 
 /// What the sink's thread receives.
 enum Message {
-    Record(SinkRecord),
+    Record(LogRecord),
     Stop,
 }
 
 /// The request side of a sink: hands records to the sink's thread without ever waiting.
 #[derive(Clone)]
-pub struct SinkWriter {
+pub struct LogWriter {
     service: String,
     sender: SyncSender<Message>,
     metrics: Option<Arc<Metrics>>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
-impl std::fmt::Debug for SinkWriter {
+impl std::fmt::Debug for LogWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SinkWriter")
+        f.debug_struct("LogWriter")
             .field("service", &self.service)
             .finish_non_exhaustive()
     }
 }
 
-impl SinkWriter {
+impl LogWriter {
     /// Starts `sink` on its own thread behind a buffer of `capacity` records; drops are
     /// counted in `metrics` when given.
     pub fn spawn(
         service: &str,
-        mut sink: Box<dyn Sink>,
+        mut sink: Box<dyn RequestLog>,
         capacity: usize,
         metrics: Option<Arc<Metrics>>,
     ) -> std::io::Result<Self> {
@@ -189,7 +190,7 @@ impl SinkWriter {
     }
 
     /// Hands a record over; drops it (and counts the drop) if the sink is behind.
-    pub fn record(&self, record: SinkRecord) {
+    pub fn record(&self, record: LogRecord) {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
             self.sender.try_send(Message::Record(record))
             && let Some(metrics) = &self.metrics
@@ -217,8 +218,8 @@ mod tests {
     use super::*;
 
     struct Slow(std::sync::mpsc::Receiver<()>);
-    impl Sink for Slow {
-        fn write(&mut self, _: &SinkRecord) -> std::io::Result<()> {
+    impl RequestLog for Slow {
+        fn write(&mut self, _: &LogRecord) -> std::io::Result<()> {
             let _ = self.0.recv();
             Ok(())
         }
@@ -228,15 +229,15 @@ mod tests {
     fn file_sink_should_write_one_json_line_per_record() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("sink.jsonl");
-        let writer = SinkWriter::spawn(
+        let writer = LogWriter::spawn(
             "echo",
-            Box::new(JsonLinesSink::create(&path).expect("open")),
+            Box::new(JsonLinesLog::create(&path).expect("open")),
             16,
             None,
         )
         .expect("spawn");
-        writer.record(SinkRecord::new("echo", b"hello", 200, b"hello", 1.5));
-        writer.record(SinkRecord::new("echo", &[0xff, 0x00], 400, b"bad", 0.1));
+        writer.record(LogRecord::new("echo", b"hello", 200, b"hello", 1.5));
+        writer.record(LogRecord::new("echo", &[0xff, 0x00], 400, b"bad", 0.1));
         writer.close();
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<serde_json::Value> = text
@@ -254,10 +255,10 @@ mod tests {
     fn slow_sink_should_drop_and_count_instead_of_blocking() {
         let (release, gate) = std::sync::mpsc::channel();
         let metrics = Arc::new(Metrics::new());
-        let writer = SinkWriter::spawn("s", Box::new(Slow(gate)), 2, Some(Arc::clone(&metrics)))
+        let writer = LogWriter::spawn("s", Box::new(Slow(gate)), 2, Some(Arc::clone(&metrics)))
             .expect("spawn");
         for _ in 0..10 {
-            writer.record(SinkRecord::new("s", b"x", 200, b"x", 0.0));
+            writer.record(LogRecord::new("s", b"x", 200, b"x", 0.0));
         }
         let dropped = metrics
             .sink_dropped

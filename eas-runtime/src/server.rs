@@ -16,16 +16,16 @@ use std::time::Duration;
 
 use eas_core::spec::ServiceSpec;
 use eas_core::storage::Progress;
+use eas_storage::peer::PeerSecret;
 use eas_storage::resolve::{ResolveOptions, resolve};
 use eas_storage::{Credentials, MemoryCache};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admission::{BodyLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
 use crate::error::{Error, Result};
-use crate::gateway::{DEFAULT_MAX_BODY_BYTES, Gateway};
+use crate::http::{Edge, accept_loop};
 use crate::metrics::Metrics;
 use crate::queue::{MemoryQueues, QueueFactory};
 use crate::registry::ProcessorRegistry;
@@ -52,6 +52,7 @@ pub struct ServerBuilder {
     services: Vec<(ServiceSpec, Option<LocalPaths>)>,
     addr: SocketAddr,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
     header_read_timeout: Duration,
     base_dir: PathBuf,
     work_dir: PathBuf,
@@ -59,8 +60,10 @@ pub struct ServerBuilder {
     queues: Arc<dyn QueueFactory>,
     cache_peers: Vec<String>,
     cache_bytes: u64,
+    cache_secret: Option<PeerSecret>,
     cache: Option<Arc<MemoryCache>>,
     credentials: Option<Credentials>,
+    mounts: eas_storage::MountRegistry,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -81,6 +84,7 @@ impl Default for ServerBuilder {
             services: Vec::new(),
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             base_dir: PathBuf::from("."),
             work_dir: std::env::temp_dir().join("eas"),
@@ -88,8 +92,10 @@ impl Default for ServerBuilder {
             queues: Arc::new(MemoryQueues),
             cache_peers: Vec::new(),
             cache_bytes: 0,
+            cache_secret: None,
             cache: None,
             credentials: None,
+            mounts: eas_storage::MountRegistry::with_builtins(),
         }
     }
 }
@@ -123,6 +129,13 @@ impl ServerBuilder {
     /// The largest request body; past it, 413 (default 64 MiB).
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
         self.max_body_bytes = limit;
+        self
+    }
+
+    /// How long a client may take to send a request's body once its headers arrived; past
+    /// it, 408 (default 60 s).
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
         self
     }
 
@@ -174,9 +187,30 @@ impl ServerBuilder {
         self
     }
 
-    /// Keeps fetched model and mount files in memory, up to `bytes`, and serves them to peers.
+    /// The storage mounts of URI schemes that `model_path`, `processor_path` and
+    /// `storage[].oss.path` may name (default: the built-in `oss`, `s3`, `http`, `https`).
+    /// Start from `MountRegistry::with_builtins()` and register a scheme of your own
+    /// (`mem://...`) to keep the built-ins. A spec naming a scheme without mount fails at
+    /// [`start`](Self::start), naming the scheme and the registered ones.
+    pub fn storage_mounts(mut self, mounts: eas_storage::MountRegistry) -> Self {
+        self.mounts = mounts;
+        self
+    }
+
+    /// Keeps fetched model and mount files in memory, up to `bytes`, and serves them to peers
+    /// that hold the [`cache_secret`](Self::cache_secret).
     pub fn memory_cache(mut self, bytes: u64) -> Self {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// The secret every server of this deployment shares: this server sends it to its
+    /// [`cache_peers`](Self::cache_peers) and serves its memory cache at
+    /// `eas_storage::peer::PATH` only to requests that carry it (`401` otherwise). Without
+    /// one, that endpoint answers every request `403` (no one can read the cache, which is
+    /// logged at start) and peers refuse this server's asks.
+    pub fn cache_secret(mut self, secret: PeerSecret) -> Self {
+        self.cache_secret = Some(secret);
         self
     }
 
@@ -198,7 +232,11 @@ impl ServerBuilder {
             asked.max(1 << 30)
         };
         (capacity > 0).then(|| {
-            Arc::new(MemoryCache::new(capacity).with_peers(self.cache_peers.iter().cloned()))
+            let cache = MemoryCache::new(capacity).with_peers(self.cache_peers.iter().cloned());
+            Arc::new(match &self.cache_secret {
+                Some(secret) => cache.with_peer_secret(secret.clone()),
+                None => cache,
+            })
         })
     }
 
@@ -210,7 +248,8 @@ impl ServerBuilder {
             return Ok(local);
         }
         let name = &spec.metadata.name;
-        let mut options = ResolveOptions::new(self.work_dir.join(name));
+        let mut options =
+            ResolveOptions::new(self.work_dir.join(name)).with_mounts(self.mounts.clone());
         if let Some(progress) = &self.storage_progress {
             options = options.with_progress(Arc::clone(progress));
         }
@@ -264,7 +303,11 @@ impl ServerBuilder {
                 self.queues.as_ref(),
             )?);
         }
-        let gateway = Arc::new(Gateway::new(services, metrics, self.max_body_bytes)?);
+        let body = BodyLimits {
+            max_bytes: self.max_body_bytes,
+            read_timeout: self.body_read_timeout,
+        };
+        let edge = Arc::new(Edge::new(services, metrics, body)?);
         let listener = TcpListener::bind(self.addr)
             .await
             .map_err(|source| Error::Bind {
@@ -275,10 +318,16 @@ impl ServerBuilder {
             addr: self.addr,
             source,
         })?;
-        gateway.set_local_addr(local_addr);
+        edge.set_local_addr(local_addr);
         let (stop, stopped) = watch::channel(false);
-        let mut router = gateway.router();
+        let mut router = edge.router();
         if let Some(cache) = &self.cache {
+            if cache.peer_secret().is_none() {
+                tracing::warn!(
+                    "no cache secret: peers cannot read this server's memory cache (and cache \
+                     peers refuse its asks)"
+                );
+            }
             router = router.merge(eas_storage::peer::router(Arc::clone(cache)));
         }
         let accept = tokio::spawn(accept_loop(
@@ -291,7 +340,7 @@ impl ServerBuilder {
         Ok(RunningServer {
             cache: self.cache.clone(),
             local_addr,
-            gateway,
+            edge,
             stop,
             accept,
         })
@@ -303,7 +352,7 @@ impl ServerBuilder {
 pub struct RunningServer {
     cache: Option<Arc<MemoryCache>>,
     local_addr: SocketAddr,
-    gateway: Arc<Gateway>,
+    edge: Arc<Edge>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
 }
@@ -331,8 +380,14 @@ impl RunningServer {
 
     /// The routes and services.
     #[must_use]
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
+    pub fn edge(&self) -> &Arc<Edge> {
+        &self.edge
+    }
+
+    /// The services, by name.
+    #[must_use]
+    pub fn services(&self) -> &std::collections::BTreeMap<String, Arc<Service>> {
+        self.edge.services()
     }
 
     /// Waits until every service has a ready instance (`true`), a service can no longer
@@ -340,10 +395,10 @@ impl RunningServer {
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.gateway.is_ready() {
+            if self.edge.is_ready() {
                 return true;
             }
-            let dead = self.gateway.services().values().any(|s| s.is_dead());
+            let dead = self.edge.services().values().any(|s| s.is_dead());
             if dead || tokio::time::Instant::now() >= deadline {
                 return false;
             }
@@ -357,70 +412,9 @@ impl RunningServer {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
         let mut abandoned = 0;
-        for service in self.gateway.services().values() {
+        for service in self.edge.services().values() {
             abandoned += service.shutdown().await;
         }
         ShutdownReport { abandoned }
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    router: axum::Router,
-    header_read_timeout: Duration,
-    mut stop: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    // Connections are tracked here rather than by hyper-util's `GracefulShutdown`, which cannot
-    // watch a connection that may be upgraded (the queue service's WebSocket watch).
-    let mut connections = tokio::task::JoinSet::new();
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .keep_alive(true);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of descriptors and the like: wait a little, keep serving.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(router.clone());
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                let mut stopping = stop.clone();
-                connections.spawn(async move {
-                    tokio::pin!(connection);
-                    let ended = tokio::select! {
-                        ended = connection.as_mut() => ended,
-                        _ = stopping.changed() => {
-                            connection.as_mut().graceful_shutdown();
-                            connection.await
-                        }
-                    };
-                    if let Err(e) = ended {
-                        tracing::debug!("connection ended: {e}");
-                    }
-                });
-                while connections.try_join_next().is_some() {}
-            }
-            _ = stop.changed() => break,
-        }
-    }
-    drop(listener);
-    let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(grace, drained).await.is_err() {
-        tracing::warn!(
-            "connections still open after the grace period of {} s",
-            grace.as_secs()
-        );
     }
 }

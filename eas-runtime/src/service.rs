@@ -1,10 +1,5 @@
-//! One service: its spec, token, instances, gateway limits and sink.
-//!
-//! A request goes through, in order: the service's rate limit
-//! (`networking.gateway_policy.rate_limit`, 429), its concurrency limit
-//! (`networking.gateway_policy.concurrency_limit`, 429), the least-loaded ready instance
-//! (503 if none), that instance's own admission (429, 450), and finally the processor, whose
-//! answer must come within `rpc.keepalive` (408).
+//! One service: its spec, token, instances and sink. What a request passes on its way to an
+//! instance (limits, routing, keepalive) is [`crate::admission`]'s.
 //!
 //! An async service (`metadata.type: "Async"`) also has an input queue and a sink queue
 //! ([`crate::queue`]); its instances consume the input queue instead of taking requests
@@ -12,27 +7,23 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use eas_core::processor::{Device, InitContext, Request, Response};
+use eas_core::processor::{Device, InitContext, Request};
 use eas_core::spec::ServiceSpec;
 use eas_core::spec::SinkerType;
 use eas_storage::location::Source;
-use tokio::sync::Semaphore;
 
-use crate::api_error::ApiError;
-use crate::auth::{Authenticator, generate_token};
+use crate::auth::generate_token;
 use crate::error::{Error, Result};
-use crate::instance::{Instance, InstanceConfig, InstanceParts, InstanceState, ProcessorMaker};
-use crate::limit::RateLimiter;
 use crate::metrics::Metrics;
 use crate::queue::consumer::AsyncQueues;
 use crate::queue::{MemoryQueues, QueueFactory};
 use crate::registry::ProcessorRegistry;
-use crate::sink::{JsonLinesSink, SinkRecord, SinkWriter};
+use crate::replica::{ProcessorMaker, Replica, ReplicaConfig, ReplicaParts, ReplicaState};
+use crate::request_log::{JsonLinesLog, LogRecord, LogWriter};
 
 /// Records a sink may hold before it drops them.
 const SINK_BUFFER: usize = 4096;
@@ -121,14 +112,10 @@ impl LocalPaths {
 pub struct Service {
     name: String,
     spec: Arc<ServiceSpec>,
-    auth: Authenticator,
-    instances: Vec<Instance>,
-    rate_limit: Option<RateLimiter>,
-    concurrency: Option<(Arc<Semaphore>, u32)>,
-    keepalive: Duration,
+    token: String,
+    instances: Vec<Replica>,
     grace: Duration,
-    next: AtomicUsize,
-    sink: Option<SinkWriter>,
+    sink: Option<LogWriter>,
     metrics: Arc<Metrics>,
     queues: Option<AsyncQueues>,
 }
@@ -190,15 +177,15 @@ impl Service {
         } else {
             None
         };
-        let mut config = InstanceConfig::from_spec(&spec);
+        let mut config = ReplicaConfig::from_spec(&spec);
         config.inline = spec
             .processor
             .as_deref()
             .is_some_and(|name| registry.is_inline(name));
         let count = spec.metadata.instance.max(1);
-        let instances: Vec<Instance> = (0..count)
+        let instances: Vec<Replica> = (0..count)
             .map(|index| {
-                Instance::start(InstanceParts {
+                Replica::start(ReplicaParts {
                     service: name.clone(),
                     index,
                     config: config.clone(),
@@ -210,28 +197,12 @@ impl Service {
             })
             .collect();
         let queues = opened.map(|(input, sink)| AsyncQueues::start(&spec, &instances, input, sink));
-        let gateway = spec
-            .networking
-            .as_ref()
-            .and_then(|n| n.gateway_policy.as_ref());
-        let rate_limit = gateway
-            .and_then(|g| g.rate_limit.as_ref())
-            .filter(|l| l.enable)
-            .map(|l| RateLimiter::per_second(l.limit));
-        let concurrency = gateway
-            .and_then(|g| g.concurrency_limit.as_ref())
-            .filter(|l| l.enable)
-            .map(|l| (Arc::new(Semaphore::new(l.limit as usize)), l.limit));
         Ok(Self {
-            keepalive: spec.metadata.rpc.keepalive,
             grace: spec.metadata.termination_grace_period,
-            auth: Authenticator::new(token),
+            token,
             name,
             spec,
             instances,
-            rate_limit,
-            concurrency,
-            next: AtomicUsize::new(0),
             sink,
             metrics,
             queues,
@@ -271,25 +242,19 @@ impl Service {
     /// The token clients must present (the spec's, or the one generated at start).
     #[must_use]
     pub fn token(&self) -> &str {
-        self.auth.token()
-    }
-
-    /// Checks requests' `Authorization` for this service.
-    #[must_use]
-    pub fn authenticator(&self) -> &Authenticator {
-        &self.auth
+        &self.token
     }
 
     /// Its instances.
     #[must_use]
-    pub fn instances(&self) -> &[Instance] {
+    pub fn instances(&self) -> &[Replica] {
         &self.instances
     }
 
     /// Whether at least one instance takes requests.
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.instances.iter().any(Instance::is_ready)
+        self.instances.iter().any(Replica::is_ready)
     }
 
     /// Whether no instance can ever become ready again (all failed or crash-blocked).
@@ -298,90 +263,15 @@ impl Service {
         self.instances.iter().all(|i| {
             matches!(
                 i.state(),
-                InstanceState::Failed(_) | InstanceState::CrashBlocked(_) | InstanceState::Stopped
+                ReplicaState::Failed(_) | ReplicaState::CrashBlocked(_) | ReplicaState::Stopped
             )
         })
-    }
-
-    /// Runs one request through the service's limits and a ready instance. On success, the
-    /// instance that answered; on failure, the instance reached, if any.
-    pub async fn predict(
-        &self,
-        request: Request,
-    ) -> Result<(Response, u32), (ApiError, Option<u32>)> {
-        if let Some(limiter) = &self.rate_limit
-            && !limiter.try_acquire()
-        {
-            return Err((
-                ApiError::RateLimited(format!(
-                    "service `{}` allows {} requests per second",
-                    self.name,
-                    limiter.rate()
-                )),
-                None,
-            ));
-        }
-        let _permit = match &self.concurrency {
-            Some((semaphore, limit)) => match Arc::clone(semaphore).try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    return Err((
-                        ApiError::ConcurrencyLimited {
-                            service: self.name.clone(),
-                            limit: *limit,
-                        },
-                        None,
-                    ));
-                }
-            },
-            None => None,
-        };
-        let instance = self.choose().map_err(|e| (e, None))?;
-        let index = instance.index();
-        let answer = instance.submit(request).map_err(|e| (e, Some(index)))?;
-        match tokio::time::timeout(self.keepalive, answer).await {
-            Ok(Ok(Ok(response))) => Ok((response, index)),
-            Ok(Ok(Err(error))) => Err((error, Some(index))),
-            Ok(Err(_)) => Err((
-                ApiError::Internal(format!("instance {index} dropped the request")),
-                Some(index),
-            )),
-            Err(_) => Err((ApiError::Timeout(self.keepalive), Some(index))),
-        }
-    }
-
-    /// The least-loaded ready instance; ties go round-robin.
-    fn choose(&self) -> Result<&Instance, ApiError> {
-        let n = self.instances.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|k| &self.instances[(start + k) % n])
-            .filter(|i| i.is_ready())
-            .min_by_key(|i| i.load())
-            .ok_or_else(|| {
-                let states: Vec<String> = self
-                    .instances
-                    .iter()
-                    .map(|i| {
-                        format!(
-                            "instance {} is {}",
-                            i.index(),
-                            crate::instance::describe_state(&i.state())
-                        )
-                    })
-                    .collect();
-                ApiError::Unavailable(format!(
-                    "service `{}` has no ready instance: {}",
-                    self.name,
-                    states.join("; ")
-                ))
-            })
     }
 
     /// Hands a request/answer pair to the sink, if the spec has one.
     pub fn record(&self, request: &[u8], status: u16, response: &[u8], latency: Duration) {
         if let Some(sink) = &self.sink {
-            sink.record(SinkRecord::new(
+            sink.record(LogRecord::new(
                 &self.name,
                 request,
                 status,
@@ -467,7 +357,7 @@ fn init_context(spec: &ServiceSpec, paths: &LocalPaths, index: u32) -> InitConte
     ctx
 }
 
-fn open_sink(spec: &ServiceSpec, metrics: &Arc<Metrics>) -> Result<Option<SinkWriter>> {
+fn open_sink(spec: &ServiceSpec, metrics: &Arc<Metrics>) -> Result<Option<LogWriter>> {
     let Some(sinker) = &spec.sinker else {
         return Ok(None);
     };
@@ -482,8 +372,8 @@ fn open_sink(spec: &ServiceSpec, metrics: &Arc<Metrics>) -> Result<Option<SinkWr
             ))));
         }
     };
-    let opened = JsonLinesSink::create(&file.path).and_then(|sink| {
-        SinkWriter::spawn(
+    let opened = JsonLinesLog::create(&file.path).and_then(|sink| {
+        LogWriter::spawn(
             service,
             Box::new(sink),
             SINK_BUFFER,
@@ -513,7 +403,7 @@ fn read_warm_up(path: &Path) -> std::result::Result<Vec<Request>, String> {
             .collect()
     });
     let Some(lines) = lines.filter(|l| !l.is_empty()) else {
-        return Ok(vec![Request::new(bytes)]);
+        return Ok(vec![crate::request::build(bytes.into(), "", [])]);
     };
     lines
         .iter()
@@ -531,11 +421,12 @@ fn read_warm_up(path: &Path) -> std::result::Result<Vec<Request>, String> {
                     ));
                 }
             };
-            let request = Request::new(body);
-            Ok(match line.get("content_type").and_then(|c| c.as_str()) {
-                Some(ct) => request.with_content_type(ct),
-                None => request,
-            })
+            let content_type = line.get("content_type").and_then(|c| c.as_str());
+            Ok(crate::request::build(
+                body.into(),
+                "",
+                content_type.map(|ct| ("content-type", ct)),
+            ))
         })
         .collect()
 }

@@ -14,6 +14,8 @@
 mod json_merge;
 #[cfg(feature = "redis")]
 mod queue_support;
+#[path = "support/require.rs"]
+mod require;
 
 use std::io::Read as _;
 use std::process::{Command, Stdio};
@@ -27,6 +29,7 @@ use eas_runtime::queue::{MemoryQueues, QueueFactory};
 use eas_runtime::registry::ProcessorRegistry;
 use eas_runtime::server::{RunningServer, Server};
 use json_merge::merge;
+use require::skip;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "queue-test-token";
@@ -172,7 +175,7 @@ impl Backend {
                     _redis: Some(redis),
                 }),
                 Err(why) => {
-                    require_or_skip(test, &why);
+                    skip(test, &why);
                     None
                 }
             },
@@ -198,19 +201,12 @@ macro_rules! both_backends {
     };
 }
 
-fn require_or_skip(test: &str, why: &str) {
-    if std::env::var("EAS_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {why} (required: EAS_REQUIRE_ALL=1)");
-    }
-    println!("SKIPPED: {test}: {why}");
-}
-
 /// The SDK's Python, or `None` after saying why the test is skipped.
 fn sdk_python(test: &str) -> Option<String> {
     match std::env::var("EAS_SDK_PYTHON") {
         Ok(python) => Some(python),
         Err(_) => {
-            require_or_skip(
+            skip(
                 test,
                 "EAS_SDK_PYTHON is not set (a Python with eas-prediction and websocket-client)",
             );
@@ -878,7 +874,7 @@ fn redis_or_skip(test: &str) -> Option<queue_support::RedisServer> {
     match queue_support::RedisServer::start(false) {
         Ok(redis) => Some(redis),
         Err(why) => {
-            require_or_skip(test, &why);
+            skip(test, &why);
             None
         }
     }
@@ -1014,7 +1010,7 @@ async fn queued_items_should_survive_a_server_restart_on_redis() {
 
 both_backends!(a_batch_job_should_write_every_result_and_resume_where_it_stopped);
 async fn a_batch_job_should_write_every_result_and_resume_where_it_stopped(backend: Backend) {
-    use eas_runtime::queue::batch::{BatchJob, run};
+    use eas_runtime::job::{ElasticJob, run};
 
     let test = backend.test("a_batch_job_should_write_every_result_and_resume_where_it_stopped");
     let Some(env) = backend.env(&test) else {
@@ -1049,8 +1045,8 @@ async fn a_batch_job_should_write_every_result_and_resume_where_it_stopped(backe
         "{\"key\":\"line:1\",\"ok\":true,\"data\":\"earlier\"}\n{\"key\":\"line:2\",\"ok\"",
     )
     .expect("write output");
-    let service = Arc::clone(&server.gateway().services()["job"]);
-    let job = BatchJob::new(&inputs, &output);
+    let service = Arc::clone(&server.services()["job"]);
+    let job = ElasticJob::new(&inputs, &output);
 
     let summary = tokio::time::timeout(Duration::from_secs(60), run(&service, &job))
         .await

@@ -1,6 +1,10 @@
 //! A model on an S3-compatible server (moto on loopback): the server fetches it before the
-//! instance starts and serves it; a second server of the same service gets the model from the
-//! first one's memory cache (a peer hit) instead of the store.
+//! instance starts and serves it; a second server of the same service (and the same cache
+//! secret) gets the model from the first one's memory cache (a peer hit) instead of the store;
+//! a request without the secret gets nothing from that cache.
+
+#[path = "support/require.rs"]
+mod require;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -10,6 +14,8 @@ use std::time::{Duration, Instant};
 use eas_core::spec::ServiceSpec;
 use eas_runtime::server::{RunningServer, Server};
 use eas_storage::Credentials;
+use eas_storage::peer::PeerSecret;
+use require::skip;
 use serde_json::json;
 
 /// `moto_server` on a free loopback port, killed on drop.
@@ -23,13 +29,6 @@ impl Drop for Moto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn skip(test: &str, why: &str) {
-    if std::env::var("EAS_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {why} (required: EAS_REQUIRE_ALL=1)");
-    }
-    println!("SKIPPED: {test}: {why}");
 }
 
 async fn moto(test: &str) -> Option<Moto> {
@@ -63,6 +62,9 @@ async fn moto(test: &str) -> Option<Moto> {
     Some(moto)
 }
 
+/// The cache secret both servers share.
+const CACHE_SECRET: &str = "5d0c8e9b2f4a4c1e8b7a6f3d2c1b0a99";
+
 async fn start(spec: ServiceSpec, work: &Path, peers: Vec<String>) -> RunningServer {
     let server = Server::builder()
         .service(spec)
@@ -70,6 +72,7 @@ async fn start(spec: ServiceSpec, work: &Path, peers: Vec<String>) -> RunningSer
         .memory_cache(64 << 20)
         .storage_credentials(Credentials::new("test-key", "test-secret"))
         .cache_peers(peers)
+        .cache_secret(PeerSecret::new(CACHE_SECRET).expect("a valid secret"))
         .bind("127.0.0.1:0".parse().expect("addr"))
         .start()
         .await
@@ -104,7 +107,10 @@ async fn a_model_on_s3_should_be_served_and_shared_with_a_peer() {
         std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models/mlp.onnx"))
             .expect("example model");
     // Unsigned PUTs: moto creates the bucket and object (private; reads must be signed).
-    for (path, body) in [("/models", Vec::new()), ("/models/mlp/v1/mlp.onnx", model)] {
+    for (path, body) in [
+        ("/models", Vec::new()),
+        ("/models/mlp/v1/mlp.onnx", model.clone()),
+    ] {
         let status = client
             .put(format!("{}{path}", moto.endpoint))
             .body(body)
@@ -134,6 +140,37 @@ async fn a_model_on_s3_should_be_served_and_shared_with_a_peer() {
     );
 
     let peer = format!("http://{}", first.local_addr());
+    // Anyone who reaches the public port but lacks the secret gets a 401 and no model bytes.
+    let key = "oss://models/mlp/v1/mlp.onnx";
+    let endpoint = format!("{peer}{}", eas_storage::peer::PATH);
+    let hits_before = first.cache().expect("a cache").stats().hits;
+    for authorization in [None, Some("Bearer not-the-secret")] {
+        let mut request = client.get(&endpoint).query(&[("key", key)]);
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        let response = request.send().await.expect("sent");
+        assert_eq!(response.status().as_u16(), 401, "{authorization:?}");
+        let body = response.bytes().await.expect("body");
+        assert!(
+            body.len() < 200,
+            "{authorization:?}: a reason, not the model"
+        );
+    }
+    assert_eq!(
+        first.cache().expect("a cache").stats().hits,
+        hits_before,
+        "refused requests never reach the cache"
+    );
+    let response = client
+        .get(&endpoint)
+        .query(&[("key", key)])
+        .header("Authorization", format!("Bearer {CACHE_SECRET}"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200, "the secret opens it");
+    assert_eq!(response.bytes().await.expect("body"), model);
     let second = start(spec, &dir.path().join("b"), vec![peer]).await;
     let stats = second.cache().expect("a cache").stats();
     assert!(

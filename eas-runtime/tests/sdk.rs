@@ -6,12 +6,16 @@
 //! part, the ONNX Runtime library (`ORT_DYLIB_PATH` or `EAS_PYTHON`). Without them the test
 //! prints `SKIPPED: ...`, or fails when `EAS_REQUIRE_ALL=1`.
 
+#[path = "support/require.rs"]
+mod require;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use eas_core::spec::ServiceSpec;
 use eas_runtime::server::Server;
+use require::skip;
 use serde_json::json;
 
 const TOKEN: &str = "c2RrLXRlc3QtdG9rZW4tZm9yLWVhcy1wcmVkaWN0aW9u";
@@ -58,24 +62,17 @@ except PredictException as e:
     print('wrong_token\t%d %s' % (e.code, e.message))
 "#;
 
-fn require_or_skip(test: &str, why: &str) {
-    if std::env::var("EAS_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{test}: {why} (required: EAS_REQUIRE_ALL=1)");
-    }
-    println!("SKIPPED: {test}: {why}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_real_sdk_should_get_correct_answers_with_hmac_signed_requests() {
     let test = "the_real_sdk_should_get_correct_answers_with_hmac_signed_requests";
     let Ok(python) = std::env::var("EAS_SDK_PYTHON") else {
-        return require_or_skip(
+        return skip(
             test,
             "EAS_SDK_PYTHON is not set (a Python with eas-prediction)",
         );
     };
     if let Err(e) = eas_runtime::onnx::runtime() {
-        return require_or_skip(test, &format!("no ONNX Runtime library: {e}"));
+        return skip(test, &format!("no ONNX Runtime library: {e}"));
     }
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models");
     let spec = |doc: serde_json::Value| ServiceSpec::from_json_value(doc).expect("valid spec");

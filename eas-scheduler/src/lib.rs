@@ -1,7 +1,8 @@
 //! `eas-scheduler`: the control-plane policies of eas. Placement over resource groups, spot
-//! bidding against a `PricingOracle`, autoscalers, release plans and the trace-driven
-//! simulator live here as plain functions of state and time: no I/O, no runtime, time only
-//! from a [`Clock`](eas_core::Clock).
+//! bidding against a `PricingOracle`, autoscalers and the trace-driven simulator live here as
+//! plain functions of state and time: no I/O, no runtime, and no wall clock: every decision
+//! takes the time it is made at from its caller (the simulator's virtual time, or a
+//! [`Clock`](eas_core::Clock) reading).
 //!
 //! - [`autoscale`]: `Autoscaler`s (Kubernetes-HPA-compatible, EAS strategies, schedules);
 //! - [`placement`]: the default `Scheduler` (dedicated first, bursting, ordered instance

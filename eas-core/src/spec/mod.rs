@@ -54,7 +54,7 @@ pub use metadata::{
 };
 pub use networking::{GatewayPolicy, Limit, Networking};
 pub use sinker::{FileSink, MaxComputeSink, Sinker, SinkerConfig, SinkerType, SlsSink};
-pub use storage::{CacheMount, LocalMount, MountSource, MountSpec, NfsMount, OssMount};
+pub use storage::{CacheMount, LocalDir, MountSource, MountSpec, NfsMount, OssMount};
 pub use values::{ByteSize, CountOrPercent, CronExpr, TimeZone};
 
 pub use crate::resources::SpreadPolicy;

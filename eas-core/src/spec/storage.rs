@@ -26,7 +26,7 @@ pub struct MountSpec {
 
     /// A directory of the host, for local runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local: Option<LocalMount>,
+    pub local: Option<LocalDir>,
 
     /// A memory cache (cachefs) in front of another mount: hot files are kept in memory and
     /// shared with the other instances of the service.
@@ -43,7 +43,7 @@ pub enum MountSource<'a> {
     /// A NAS export.
     Nfs(&'a NfsMount),
     /// A local directory.
-    Local(&'a LocalMount),
+    Local(&'a LocalDir),
     /// A memory cache.
     Cache(&'a CacheMount),
 }
@@ -95,7 +95,7 @@ impl MountSpec {
     #[must_use]
     pub fn local(mount_path: impl Into<String>, path: impl Into<String>) -> Self {
         Self {
-            local: Some(LocalMount {
+            local: Some(LocalDir {
                 path: path.into(),
                 read_only: false,
             }),
@@ -181,7 +181,7 @@ pub struct NfsMount {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
-pub struct LocalMount {
+pub struct LocalDir {
     /// The host directory.
     pub path: String,
 

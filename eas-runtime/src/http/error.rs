@@ -1,5 +1,6 @@
-//! Why a request was refused or failed, and the one table that maps each reason to an HTTP
-//! status and a JSON body.
+//! The one table that maps every reason a request was refused or failed (the edge's own,
+//! admission's [`PredictError`], the queues' [`QueueError`]) to an HTTP status and a JSON
+//! body.
 //!
 //! Every error answer of the server has the same shape:
 //!
@@ -7,60 +8,24 @@
 //! {"code": 429, "error": "rate_limited", "message": "service `echo` allows 100 requests per second"}
 //! ```
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use eas_core::processor::ProcessError;
+
+use crate::outcome::PredictError;
+use crate::queue::QueueError;
+use crate::replica::{Failure, ReplicaError};
 
 /// The status EAS answers when an instance's queue is full (not a standard HTTP code).
 pub const QUEUE_FULL_STATUS: u16 = 450;
 
-/// Why a request did not get its processor's answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a request was refused or failed, as the edge answers it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
     /// No service of that name is served here.
     #[error("no service named `{0}` is served here")]
     UnknownService(String),
-
-    /// The `Authorization` header is missing, malformed or wrong.
-    #[error("unauthorized: {0}")]
-    Unauthorized(String),
-
-    /// A rate limit (per instance or per service) refused the request.
-    #[error("rate limited: {0}")]
-    RateLimited(String),
-
-    /// The service's concurrency limit is reached.
-    #[error("too many concurrent requests: service `{service}` allows {limit} at a time")]
-    ConcurrencyLimited {
-        /// The service.
-        service: String,
-        /// Its limit.
-        limit: u32,
-    },
-
-    /// The chosen instance already has `max_queue_size` requests waiting.
-    #[error("queue full: instance {instance} of service `{service}` has {size} requests waiting")]
-    QueueFull {
-        /// The service.
-        service: String,
-        /// The instance index.
-        instance: u32,
-        /// Its `max_queue_size`.
-        size: u32,
-    },
-
-    /// A queue of the queue service holds its `max_queue_size` items.
-    #[error("queue full: queue `{queue}` holds its limit of {size} items")]
-    QueueAtCapacity {
-        /// The queue (`service` or `service/sink`).
-        queue: String,
-        /// Its bound.
-        size: u64,
-    },
 
     /// A query parameter is malformed or unknown; says which and why.
     #[error("bad query: {0}")]
@@ -74,84 +39,86 @@ pub enum ApiError {
     #[error("method not allowed: {0}")]
     MethodNotAllowed(String),
 
-    /// Processing took longer than the service's `rpc.keepalive`.
-    #[error("timed out: no answer within the service's keepalive of {} ms", .0.as_millis())]
-    Timeout(Duration),
-
-    /// The body is larger than the server accepts.
-    #[error("request body too large: the limit is {0} bytes")]
-    BodyTooLarge(usize),
-
-    /// The body could not be read.
-    #[error("bad request body: {0}")]
-    BadBody(String),
-
-    /// No instance of the service can take requests now.
+    /// Not every service is ready (the readiness probe).
     #[error("service unavailable: {0}")]
-    Unavailable(String),
-
-    /// The processor refused or failed this request.
-    #[error("{}", .0.message)]
-    Processor(ProcessError),
-
-    /// The processor panicked while handling the batch this request was in.
-    #[error("processor panicked: {0}")]
-    Panicked(String),
+    NotReady(String),
 
     /// Something in the server itself went wrong.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// Admission refused the request, or its processor failed it.
+    #[error(transparent)]
+    Predict(#[from] PredictError),
+
+    /// A queue call failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 impl ApiError {
-    /// The HTTP status this error is answered with.
+    /// The HTTP status this error is answered with, and the short machine-readable name of the
+    /// reason (the `error` field of the JSON body): the one table of the server.
     #[must_use]
-    pub fn status(&self) -> u16 {
+    pub fn status_and_kind(&self) -> (u16, &'static str) {
         match self {
-            Self::UnknownService(_) => 404,
-            Self::Unauthorized(_) => 401,
-            Self::RateLimited(_) | Self::ConcurrencyLimited { .. } => 429,
-            Self::QueueFull { .. } | Self::QueueAtCapacity { .. } => QUEUE_FULL_STATUS,
-            Self::BadQuery(_) => 400,
-            Self::NotFound(_) => 404,
-            Self::MethodNotAllowed(_) => 405,
-            Self::Timeout(_) => 408,
-            Self::BodyTooLarge(_) => 413,
-            Self::BadBody(_) => 400,
-            Self::Unavailable(_) => 503,
-            Self::Processor(e) => e.status,
-            Self::Panicked(_) | Self::Internal(_) => 500,
+            Self::UnknownService(_) => (404, "unknown_service"),
+            Self::BadQuery(_) => (400, "bad_query"),
+            Self::NotFound(_) => (404, "not_found"),
+            Self::MethodNotAllowed(_) => (405, "method_not_allowed"),
+            Self::NotReady(_) => (503, "unavailable"),
+            Self::Internal(_) => (500, "internal"),
+            Self::Predict(error) => match error {
+                PredictError::Unauthorized(_) => (401, "unauthorized"),
+                PredictError::BodyTooLarge { .. } => (413, "body_too_large"),
+                PredictError::BadBody(_) => (400, "bad_body"),
+                PredictError::BodyTimeout(_) | PredictError::Timeout { .. } => (408, "timeout"),
+                PredictError::RateLimited { .. }
+                | PredictError::Replica(ReplicaError::RateLimited { .. }) => (429, "rate_limited"),
+                PredictError::ConcurrencyLimited { .. } => (429, "concurrency_limited"),
+                PredictError::Replica(ReplicaError::QueueFull { .. }) => {
+                    (QUEUE_FULL_STATUS, "queue_full")
+                }
+                PredictError::NoReadyInstance { .. }
+                | PredictError::Replica(_)
+                | PredictError::Failed {
+                    failure: Failure::Dropped(_),
+                    ..
+                } => (503, "unavailable"),
+                PredictError::Failed { failure, .. } => match failure {
+                    Failure::Processor(e) => (e.status, "processor_error"),
+                    Failure::Panicked(_) => (500, "processor_panicked"),
+                    _ => (500, "internal"),
+                },
+            },
+            Self::Queue(error) => match error {
+                QueueError::Full { .. } => (QUEUE_FULL_STATUS, "queue_full"),
+                QueueError::Invalid(_) => (400, "bad_query"),
+                QueueError::Unavailable(_) => (503, "unavailable"),
+                _ => (500, "internal"),
+            },
         }
     }
 
-    /// A short machine-readable name of the reason, the `error` field of the JSON body.
+    /// The HTTP status this error is answered with.
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        self.status_and_kind().0
+    }
+
+    /// The `error` field of the JSON body.
     #[must_use]
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::UnknownService(_) => "unknown_service",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::RateLimited(_) => "rate_limited",
-            Self::ConcurrencyLimited { .. } => "concurrency_limited",
-            Self::QueueFull { .. } | Self::QueueAtCapacity { .. } => "queue_full",
-            Self::BadQuery(_) => "bad_query",
-            Self::NotFound(_) => "not_found",
-            Self::MethodNotAllowed(_) => "method_not_allowed",
-            Self::Timeout(_) => "timeout",
-            Self::BodyTooLarge(_) => "body_too_large",
-            Self::BadBody(_) => "bad_body",
-            Self::Unavailable(_) => "unavailable",
-            Self::Processor(_) => "processor_error",
-            Self::Panicked(_) => "processor_panicked",
-            Self::Internal(_) => "internal",
-        }
+        self.status_and_kind().1
     }
 
     /// The JSON body this error is answered with.
     #[must_use]
     pub fn body(&self) -> serde_json::Value {
+        let (code, kind) = self.status_and_kind();
         serde_json::json!({
-            "code": self.status(),
-            "error": self.kind(),
+            "code": code,
+            "error": kind,
             "message": self.to_string(),
         })
     }
@@ -167,48 +134,105 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use eas_core::processor::ProcessError;
+
     use super::*;
 
     #[test]
     fn every_reason_should_map_to_its_documented_status() {
+        let instance = |kind: &str| {
+            let (service, index) = ("s".to_owned(), 0);
+            ApiError::Predict(PredictError::Replica(match kind {
+                "rate" => ReplicaError::RateLimited {
+                    service,
+                    index,
+                    rate: 1.0,
+                },
+                "full" => ReplicaError::QueueFull {
+                    service,
+                    index,
+                    size: 1,
+                },
+                "down" => ReplicaError::ShuttingDown { service, index },
+                _ => ReplicaError::NotReady {
+                    service,
+                    index,
+                    state: "starting".into(),
+                },
+            }))
+        };
+        let failed = |failure| {
+            ApiError::Predict(PredictError::Failed {
+                instance: 0,
+                failure,
+            })
+        };
         let table = [
             (ApiError::UnknownService("x".into()), 404),
-            (ApiError::Unauthorized("x".into()), 401),
-            (ApiError::RateLimited("x".into()), 429),
+            (PredictError::Unauthorized("x".into()).into(), 401),
+            (PredictError::BodyTooLarge { limit: 10 }.into(), 413),
+            (PredictError::BadBody("x".into()).into(), 400),
             (
-                ApiError::ConcurrencyLimited {
+                PredictError::BodyTimeout(Duration::from_secs(1)).into(),
+                408,
+            ),
+            (
+                PredictError::RateLimited {
                     service: "s".into(),
-                    limit: 1,
-                },
+                    rate: 1.0,
+                }
+                .into(),
                 429,
             ),
             (
-                ApiError::QueueFull {
+                PredictError::ConcurrencyLimited {
                     service: "s".into(),
-                    instance: 0,
-                    size: 1,
-                },
-                450,
+                    limit: 1,
+                }
+                .into(),
+                429,
             ),
             (
-                ApiError::QueueAtCapacity {
+                PredictError::NoReadyInstance {
+                    service: "s".into(),
+                    states: "x".into(),
+                }
+                .into(),
+                503,
+            ),
+            (instance("rate"), 429),
+            (instance("full"), 450),
+            (instance("down"), 503),
+            (instance("starting"), 503),
+            (
+                PredictError::Timeout {
+                    keepalive: Duration::from_millis(5),
+                    instance: 0,
+                }
+                .into(),
+                408,
+            ),
+            (
+                failed(Failure::Processor(ProcessError::bad_request("bad input"))),
+                400,
+            ),
+            (failed(Failure::Panicked("boom".into())), 500),
+            (failed(Failure::Dropped("gone".into())), 503),
+            (
+                QueueError::Full {
                     queue: "s".into(),
                     size: 1,
-                },
+                }
+                .into(),
                 450,
             ),
+            (QueueError::Invalid("x".into()).into(), 400),
+            (QueueError::Unavailable("x".into()).into(), 503),
             (ApiError::BadQuery("x".into()), 400),
             (ApiError::NotFound("x".into()), 404),
             (ApiError::MethodNotAllowed("x".into()), 405),
-            (ApiError::Timeout(Duration::from_millis(5)), 408),
-            (ApiError::BodyTooLarge(10), 413),
-            (ApiError::BadBody("x".into()), 400),
-            (ApiError::Unavailable("x".into()), 503),
-            (
-                ApiError::Processor(ProcessError::bad_request("bad input")),
-                400,
-            ),
-            (ApiError::Panicked("boom".into()), 500),
         ];
         for (error, status) in table {
             assert_eq!(error.status(), status, "{error:?}");

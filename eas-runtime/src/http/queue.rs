@@ -24,7 +24,6 @@
 //! with code 101, when the socket opens).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
@@ -33,25 +32,14 @@ use axum::http::{HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use prost::Message as _;
 
-use super::{DynQueue, GetQuery, Item, NewItem, Tags, Watch, WatchOptions};
-use crate::api_error::ApiError;
-use crate::gateway::Gateway;
+use super::{ApiError, Edge};
+use crate::admission::Admission;
 use crate::proto::streaming::DataFrameListProto;
-use crate::service::Service;
-
-/// The response header that carries a put item's `requestId`.
-pub const REQUEST_ID_HEADER: &str = "X-Eas-Queueservice-Request-Id";
-/// The request header naming the client (the consumer name of a watcher).
-pub const UID_HEADER: &str = "X-EAS-QueueService-Redis-Uid";
-/// The request header naming the client's consumer group.
-pub const GID_HEADER: &str = "X-EAS-QueueService-Redis-Gid";
-/// The content type of protobuf answers.
-pub const PROTOBUF: &str = "application/vnd.google.protobuf";
-
-/// The longest `_timeout_` a get may wait.
-pub const MAX_GET_TIMEOUT: Duration = Duration::from_secs(600);
-/// The most items one get returns, and the widest watch window.
-pub const MAX_LENGTH: usize = 10_000;
+use crate::queue::consumer::AsyncQueues;
+use crate::queue::{
+    DynQueue, GID_HEADER, GetQuery, Item, MAX_GET_TIMEOUT, MAX_LENGTH, NewItem, PROTOBUF,
+    QueueError, REQUEST_ID_HEADER, Tags, UID_HEADER, Watch, WatchOptions,
+};
 
 const CONTROL_KEYS: [&str; 13] = [
     "_index_",
@@ -71,18 +59,19 @@ const CONTROL_KEYS: [&str; 13] = [
 
 /// Serves one queue call for an async `service`; `queue` is the path after the service name
 /// (empty: the input queue; `sink`: the sink queue).
-pub async fn serve(
-    gateway: &Gateway,
-    service: Arc<Service>,
+pub(super) async fn serve(
+    edge: &Edge,
+    admission: &Admission,
+    queues: &AsyncQueues,
     queue: &str,
     request: axum::extract::Request,
 ) -> Response {
-    let response = match dispatch(gateway, &service, queue, request).await {
+    let service = admission.service();
+    let response = match dispatch(admission, queues, queue, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
-    gateway
-        .metrics()
+    edge.metrics()
         .requests
         .get_or_create(&crate::metrics::RequestLabels {
             service: service.name().to_owned(),
@@ -94,17 +83,12 @@ pub async fn serve(
 }
 
 async fn dispatch(
-    gateway: &Gateway,
-    service: &Arc<Service>,
+    admission: &Admission,
+    queues: &AsyncQueues,
     queue_path: &str,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    let Some(queues) = service.queues() else {
-        return Err(ApiError::NotFound(format!(
-            "service `{}` is not an async (queue) service",
-            service.name()
-        )));
-    };
+    let service = admission.service();
     let queue = queues.queue(queue_path).ok_or_else(|| {
         ApiError::NotFound(format!(
             "service `{}` has no queue `{queue_path}`; its queues are `{0}` (input) and \
@@ -112,12 +96,7 @@ async fn dispatch(
             service.name()
         ))
     })?;
-    let (mut parts, body) = request.into_parts();
-    let body = crate::gateway::read_body(&parts.headers, body, gateway.max_body_bytes()).await?;
-    service
-        .authenticator()
-        .check(&parts.method, parts.uri.path(), &parts.headers, &body)
-        .map_err(ApiError::Unauthorized)?;
+    let (mut parts, body) = admission.receive(request).await?.into_parts();
     let query = QueryArgs::parse(&parts)?;
     let method = parts.method.clone();
     match method {
@@ -245,7 +224,7 @@ async fn watch(
 fn pump(
     mut consumer: Box<dyn Watch>,
     window: usize,
-) -> tokio::sync::mpsc::Receiver<Result<Vec<Item>, ApiError>> {
+) -> tokio::sync::mpsc::Receiver<Result<Vec<Item>, QueueError>> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
         loop {

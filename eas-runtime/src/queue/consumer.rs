@@ -1,7 +1,8 @@
 //! The queues of an async service and the consumers that drain its input queue: one consumer
 //! per instance watches the input queue (window `max_batch_size * worker_threads`, at most
-//! `max_queue_size`), hands each item to its instance ([`Instance::submit`], so the instance's
-//! batcher gathers up to `max_batch_size` of them per processor call), puts the answer into the
+//! `max_queue_size`), hands each item to its instance through the keepalive and
+//! instance-level admission ([`crate::replica::admission`]: the instance's batcher
+//! gathers up to `max_batch_size` of them per processor call), puts the answer into the
 //! sink queue with the item's tags (its `requestId` among them; the error text in `message`
 //! when processing failed), and only then commits the input item.
 //!
@@ -12,14 +13,15 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use eas_core::processor::Request;
 use eas_core::spec::ServiceSpec;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tower::ServiceExt as _;
 
-use super::{DynQueue, Item, NewItem, WatchOptions};
-use crate::api_error::ApiError;
-use crate::instance::{Instance, InstanceState};
+use super::{DynQueue, Item, NewItem, QueueError, REQUEST_ID_HEADER, WatchOptions};
+use crate::outcome::PredictError;
+use crate::replica::admission::{self, Routed};
+use crate::replica::{Failure, Replica, ReplicaState};
 
 /// How long a consumer waits before trying again after a refusal it can outlive (an instance
 /// restarting, a full instance queue, a backend that failed).
@@ -56,7 +58,7 @@ impl AsyncQueues {
     #[must_use]
     pub fn start(
         spec: &ServiceSpec,
-        instances: &[Instance],
+        instances: &[Replica],
         input: DynQueue,
         sink: DynQueue,
     ) -> Self {
@@ -116,7 +118,7 @@ impl AsyncQueues {
     }
 
     /// Items in the input queue: waiting plus being processed (the backlog autoscaling reads).
-    pub async fn backlog(&self) -> Result<u64, ApiError> {
+    pub async fn backlog(&self) -> Result<u64, QueueError> {
         self.input.length().await
     }
 
@@ -148,17 +150,17 @@ async fn futures_join(handles: Vec<JoinHandle<()>>) {
     }
 }
 
-fn is_dead(instance: &Instance) -> bool {
+fn is_dead(instance: &Replica) -> bool {
     matches!(
         instance.state(),
-        InstanceState::Failed(_) | InstanceState::CrashBlocked(_) | InstanceState::Stopped
+        ReplicaState::Failed(_) | ReplicaState::CrashBlocked(_) | ReplicaState::Stopped
     )
 }
 
 /// One consumer: waits for its instance, then takes items until the service closes or the
 /// instance is gone for good.
 async fn run(
-    instance: Instance,
+    instance: Replica,
     input: DynQueue,
     sink: DynQueue,
     config: ConsumerConfig,
@@ -219,30 +221,44 @@ async fn run(
 /// One item: through the instance, into the sink, then out of the input queue.
 async fn handle(
     item: Item,
-    instance: Instance,
+    instance: Replica,
     input: DynQueue,
     sink: DynQueue,
     keepalive: Duration,
 ) {
-    let mut request = Request::new(item.data.clone());
-    if let Some(id) = item.request_id() {
-        request = request.with_header(super::http::REQUEST_ID_HEADER, id);
-    }
+    let request = crate::request::build(
+        item.data.clone(),
+        "",
+        item.request_id().map(|id| (REQUEST_ID_HEADER, id)),
+    );
+    let stack = admission::stack(keepalive);
     let answer = loop {
-        match instance.submit(request.clone()) {
-            Ok(answer) => break answer,
-            Err(
-                ApiError::Unavailable(_) | ApiError::QueueFull { .. } | ApiError::RateLimited(_),
-            ) if !is_dead(&instance) => {
+        let routed = Routed {
+            request: request.clone(),
+            instance: instance.clone(),
+        };
+        match stack.clone().oneshot(routed).await {
+            Err(PredictError::Replica(refused))
+                if refused.is_transient() && !is_dead(&instance) =>
+            {
                 tokio::time::sleep(RETRY).await;
             }
-            // The instance is gone: leave the item uncommitted for another consumer.
-            Err(_) => return,
+            // The instance is gone, or dropped the item (shutting down, no processor): leave
+            // it uncommitted for another consumer.
+            Err(
+                PredictError::Replica(_)
+                | PredictError::Failed {
+                    failure: Failure::Dropped(_),
+                    ..
+                },
+            ) => return,
+            answer => break answer,
         }
     };
-    let (data, message) = match tokio::time::timeout(keepalive, answer).await {
-        Ok(Ok(Ok(response))) if response.status == 200 => (response.body, String::new()),
-        Ok(Ok(Ok(response))) => {
+    let (data, message) = match answer {
+        Ok(answered) if answered.response.status == 200 => (answered.response.body, String::new()),
+        Ok(answered) => {
+            let response = answered.response;
             let message = format!(
                 "the processor answered status {}: {}",
                 response.status,
@@ -250,13 +266,7 @@ async fn handle(
             );
             (response.body, message)
         }
-        Ok(Ok(Err(error))) => (bytes::Bytes::new(), error.to_string()),
-        // The instance dropped it (shutting down): another consumer will take it.
-        Ok(Err(_)) => return,
-        Err(_) => (
-            bytes::Bytes::new(),
-            ApiError::Timeout(keepalive).to_string(),
-        ),
+        Err(error) => (bytes::Bytes::new(), error.to_string()),
     };
     let result = NewItem::new(data)
         .with_tags(item.tags.clone())

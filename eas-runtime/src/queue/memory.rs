@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::Notify;
 
+use super::QueueError;
 use super::{
     GetQuery, Item, NewItem, Put, QueueBackend, REDELIVERED_TAG, REQUEST_ID_TAG, Tags, Watch,
     WatchOptions, new_request_id,
 };
-use crate::api_error::ApiError;
 
 /// A queue held in this process's memory: the embedded default. Cheap to clone: clones share
 /// the queue.
@@ -140,7 +140,7 @@ impl QueueBackend for MemoryQueue {
         &self.inner.name
     }
 
-    async fn put(&self, item: NewItem) -> Result<Put, ApiError> {
+    async fn put(&self, item: NewItem) -> Result<Put, QueueError> {
         let NewItem {
             data,
             mut tags,
@@ -155,7 +155,7 @@ impl QueueBackend for MemoryQueue {
             if let Some(max) = self.inner.max_length
                 && state.items.len() >= max
             {
-                return Err(ApiError::QueueAtCapacity {
+                return Err(QueueError::Full {
                     queue: self.inner.name.clone(),
                     size: max as u64,
                 });
@@ -183,7 +183,7 @@ impl QueueBackend for MemoryQueue {
         Ok(put)
     }
 
-    async fn get(&self, query: &GetQuery) -> Result<Vec<Item>, ApiError> {
+    async fn get(&self, query: &GetQuery) -> Result<Vec<Item>, QueueError> {
         let deadline = tokio::time::Instant::now() + query.timeout;
         loop {
             let notified = self.inner.changed.notified();
@@ -218,11 +218,11 @@ impl QueueBackend for MemoryQueue {
         }
     }
 
-    async fn commit(&self, indexes: &[u64]) -> Result<usize, ApiError> {
+    async fn commit(&self, indexes: &[u64]) -> Result<usize, QueueError> {
         self.delete(indexes).await
     }
 
-    async fn delete(&self, indexes: &[u64]) -> Result<usize, ApiError> {
+    async fn delete(&self, indexes: &[u64]) -> Result<usize, QueueError> {
         let removed = {
             let mut state = self.inner.lock();
             indexes
@@ -236,7 +236,7 @@ impl QueueBackend for MemoryQueue {
         Ok(removed)
     }
 
-    async fn truncate(&self, before: u64) -> Result<usize, ApiError> {
+    async fn truncate(&self, before: u64) -> Result<usize, QueueError> {
         let removed = {
             let mut state = self.inner.lock();
             let doomed: Vec<u64> = state.items.range(..before).map(|(&i, _)| i).collect();
@@ -251,11 +251,11 @@ impl QueueBackend for MemoryQueue {
         Ok(removed)
     }
 
-    async fn length(&self) -> Result<u64, ApiError> {
+    async fn length(&self) -> Result<u64, QueueError> {
         Ok(self.inner.lock().items.len() as u64)
     }
 
-    async fn attributes(&self) -> Result<Tags, ApiError> {
+    async fn attributes(&self) -> Result<Tags, QueueError> {
         let state = self.inner.lock();
         let mut attributes = Tags::new();
         attributes.insert("meta.name".into(), self.inner.name.clone());
@@ -276,7 +276,7 @@ impl QueueBackend for MemoryQueue {
         Ok(attributes)
     }
 
-    async fn search(&self, index: u64) -> Result<Option<serde_json::Value>, ApiError> {
+    async fn search(&self, index: u64) -> Result<Option<serde_json::Value>, QueueError> {
         let state = self.inner.lock();
         let Some(slot) = state.items.get(&index) else {
             return Ok(None);
@@ -297,7 +297,7 @@ impl QueueBackend for MemoryQueue {
         })))
     }
 
-    async fn watch(&self, options: WatchOptions) -> Result<Box<dyn Watch>, ApiError> {
+    async fn watch(&self, options: WatchOptions) -> Result<Box<dyn Watch>, QueueError> {
         let id = {
             let mut state = self.inner.lock();
             let id = state.next_consumer;
@@ -394,7 +394,7 @@ impl MemoryWatch {
 
 #[async_trait]
 impl Watch for MemoryWatch {
-    async fn next(&mut self, max: usize) -> Result<Vec<Item>, ApiError> {
+    async fn next(&mut self, max: usize) -> Result<Vec<Item>, QueueError> {
         loop {
             let notified = self.inner.changed.notified();
             tokio::pin!(notified);
@@ -466,12 +466,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn put_beyond_the_bound_should_answer_450() {
+    async fn put_beyond_the_bound_should_be_refused_as_full() {
         let queue = MemoryQueue::new("q", Some(2));
         queue.put(item("a")).await.expect("put");
         let b = queue.put(item("b")).await.expect("put");
         let full = queue.put(item("c")).await.expect_err("full");
-        assert_eq!(full.status(), 450);
+        assert!(matches!(full, QueueError::Full { size: 2, .. }), "{full:?}");
         assert!(full.to_string().contains("`q`"), "{full}");
         queue.delete(&[b.index]).await.expect("delete");
         queue.put(item("c")).await.expect("room again");

@@ -4,7 +4,7 @@
 //! its instances into its sink queue ([`consumer`]).
 //!
 //! ```text
-//! client --put--> input queue --watch (consumer per instance)--> Instance::submit --> processor
+//! client --put--> input queue --watch (consumer per instance)--> Replica::submit --> processor
 //!                                                                                      |
 //! client <--watch/get-- sink queue <--put (same requestId), then commit the input item--+
 //! ```
@@ -20,7 +20,7 @@
 //! use bytes::Bytes;
 //! use eas_runtime::queue::{GetQuery, MemoryQueue, NewItem, QueueBackend};
 //!
-//! # async fn run() -> Result<(), eas_runtime::ApiError> {
+//! # async fn run() -> Result<(), eas_runtime::queue::QueueError> {
 //! let queue = MemoryQueue::new("demo", Some(100));
 //! let put = queue.put(NewItem::new(Bytes::from_static(b"hello"))).await?;
 //! let items = queue.get(&GetQuery::at_index(put.index)).await?;
@@ -30,9 +30,9 @@
 //! # }
 //! ```
 
-pub mod batch;
+pub mod conformance;
 pub mod consumer;
-pub mod http;
+mod error;
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis_stream;
@@ -45,11 +45,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use error::QueueError;
 pub use memory::MemoryQueue;
 #[cfg(feature = "redis")]
 pub use redis_stream::{RedisQueue, RedisQueues};
 
-use crate::api_error::ApiError;
 use crate::proto::streaming::DataFrameProto;
 
 /// An item's tags, by name.
@@ -64,6 +64,20 @@ pub const REQUEST_ID_TAG: &str = "requestId";
 /// The tag a redelivered item carries: how many times it was delivered before. Sink results
 /// for such an item carry it too (a possible duplicate of an earlier result).
 pub const REDELIVERED_TAG: &str = "_redelivered_";
+
+/// The response header that carries a put item's `requestId` (and the request header the
+/// consumer hands the processor with each item).
+pub const REQUEST_ID_HEADER: &str = "X-Eas-Queueservice-Request-Id";
+/// The request header naming the client (the consumer name of a watcher).
+pub const UID_HEADER: &str = "X-EAS-QueueService-Redis-Uid";
+/// The request header naming the client's consumer group.
+pub const GID_HEADER: &str = "X-EAS-QueueService-Redis-Gid";
+/// The content type of protobuf answers.
+pub const PROTOBUF: &str = "application/vnd.google.protobuf";
+/// The longest `_timeout_` a get may wait.
+pub const MAX_GET_TIMEOUT: Duration = Duration::from_secs(600);
+/// The most items one get returns, and the widest watch window.
+pub const MAX_LENGTH: usize = 10_000;
 
 /// One item of a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,43 +285,45 @@ impl WatchOptions {
     }
 }
 
-/// A queue: put, read, watch, commit, delete, truncate, attributes and search. Errors are the
-/// answers the HTTP protocol gives ([`ApiError`]: full -> 450, unknown item -> 404, backend
-/// down -> 503).
+/// A queue: put, read, watch, commit, delete, truncate, attributes and search. Errors say why
+/// in the queue's terms ([`QueueError`]); the HTTP edge turns them into statuses.
+///
+/// A third-party backend proves itself with the conformance suite in
+/// [`conformance`](crate::queue::conformance), which every built-in backend runs too.
 #[async_trait]
 pub trait QueueBackend: Send + Sync + Debug + 'static {
     /// The queue's name (`service` or `service/sink`).
     fn name(&self) -> &str;
 
-    /// Appends an item; fails with 450 when the queue is at its bound.
-    async fn put(&self, item: NewItem) -> Result<Put, ApiError>;
+    /// Appends an item; fails with [`QueueError::Full`] when the queue is at its bound.
+    async fn put(&self, item: NewItem) -> Result<Put, QueueError>;
 
     /// Items from `query.index` on that match its tags, up to `query.length`, waiting up to
     /// `query.timeout` for the first; removes them when `query.auto_delete`.
-    async fn get(&self, query: &GetQuery) -> Result<Vec<Item>, ApiError>;
+    async fn get(&self, query: &GetQuery) -> Result<Vec<Item>, QueueError>;
 
     /// Marks delivered items done: they leave the queue. Returns how many were there.
-    async fn commit(&self, indexes: &[u64]) -> Result<usize, ApiError>;
+    async fn commit(&self, indexes: &[u64]) -> Result<usize, QueueError>;
 
     /// Removes items whether delivered or not. Returns how many were there.
-    async fn delete(&self, indexes: &[u64]) -> Result<usize, ApiError>;
+    async fn delete(&self, indexes: &[u64]) -> Result<usize, QueueError>;
 
     /// Removes every item with an index below `before`. Returns how many.
-    async fn truncate(&self, before: u64) -> Result<usize, ApiError>;
+    async fn truncate(&self, before: u64) -> Result<usize, QueueError>;
 
     /// Items in the queue now, delivered or not (the backlog of an input queue).
-    async fn length(&self) -> Result<u64, ApiError>;
+    async fn length(&self) -> Result<u64, QueueError>;
 
     /// The queue's attributes as strings: `stream.length`, `stream.lastEntry` (once anything
     /// was put), `stream.firstEntry`, `stream.maxLength`, `stream.pending`, `consumers`.
-    async fn attributes(&self) -> Result<Tags, ApiError>;
+    async fn attributes(&self) -> Result<Tags, QueueError>;
 
     /// What is known of the item at `index` (JSON), or `None` when there is none.
-    async fn search(&self, index: u64) -> Result<Option<serde_json::Value>, ApiError>;
+    async fn search(&self, index: u64) -> Result<Option<serde_json::Value>, QueueError>;
 
     /// Starts a consumer. Dropping the [`Watch`] ends it: its uncommitted items are delivered
     /// again to other consumers.
-    async fn watch(&self, options: WatchOptions) -> Result<Box<dyn Watch>, ApiError>;
+    async fn watch(&self, options: WatchOptions) -> Result<Box<dyn Watch>, QueueError>;
 }
 
 /// A consumer of a queue.
@@ -316,7 +332,7 @@ pub trait Watch: Send + Debug {
     /// Waits until items can be delivered to this consumer, then delivers at least one and at
     /// most `max`, never more uncommitted ones than its window. Cancel-safe: a future dropped
     /// before it completes delivers nothing.
-    async fn next(&mut self, max: usize) -> Result<Vec<Item>, ApiError>;
+    async fn next(&mut self, max: usize) -> Result<Vec<Item>, QueueError>;
 }
 
 /// Opens the queues of async services: the input queue `service` (bounded by

@@ -35,11 +35,11 @@ use redis::{AsyncConnectionConfig, Client, RedisError, Script, Value};
 use serde_json::json;
 use tokio::sync::OnceCell;
 
+use super::QueueError;
 use super::{
     DynQueue, GetQuery, Item, NewItem, Put, QueueBackend, QueueFactory, REDELIVERED_TAG,
     REQUEST_ID_TAG, Tags, Watch, WatchOptions, new_request_id,
 };
-use crate::api_error::ApiError;
 
 /// How long a silent consumer's entries stay with it by default.
 pub const DEFAULT_RECLAIM_AFTER: Duration = Duration::from_secs(30);
@@ -191,11 +191,11 @@ impl RedisQueue {
 }
 
 impl Shared {
-    fn unavailable(&self, error: &RedisError) -> ApiError {
-        ApiError::Unavailable(format!("queue `{}`: Redis: {error}", self.name))
+    fn unavailable(&self, error: &RedisError) -> QueueError {
+        QueueError::Unavailable(format!("queue `{}`: Redis: {error}", self.name))
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, ApiError> {
+    async fn connection(&self) -> Result<ConnectionManager, QueueError> {
         self.connection
             .get_or_try_init(|| async {
                 let config = ConnectionManagerConfig::new()
@@ -212,7 +212,7 @@ impl Shared {
         &self,
         connection: &mut impl redis::aio::ConnectionLike,
         group: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), QueueError> {
         if self
             .groups
             .lock()
@@ -241,7 +241,7 @@ impl Shared {
         Ok(())
     }
 
-    async fn remove(&self, indexes: &[u64]) -> Result<usize, ApiError> {
+    async fn remove(&self, indexes: &[u64]) -> Result<usize, QueueError> {
         if indexes.is_empty() {
             return Ok(0);
         }
@@ -263,7 +263,7 @@ impl Shared {
         from: u64,
         to: Option<u64>,
         count: usize,
-    ) -> Result<Vec<Item>, ApiError> {
+    ) -> Result<Vec<Item>, QueueError> {
         let end = to.map_or_else(|| "+".to_owned(), |n| format!("{n}-0"));
         let reply: StreamRangeReply = redis::cmd("XRANGE")
             .arg(&self.stream)
@@ -277,7 +277,7 @@ impl Shared {
         Ok(reply.ids.iter().filter_map(to_item).collect())
     }
 
-    async fn matching(&self, query: &GetQuery) -> Result<Vec<Item>, ApiError> {
+    async fn matching(&self, query: &GetQuery) -> Result<Vec<Item>, QueueError> {
         let mut connection = self.connection().await?;
         let only_request_id = query.tags.len() == 1 && query.tags.contains_key(REQUEST_ID_TAG);
         if only_request_id {
@@ -345,7 +345,7 @@ impl QueueBackend for RedisQueue {
         &self.shared.name
     }
 
-    async fn put(&self, item: NewItem) -> Result<Put, ApiError> {
+    async fn put(&self, item: NewItem) -> Result<Put, QueueError> {
         let shared = &self.shared;
         let NewItem {
             data,
@@ -357,7 +357,7 @@ impl QueueBackend for RedisQueue {
             .or_insert_with(new_request_id)
             .clone();
         let tags = serde_json::to_string(&tags)
-            .map_err(|e| ApiError::Internal(format!("cannot encode tags: {e}")))?;
+            .map_err(|e| QueueError::Internal(format!("cannot encode tags: {e}")))?;
         let mut connection = shared.connection().await?;
         let index: i64 = shared
             .put
@@ -374,14 +374,14 @@ impl QueueBackend for RedisQueue {
             .map_err(|e| shared.unavailable(&e))?;
         match u64::try_from(index) {
             Ok(index) => Ok(Put { index, request_id }),
-            Err(_) => Err(ApiError::QueueAtCapacity {
+            Err(_) => Err(QueueError::Full {
                 queue: shared.name.clone(),
                 size: shared.max_length.unwrap_or(0) as u64,
             }),
         }
     }
 
-    async fn get(&self, query: &GetQuery) -> Result<Vec<Item>, ApiError> {
+    async fn get(&self, query: &GetQuery) -> Result<Vec<Item>, QueueError> {
         let deadline = Instant::now() + query.timeout;
         loop {
             let items = self.shared.matching(query).await?;
@@ -399,15 +399,15 @@ impl QueueBackend for RedisQueue {
         }
     }
 
-    async fn commit(&self, indexes: &[u64]) -> Result<usize, ApiError> {
+    async fn commit(&self, indexes: &[u64]) -> Result<usize, QueueError> {
         self.shared.remove(indexes).await
     }
 
-    async fn delete(&self, indexes: &[u64]) -> Result<usize, ApiError> {
+    async fn delete(&self, indexes: &[u64]) -> Result<usize, QueueError> {
         self.shared.remove(indexes).await
     }
 
-    async fn truncate(&self, before: u64) -> Result<usize, ApiError> {
+    async fn truncate(&self, before: u64) -> Result<usize, QueueError> {
         let shared = &self.shared;
         let mut connection = shared.connection().await?;
         shared
@@ -421,7 +421,7 @@ impl QueueBackend for RedisQueue {
             .map_err(|e| shared.unavailable(&e))
     }
 
-    async fn length(&self) -> Result<u64, ApiError> {
+    async fn length(&self) -> Result<u64, QueueError> {
         let shared = &self.shared;
         let mut connection = shared.connection().await?;
         redis::cmd("XLEN")
@@ -431,7 +431,7 @@ impl QueueBackend for RedisQueue {
             .map_err(|e| shared.unavailable(&e))
     }
 
-    async fn attributes(&self) -> Result<Tags, ApiError> {
+    async fn attributes(&self) -> Result<Tags, QueueError> {
         let shared = &self.shared;
         let mut connection = shared.connection().await?;
         let length = self.length().await?;
@@ -471,7 +471,7 @@ impl QueueBackend for RedisQueue {
         Ok(attributes)
     }
 
-    async fn search(&self, index: u64) -> Result<Option<serde_json::Value>, ApiError> {
+    async fn search(&self, index: u64) -> Result<Option<serde_json::Value>, QueueError> {
         let shared = &self.shared;
         let mut connection = shared.connection().await?;
         let Some(item) = shared
@@ -528,10 +528,10 @@ impl QueueBackend for RedisQueue {
         })))
     }
 
-    async fn watch(&self, options: WatchOptions) -> Result<Box<dyn Watch>, ApiError> {
+    async fn watch(&self, options: WatchOptions) -> Result<Box<dyn Watch>, QueueError> {
         let shared = &self.shared;
         if !options.tags.is_empty() {
-            return Err(ApiError::BadQuery(format!(
+            return Err(QueueError::Invalid(format!(
                 "queue `{}` is kept in Redis, whose watch cannot filter by tags",
                 shared.name
             )));
@@ -579,18 +579,18 @@ impl std::fmt::Debug for RedisWatch {
 }
 
 impl RedisWatch {
-    fn unavailable(&self, error: &RedisError) -> ApiError {
+    fn unavailable(&self, error: &RedisError) -> QueueError {
         self.shared.unavailable(error)
     }
 
     /// This consumer's pending entries: id -> times delivered.
-    async fn pending(&mut self) -> Result<BTreeMap<String, usize>, ApiError> {
+    async fn pending(&mut self) -> Result<BTreeMap<String, usize>, QueueError> {
         let reply: StreamPendingCountReply = redis::cmd("XPENDING")
             .arg(&self.shared.stream)
             .arg(&self.options.group)
             .arg("-")
             .arg("+")
-            .arg(super::http::MAX_LENGTH)
+            .arg(super::MAX_LENGTH)
             .arg(&self.consumer)
             .query_async(&mut self.connection)
             .await
@@ -603,7 +603,7 @@ impl RedisWatch {
     }
 
     /// Resets the idle time of this consumer's entries, so that no one reclaims them.
-    async fn heartbeat(&mut self, ids: &[String]) -> Result<(), ApiError> {
+    async fn heartbeat(&mut self, ids: &[String]) -> Result<(), QueueError> {
         self.last_heartbeat = Instant::now();
         if ids.is_empty() {
             return Ok(());
@@ -626,7 +626,7 @@ impl RedisWatch {
         &mut self,
         entries: Vec<StreamId>,
         counts: &BTreeMap<String, usize>,
-    ) -> Result<Vec<Item>, ApiError> {
+    ) -> Result<Vec<Item>, QueueError> {
         let mut items = Vec::with_capacity(entries.len());
         for entry in &entries {
             let Some(mut item) = to_item(entry) else {
@@ -648,7 +648,7 @@ impl RedisWatch {
         Ok(items)
     }
 
-    async fn try_next(&mut self, max: usize) -> Result<Vec<Item>, ApiError> {
+    async fn try_next(&mut self, max: usize) -> Result<Vec<Item>, QueueError> {
         let pending = self.pending().await?;
         self.known.retain(|id| pending.contains_key(id));
         if self.last_heartbeat.elapsed() >= HEARTBEAT {
@@ -738,7 +738,7 @@ impl RedisWatch {
 
 #[async_trait]
 impl Watch for RedisWatch {
-    async fn next(&mut self, max: usize) -> Result<Vec<Item>, ApiError> {
+    async fn next(&mut self, max: usize) -> Result<Vec<Item>, QueueError> {
         loop {
             let items = self.try_next(max).await?;
             if !items.is_empty() {
@@ -765,7 +765,7 @@ impl Drop for RedisWatch {
                 .arg(&group)
                 .arg("-")
                 .arg("+")
-                .arg(super::http::MAX_LENGTH)
+                .arg(super::MAX_LENGTH)
                 .arg(&consumer)
                 .query_async(&mut connection)
                 .await;

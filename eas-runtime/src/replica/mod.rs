@@ -1,4 +1,5 @@
-//! One instance of a service: its processor, its queue, its batcher and its workers.
+//! One replica of a service (what EAS calls an instance, and what eas-core's `Instance`
+//! record stands for once it runs here): its processor, its queue, its batcher and its workers.
 //!
 //! ```text
 //! submit() --queue--> batcher task --batches--> worker threads --> Processor::process
@@ -7,14 +8,16 @@
 //!    +------------------------ oneshot reply per request <----------------+
 //! ```
 //!
-//! Admission is decided in [`Instance::submit`]: not ready -> 503, over `rpc.rate_limit` -> 429,
-//! `rpc.max_queue_size` requests already waiting -> 450. A request whose client gave up
-//! (the keepalive expired) is dropped before it reaches the processor.
+//! Instance-level admission is decided in [`Replica::submit`], which refuses with a
+//! [`ReplicaError`]: not ready, over `rpc.rate_limit`, `rpc.max_queue_size` requests already
+//! waiting, shutting down. A request whose client gave up (the keepalive expired) is dropped
+//! before it reaches the processor.
 //!
 //! A processor that panics fails only the requests that make it panic: a batch that panics is
 //! run again one request at a time. Then the instance rebuilds its processor (a restart),
 //! unless `runtime.enable_crash_block` is set: then it stays down and says why.
 
+pub mod admission;
 mod batcher;
 mod worker;
 
@@ -27,7 +30,8 @@ use eas_core::spec::ServiceSpec;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api_error::ApiError;
+pub use crate::outcome::{Failure, ReplicaError};
+
 use crate::limit::RateLimiter;
 use crate::metrics::{InstanceLabels, Metrics};
 
@@ -35,12 +39,12 @@ use crate::metrics::{InstanceLabels, Metrics};
 pub type ProcessorMaker = Arc<dyn Fn() -> eas_core::Result<DynProcessor> + Send + Sync>;
 
 /// What an instance answers for one request.
-pub type Reply = Result<Response, ApiError>;
+pub type Reply = Result<Response, Failure>;
 
 /// How an instance batches, queues and limits, from the spec's `metadata.rpc` and `runtime`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-pub struct InstanceConfig {
+pub struct ReplicaConfig {
     /// The most requests per processor call (1 without batching).
     pub max_batch_size: usize,
     /// The longest a batch waits for more requests after its first.
@@ -58,7 +62,7 @@ pub struct InstanceConfig {
     pub inline: bool,
 }
 
-impl InstanceConfig {
+impl ReplicaConfig {
     /// The configuration a spec asks for.
     #[must_use]
     pub fn from_spec(spec: &ServiceSpec) -> Self {
@@ -87,7 +91,7 @@ impl InstanceConfig {
 /// Where an instance is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum InstanceState {
+pub enum ReplicaState {
     /// Building and initializing its processor, or warming up.
     Starting,
     /// Taking requests.
@@ -129,13 +133,13 @@ impl Intake {
 
 /// A running instance. Cheap to clone: clones share the instance.
 #[derive(Clone)]
-pub struct Instance {
+pub struct Replica {
     shared: Arc<Shared>,
 }
 
-impl std::fmt::Debug for Instance {
+impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Instance")
+        f.debug_struct("Replica")
             .field("service", &self.shared.service)
             .field("index", &self.shared.index)
             .field("state", &self.state())
@@ -147,8 +151,8 @@ impl std::fmt::Debug for Instance {
 struct Shared {
     service: String,
     index: u32,
-    config: InstanceConfig,
-    state: Mutex<InstanceState>,
+    config: ReplicaConfig,
+    state: Mutex<ReplicaState>,
     ready: AtomicBool,
     /// Requests admitted and not yet taken by a worker.
     waiting: AtomicUsize,
@@ -162,26 +166,26 @@ struct Shared {
     warm_up: Vec<Request>,
     metrics: Arc<Metrics>,
     /// This instance's histograms, looked up once.
-    histograms: InstanceHistograms,
+    histograms: ReplicaHistograms,
     labels: InstanceLabels,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// The per-request histograms of one instance.
-struct InstanceHistograms {
+struct ReplicaHistograms {
     queue_wait: Histogram,
     batch_size: Histogram,
     process_duration: Histogram,
 }
 
 /// How to start an instance.
-pub struct InstanceParts {
+pub struct ReplicaParts {
     /// The service it belongs to.
     pub service: String,
     /// Its index within the service.
     pub index: u32,
     /// Batching, queueing and limits.
-    pub config: InstanceConfig,
+    pub config: ReplicaConfig,
     /// Makes its processor.
     pub make_processor: ProcessorMaker,
     /// What the processor is initialized with.
@@ -192,12 +196,12 @@ pub struct InstanceParts {
     pub metrics: Arc<Metrics>,
 }
 
-impl Instance {
+impl Replica {
     /// Starts an instance: its batcher on the current tokio runtime, then, on a thread of its
     /// own, builds and initializes the processor, replays the warm-up requests, starts the
     /// workers and marks itself ready. Must be called within a tokio runtime.
     #[must_use]
-    pub fn start(parts: InstanceParts) -> Self {
+    pub fn start(parts: ReplicaParts) -> Self {
         let batching = parts.config.max_batch_size > 1;
         // With batching, the batcher holds one formed batch while every worker is busy, so
         // requests pile up and the next batch fills at once. Without it, requests go straight
@@ -214,7 +218,7 @@ impl Instance {
             (Intake::Direct(batch_tx.clone()), None)
         };
         let labels = Metrics::instance(&parts.service, Some(parts.index));
-        let histograms = InstanceHistograms {
+        let histograms = ReplicaHistograms {
             queue_wait: parts.metrics.queue_wait.get_or_create(&labels).clone(),
             batch_size: parts.metrics.batch_size.get_or_create(&labels).clone(),
             process_duration: parts
@@ -228,7 +232,7 @@ impl Instance {
             service: parts.service,
             index: parts.index,
             config: parts.config,
-            state: Mutex::new(InstanceState::Starting),
+            state: Mutex::new(ReplicaState::Starting),
             ready: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
@@ -259,7 +263,7 @@ impl Instance {
             .name(name)
             .spawn(move || worker::start(&starter, batch_rx));
         if let Err(e) = spawned {
-            shared.set_state(InstanceState::Failed(format!("cannot start a thread: {e}")));
+            shared.set_state(ReplicaState::Failed(format!("cannot start a thread: {e}")));
         }
         Self { shared }
     }
@@ -278,7 +282,7 @@ impl Instance {
 
     /// Where it is in its life.
     #[must_use]
-    pub fn state(&self) -> InstanceState {
+    pub fn state(&self) -> ReplicaState {
         self.shared.state()
     }
 
@@ -309,25 +313,23 @@ impl Instance {
     }
 
     /// Admits a request, or says why not. The answer arrives on the returned channel.
-    pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<Reply>, ApiError> {
+    pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<Reply>, ReplicaError> {
         let shared = &self.shared;
         if !self.is_ready() {
-            return Err(ApiError::Unavailable(format!(
-                "instance {} of service `{}` is {}",
-                shared.index,
-                shared.service,
-                describe_state(&shared.state())
-            )));
+            return Err(ReplicaError::NotReady {
+                service: shared.service.clone(),
+                index: shared.index,
+                state: describe_state(&shared.state()),
+            });
         }
         if let Some(limiter) = &shared.limiter
             && !limiter.try_acquire()
         {
-            return Err(ApiError::RateLimited(format!(
-                "instance {} of service `{}` allows {} requests per second",
-                shared.index,
-                shared.service,
-                limiter.rate()
-            )));
+            return Err(ReplicaError::RateLimited {
+                service: shared.service.clone(),
+                index: shared.index,
+                rate: limiter.rate(),
+            });
         }
         if shared.config.inline {
             return self.run_inline(request);
@@ -335,9 +337,9 @@ impl Instance {
         let before = shared.waiting.fetch_add(1, Ordering::AcqRel);
         if before >= shared.config.max_queue_size {
             shared.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(ApiError::QueueFull {
+            return Err(ReplicaError::QueueFull {
                 service: shared.service.clone(),
-                instance: shared.index,
+                index: shared.index,
                 size: shared.config.max_queue_size as u32,
             });
         }
@@ -352,16 +354,13 @@ impl Instance {
             Some(true) => Ok(answer),
             _ => {
                 shared.waiting.fetch_sub(1, Ordering::AcqRel);
-                Err(ApiError::Unavailable(format!(
-                    "instance {} of service `{}` is shutting down",
-                    shared.index, shared.service
-                )))
+                Err(shared.shutting_down())
             }
         }
     }
 
     /// Runs one request on this thread (an inline processor); the answer is ready at once.
-    fn run_inline(&self, request: Request) -> Result<oneshot::Receiver<Reply>, ApiError> {
+    fn run_inline(&self, request: Request) -> Result<oneshot::Receiver<Reply>, ReplicaError> {
         let shared = &self.shared;
         let open = shared
             .queue
@@ -369,10 +368,7 @@ impl Instance {
             .unwrap_or_else(|e| e.into_inner())
             .is_some();
         if !open {
-            return Err(ApiError::Unavailable(format!(
-                "instance {} of service `{}` is shutting down",
-                shared.index, shared.service
-            )));
+            return Err(shared.shutting_down());
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -403,7 +399,7 @@ impl Instance {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let left = self.load();
-        shared.set_state(InstanceState::Stopped);
+        shared.set_state(ReplicaState::Stopped);
         let workers =
             std::mem::take(&mut *shared.workers.lock().unwrap_or_else(|e| e.into_inner()));
         if left == 0 {
@@ -420,12 +416,19 @@ impl Instance {
 }
 
 impl Shared {
-    fn state(&self) -> InstanceState {
+    fn shutting_down(&self) -> ReplicaError {
+        ReplicaError::ShuttingDown {
+            service: self.service.clone(),
+            index: self.index,
+        }
+    }
+
+    fn state(&self) -> ReplicaState {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn set_state(&self, state: InstanceState) {
-        let ready = state == InstanceState::Ready;
+    fn set_state(&self, state: ReplicaState) {
+        let ready = state == ReplicaState::Ready;
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
         self.ready.store(ready, Ordering::Release);
         self.publish_readiness();
@@ -449,15 +452,15 @@ impl Shared {
 
 /// Describes an instance state in words, for error messages and status pages.
 #[must_use]
-pub fn describe_state(state: &InstanceState) -> String {
+pub fn describe_state(state: &ReplicaState) -> String {
     match state {
-        InstanceState::Starting => "starting".into(),
-        InstanceState::Ready => "ready".into(),
-        InstanceState::Restarting => "restarting after a crash".into(),
-        InstanceState::CrashBlocked(why) => {
+        ReplicaState::Starting => "starting".into(),
+        ReplicaState::Ready => "ready".into(),
+        ReplicaState::Restarting => "restarting after a crash".into(),
+        ReplicaState::CrashBlocked(why) => {
             format!("down after a crash (runtime.enable_crash_block is set): {why}")
         }
-        InstanceState::Failed(why) => format!("failed to start: {why}"),
-        InstanceState::Stopped => "stopped".into(),
+        ReplicaState::Failed(why) => format!("failed to start: {why}"),
+        ReplicaState::Stopped => "stopped".into(),
     }
 }

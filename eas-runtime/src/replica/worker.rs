@@ -8,8 +8,7 @@ use std::sync::atomic::Ordering;
 
 use eas_core::processor::{ProcessError, Processor, Request, Response};
 
-use super::{InstanceState, Job, Reply, Shared};
-use crate::api_error::ApiError;
+use super::{Failure, Job, ReplicaState, Reply, Shared};
 
 /// Builds the processor, replays the warm-up, starts the workers and marks the instance
 /// ready; or marks it failed and says why.
@@ -18,7 +17,7 @@ pub(super) fn start(shared: &Arc<Shared>, batches: async_channel::Receiver<Vec<J
         Ok(processor) => processor,
         Err(why) => {
             tracing::error!(service = %shared.service, instance = shared.index, "{why}");
-            shared.set_state(InstanceState::Failed(why));
+            shared.set_state(ReplicaState::Failed(why));
             return;
         }
     };
@@ -37,13 +36,13 @@ pub(super) fn start(shared: &Arc<Shared>, batches: async_channel::Receiver<Vec<J
             Ok(handle) => workers.push(handle),
             Err(e) => {
                 drop(workers);
-                shared.set_state(InstanceState::Failed(format!("cannot start a worker: {e}")));
+                shared.set_state(ReplicaState::Failed(format!("cannot start a worker: {e}")));
                 return;
             }
         }
     }
     drop(workers);
-    shared.set_state(InstanceState::Ready);
+    shared.set_state(ReplicaState::Ready);
     tracing::info!(service = %shared.service, instance = shared.index, "ready");
 }
 
@@ -118,7 +117,7 @@ pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
     let Some(processor) = shared.current_processor() else {
         let why = super::describe_state(&shared.state());
         for reply in replies {
-            let _ = reply.send(Err(ApiError::Unavailable(format!(
+            let _ = reply.send(Err(Failure::Dropped(format!(
                 "instance {} of service `{}` is {why}",
                 shared.index, shared.service
             ))));
@@ -144,17 +143,17 @@ pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
                     |request| match call(processor.as_ref(), std::slice::from_ref(request)) {
                         Ok(mut one) => one
                             .pop()
-                            .unwrap_or_else(|| Err(ApiError::Internal("no answer".into()))),
+                            .unwrap_or_else(|| Err(Failure::Internal("no answer".into()))),
                         Err(why) => {
                             crash = Some(why.clone());
-                            Err(ApiError::Panicked(why))
+                            Err(Failure::Panicked(why))
                         }
                     },
                 )
                 .collect();
             (answers, crash)
         }
-        Err(why) => (vec![Err(ApiError::Panicked(why.clone()))], Some(why)),
+        Err(why) => (vec![Err(Failure::Panicked(why.clone()))], Some(why)),
     };
     for (reply, answer) in replies.into_iter().zip(answers) {
         let _ = reply.send(answer);
@@ -177,14 +176,14 @@ fn call(processor: &dyn Processor, requests: &[Request]) -> Result<Vec<Reply>, S
         );
         return Ok(requests
             .iter()
-            .map(|_| Err(ApiError::Internal(why.clone())))
+            .map(|_| Err(Failure::Internal(why.clone())))
             .collect());
     }
     Ok(results.into_iter().map(to_reply).collect())
 }
 
 fn to_reply(result: Result<Response, ProcessError>) -> Reply {
-    result.map_err(ApiError::Processor)
+    result.map_err(Failure::Processor)
 }
 
 /// After a crash: stay down (crash block) or rebuild the processor. Only the first worker to
@@ -200,12 +199,12 @@ fn recover(shared: &Arc<Shared>, crashed: &Arc<dyn Processor>, why: String) {
             *current = None;
             drop(current);
             tracing::error!(service = %shared.service, instance = shared.index, "crashed, blocked: {why}");
-            shared.set_state(InstanceState::CrashBlocked(why));
+            shared.set_state(ReplicaState::CrashBlocked(why));
             return;
         }
     }
     tracing::warn!(service = %shared.service, instance = shared.index, "crashed, restarting: {why}");
-    shared.set_state(InstanceState::Restarting);
+    shared.set_state(ReplicaState::Restarting);
     shared
         .metrics
         .instance_restarts
@@ -231,11 +230,11 @@ fn rebuild(shared: &Arc<Shared>, why: &str) {
     match build(shared) {
         Ok(fresh) => {
             *shared.processor.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
-            shared.set_state(InstanceState::Ready);
+            shared.set_state(ReplicaState::Ready);
         }
         Err(error) => {
             *shared.processor.write().unwrap_or_else(|e| e.into_inner()) = None;
-            shared.set_state(InstanceState::Failed(format!(
+            shared.set_state(ReplicaState::Failed(format!(
                 "restart after a crash ({why}) failed: {error}"
             )));
         }

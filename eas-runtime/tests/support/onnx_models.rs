@@ -16,14 +16,10 @@ use eas_runtime::onnx::{OnnxProcessor, testing};
 use eas_runtime::proto::{DataProto, DataType, Message, TensorProto};
 use serde_json::Value;
 
-/// Skips the test (or panics under `EAS_REQUIRE_ALL=1`) when a part is missing.
-pub fn skip(test: &str, why: &str) {
-    assert!(
-        std::env::var("EAS_REQUIRE_ALL").as_deref() != Ok("1"),
-        "{test}: {why} (EAS_REQUIRE_ALL=1)"
-    );
-    println!("SKIPPED: {test}: {why}");
-}
+/// The skip convention (`require.rs` beside this file).
+#[path = "require.rs"]
+mod require;
+pub use require::skip;
 
 /// The generated models and `expected.json`, or `None` after printing why the test skips.
 pub fn models(test: &str) -> Option<&'static Models> {

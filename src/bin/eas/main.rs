@@ -34,7 +34,7 @@ enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     /// Serve services from their service.json files until Ctrl-C: the EAS predict protocol,
     /// batching, limits and metrics.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {

@@ -9,8 +9,12 @@ use std::time::Duration;
 
 use eas::core::spec::{ServiceSpec, WorkloadType};
 use eas::core::storage::TransferProgress;
-use eas::runtime::queue::batch::{self, BatchJob};
+use eas::runtime::job::{self, ElasticJob};
 use eas::runtime::server::{RunningServer, Server};
+use eas::storage::peer::PeerSecret;
+
+/// The environment variable `--cache-secret` falls back to.
+const CACHE_SECRET_ENV: &str = "EAS_CACHE_SECRET";
 
 /// The arguments of `eas serve`.
 #[derive(Debug, clap::Args)]
@@ -23,7 +27,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// The largest request body accepted, in bytes; past it, 413.
-    #[arg(long, default_value_t = eas::runtime::gateway::DEFAULT_MAX_BODY_BYTES)]
+    #[arg(long, default_value_t = eas::runtime::admission::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
     /// Where remote models and mounts are fetched to (one directory per service; reused
     /// after a restart). Default: `eas` under the system temp directory.
@@ -37,6 +41,13 @@ pub struct ServeArgs {
     /// for model files before the store; repeat for several.
     #[arg(long = "cache-peer", value_name = "URL")]
     cache_peers: Vec<String>,
+    /// The secret every server of the deployment shares to read each other's memory cache:
+    /// sent to the cache peers, and required of every request for this server's cache (401
+    /// without it). Without one, no peer can read this server's cache. Prefer the
+    /// environment variable EAS_CACHE_SECRET, which `ps` does not show; the flag wins when
+    /// both are set. Visible ASCII, no spaces; say, `openssl rand -hex 32`.
+    #[arg(long, value_name = "SECRET")]
+    cache_secret: Option<SecretArg>,
     /// Keep async services' queues in Redis Streams at this URL (`redis://127.0.0.1:6379`), so
     /// that several servers share them; default: in memory.
     #[cfg(feature = "redis")]
@@ -53,6 +64,43 @@ pub struct ServeArgs {
     /// How long to wait for every service to become ready, in seconds.
     #[arg(long, default_value_t = 300)]
     ready_timeout: u64,
+}
+
+/// A secret as given on the command line: never printed (clap would quote a value it
+/// refuses, so it is checked after parsing, by [`PeerSecret::new`]).
+#[derive(Clone)]
+struct SecretArg(String);
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The cache secret: `--cache-secret`, else `EAS_CACHE_SECRET` (unless empty), else none.
+/// The error names where the secret came from, never the secret.
+fn cache_secret(
+    flag: Option<&SecretArg>,
+    env: impl FnOnce() -> Option<String>,
+) -> Result<Option<PeerSecret>, String> {
+    let (secret, source) = match flag {
+        Some(SecretArg(secret)) => (secret.clone(), "--cache-secret"),
+        None => match env().filter(|s| !s.is_empty()) {
+            Some(secret) => (secret, CACHE_SECRET_ENV),
+            None => return Ok(None),
+        },
+    };
+    PeerSecret::new(secret)
+        .map(Some)
+        .map_err(|e| format!("{source}: {e}"))
 }
 
 /// Serves until interrupted; exits 1 when a spec is invalid or a service cannot start.
@@ -84,6 +132,16 @@ async fn serve(args: &ServeArgs) -> ExitCode {
     }
     if !args.cache_peers.is_empty() {
         builder = builder.cache_peers(args.cache_peers.iter().cloned());
+    }
+    match cache_secret(args.cache_secret.as_ref(), || {
+        std::env::var(CACHE_SECRET_ENV).ok()
+    }) {
+        Ok(Some(secret)) => builder = builder.cache_secret(secret),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("eas serve: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     #[cfg(feature = "redis")]
     if let Some(url) = &args.queue_redis {
@@ -142,15 +200,15 @@ async fn serve(args: &ServeArgs) -> ExitCode {
 /// Runs the elastic job of every `elasticjob` service, prints each summary and shuts down;
 /// fails when a service is not a job or a result failed.
 async fn run_jobs(server: RunningServer, input: &Path, output: &Path) -> ExitCode {
-    let job = BatchJob::new(input, output);
+    let job = ElasticJob::new(input, output);
     let mut ok = true;
     let mut ran = 0;
-    for service in server.gateway().services().values() {
+    for service in server.services().values() {
         if service.spec().metadata.workload_type != Some(WorkloadType::ElasticJob) {
             continue;
         }
         ran += 1;
-        match batch::run(service, &job).await {
+        match job::run(service, &job).await {
             Ok(summary) => {
                 println!("job {}: {summary}", service.name());
                 ok &= summary.failed == 0;
@@ -211,11 +269,11 @@ fn load(path: &PathBuf) -> Result<ServiceSpec, Vec<String>> {
 fn announce(server: &RunningServer) {
     let addr = server.local_addr();
     println!("eas: listening on http://{addr}");
-    for service in server.gateway().services().values() {
+    for service in server.services().values() {
         let states: Vec<String> = service
             .instances()
             .iter()
-            .map(|i| eas::runtime::instance::describe_state(&i.state()))
+            .map(|i| eas::runtime::replica::describe_state(&i.state()))
             .collect();
         println!(
             "  service {}: POST http://{addr}/api/predict/{}  token {}  instances: {}",
@@ -252,4 +310,46 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_secret_should_come_from_the_flag_then_the_environment_and_never_be_printed() {
+        let flag = SecretArg("from-flag".into());
+        let env = || Some("from-env".to_owned());
+        assert!(
+            cache_secret(Some(&flag), env)
+                .is_ok_and(|s| s.is_some_and(|s| s.matches(b"from-flag")))
+        );
+        assert!(cache_secret(None, env).is_ok_and(|s| s.is_some_and(|s| s.matches(b"from-env"))));
+        assert!(cache_secret(None, || Some(String::new())).is_ok_and(|s| s.is_none()));
+        assert!(cache_secret(None, || None).is_ok_and(|s| s.is_none()));
+        let err = cache_secret(None, || Some("has a space".into())).expect_err("invalid");
+        assert!(
+            err.starts_with("EAS_CACHE_SECRET: invalid cache secret"),
+            "{err}"
+        );
+        assert!(!err.contains("has a space"), "{err}");
+        let err = cache_secret(Some(&SecretArg(String::new())), env).expect_err("empty flag");
+        assert!(err.starts_with("--cache-secret: "), "{err}");
+        assert_eq!(format!("{flag:?}"), "***");
+    }
+
+    #[test]
+    fn cache_secret_should_parse_and_be_documented_with_its_environment_variable() {
+        use clap::{Args as _, FromArgMatches as _};
+        let mut command = ServeArgs::augment_args(clap::Command::new("serve"));
+        let help = command.render_long_help().to_string();
+        assert!(help.contains("--cache-secret <SECRET>"), "{help}");
+        assert!(help.contains("EAS_CACHE_SECRET"), "{help}");
+        let matches = command
+            .try_get_matches_from(["serve", "s.json", "--cache-secret", "a b"])
+            .expect("any text parses; it is checked later");
+        let args = ServeArgs::from_arg_matches(&matches).expect("args");
+        assert!(!format!("{args:?}").contains("a b"), "{args:?}");
+        assert!(cache_secret(args.cache_secret.as_ref(), || None).is_err());
+    }
 }

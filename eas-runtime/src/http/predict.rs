@@ -1,0 +1,105 @@
+//! `POST /api/predict/{service}[/{sub-path}]`: the EAS predict protocol. The request passes
+//! its service's admission ([`Admission::receive`](crate::admission::Admission::receive), then
+//! [`Admission::predict`](crate::admission::Admission::predict)); the answer, or the reason
+//! there is none, goes back with its status, into the service's sink (answers and processor
+//! failures; not refusals) and into the request metrics.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, Edge};
+use crate::outcome::PredictError;
+use crate::replica::Failure;
+
+/// Decrements the in-flight gauge however the handler ends.
+struct InFlight(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+pub(super) async fn predict(
+    State(edge): State<Arc<Edge>>,
+    Path(path): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    let started = Instant::now();
+    let Some((entry, sub_path)) = edge.find(&path) else {
+        return ApiError::UnknownService(path).into_response();
+    };
+    let service = entry.admission.service();
+    if let Some(queues) = service.queues() {
+        return super::queue::serve(&edge, &entry.admission, queues, sub_path, request).await;
+    }
+    if request.method() != Method::POST {
+        return ApiError::MethodNotAllowed(format!(
+            "predict with POST /api/predict/{}, not {}",
+            service.name(),
+            request.method()
+        ))
+        .into_response();
+    }
+    let recorder = &entry.metrics;
+    let gauge = recorder.inflight().clone();
+    gauge.inc();
+    let _in_flight = InFlight(gauge);
+
+    let mut received = None;
+    let outcome = match entry.admission.receive(request).await {
+        Err(refused) => Err(refused),
+        Ok(request) => {
+            let (parts, body) = request.into_parts();
+            received = Some(body.clone());
+            let headers = parts
+                .headers
+                .iter()
+                .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+            let request = crate::request::build(body, sub_path, headers);
+            entry.admission.predict(request).await
+        }
+    };
+
+    let (status, instance, response) = match outcome {
+        Ok(answered) => {
+            let answer = answered.response;
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+            if let Some(body) = &received {
+                service.record(body, answer.status, &answer.body, started.elapsed());
+            }
+            let mut response = (status, answer.body).into_response();
+            if let Some(ct) = answer
+                .content_type
+                .as_deref()
+                .and_then(|ct| ct.parse().ok())
+            {
+                response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            (answer.status, Some(answered.instance), response)
+        }
+        Err(refused) => {
+            let instance = refused.instance();
+            // What the processor said about a request is sunk too; refusals before it are not.
+            let sunk = matches!(
+                refused,
+                PredictError::Failed {
+                    failure: Failure::Processor(_) | Failure::Panicked(_),
+                    ..
+                }
+            );
+            let error = ApiError::Predict(refused);
+            if let (Some(body), true) = (&received, sunk) {
+                let answer = error.body().to_string();
+                service.record(body, error.status(), answer.as_bytes(), started.elapsed());
+            }
+            (error.status(), instance, error.into_response())
+        }
+    };
+    recorder.answered(instance, status, started.elapsed().as_secs_f64());
+    response
+}

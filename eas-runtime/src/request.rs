@@ -1,0 +1,39 @@
+//! The one way the runtime builds a processor [`Request`]: from a body, the path after the
+//! service name, and header pairs (`Content-Type` among them sets the content type). HTTP
+//! predict requests, queue items (with their `requestId` header) and warm-up requests all
+//! come through here, so a processor sees the same shape whatever the entry point.
+//!
+//! ```
+//! let request = eas_runtime::request::build(
+//!     "hi".into(),
+//!     "v1/run",
+//!     [("content-type", "text/plain"), ("x-trace", "7")],
+//! );
+//! assert_eq!(request.content_type.as_deref(), Some("text/plain"));
+//! assert_eq!(request.path, "v1/run");
+//! ```
+
+use bytes::Bytes;
+use eas_core::processor::Request;
+
+/// A processor request with `body`, the sub-path `path` and the headers `headers` (names as
+/// given; a `content-type` one, in any case, also sets [`Request::content_type`]).
+#[must_use]
+pub fn build<'a>(
+    body: Bytes,
+    path: &str,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Request {
+    let mut request = Request::new(body).with_path(path);
+    let mut content_type = None;
+    for (name, value) in headers {
+        if name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(value);
+        }
+        request = request.with_header(name, value);
+    }
+    match content_type {
+        Some(ct) => request.with_content_type(ct),
+        None => request,
+    }
+}
