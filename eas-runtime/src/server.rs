@@ -307,7 +307,17 @@ impl ServerBuilder {
             max_bytes: self.max_body_bytes,
             read_timeout: self.body_read_timeout,
         };
-        let edge = Arc::new(Edge::new(services, metrics, body)?);
+        let mut edge = Edge::new(services, metrics, body)?;
+        if let Some(cache) = &self.cache {
+            if cache.peer_secret().is_none() {
+                tracing::warn!(
+                    "no cache secret: peers cannot read this server's memory cache (and cache \
+                     peers refuse its asks)"
+                );
+            }
+            edge = edge.with_peer_cache(Arc::clone(cache));
+        }
+        let edge = Arc::new(edge);
         let listener = TcpListener::bind(self.addr)
             .await
             .map_err(|source| Error::Bind {
@@ -320,19 +330,9 @@ impl ServerBuilder {
         })?;
         edge.set_local_addr(local_addr);
         let (stop, stopped) = watch::channel(false);
-        let mut router = edge.router();
-        if let Some(cache) = &self.cache {
-            if cache.peer_secret().is_none() {
-                tracing::warn!(
-                    "no cache secret: peers cannot read this server's memory cache (and cache \
-                     peers refuse its asks)"
-                );
-            }
-            router = router.merge(eas_storage::peer::router(Arc::clone(cache)));
-        }
         let accept = tokio::spawn(accept_loop(
             listener,
-            router,
+            edge.router(),
             self.header_read_timeout,
             stopped,
             grace,

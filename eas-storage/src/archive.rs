@@ -209,7 +209,7 @@ impl ArchiveMount {
         }
         let expected = response.content_length();
         let marker = self.marker_of(response.headers(), expected);
-        *meter = Meter::new(meter.sink(), expected);
+        *meter = Meter::new(meter.receiver(), expected);
         let mut file = tempfile::Builder::new()
             .prefix(".eas-partial-")
             .tempfile_in(dir)

@@ -55,10 +55,10 @@ use object_store::{
 use tokio::sync::Semaphore;
 
 use crate::cache::CachedObject;
+use crate::download::Download;
 use crate::local_fs::{Manifest, join_relative};
 use crate::location::{BucketLocation, Endpoint};
 use crate::progress::Meter;
-use crate::sink::Sink;
 use crate::verify::{check_md5, check_size, etag_md5};
 use crate::{Credentials, Error, MemoryCache, Result, peer};
 
@@ -474,7 +474,7 @@ impl BucketMount {
         let uri = self.object_uri(&info.path);
         let dir = path.parent().unwrap_or(&self.target);
         let md5 = self.options.verify_md5 && info.etag.as_deref().and_then(etag_md5).is_some();
-        let mut sink = Sink::new(&uri, info.size, Some(dir), keep, md5);
+        let mut download = Download::new(&uri, info.size, Some(dir), keep, md5);
         let location = self.key(&info.path);
         let ranges = split(info.size, self.options.part_size);
         if let [None] = ranges.as_slice() {
@@ -492,7 +492,7 @@ impl BucketMount {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk.map_err(|e| Error::from_store(&uri, e))?;
                 meter.advance(&info.path, chunk.len() as u64, false);
-                sink.push(chunk).await?;
+                download.push(chunk).await?;
             }
         } else {
             let if_match = info.etag.clone();
@@ -517,10 +517,10 @@ impl BucketMount {
                     .map_err(|e| Error::io(path, std::io::Error::other(e)))?
                     .map_err(|e| Error::from_store(&uri, e))?;
                 meter.advance(&info.path, part.len() as u64, false);
-                sink.push(part).await?;
+                download.push(part).await?;
             }
         }
-        let done = sink.finish().await?;
+        let done = download.finish().await?;
         check_size(&uri, info.size, done.len)?;
         if let (Some(md5), Some(etag)) = (&done.md5, info.etag.as_deref()) {
             check_md5(&uri, etag, md5)?;

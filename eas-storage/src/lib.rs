@@ -30,6 +30,7 @@ pub mod archive;
 pub mod bucket;
 pub mod cache;
 pub mod credentials;
+mod download;
 pub mod error;
 pub mod local;
 pub mod local_fs;
@@ -38,7 +39,6 @@ pub mod peer;
 pub mod progress;
 pub mod registry;
 pub mod resolve;
-mod sink;
 pub mod verify;
 
 pub use archive::ArchiveMount;

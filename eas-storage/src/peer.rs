@@ -54,7 +54,7 @@ use subtle::ConstantTimeEq as _;
 
 use crate::MemoryCache;
 use crate::cache::CachedObject;
-use crate::sink::{Finished, Sink};
+use crate::download::{Download, Finished};
 use crate::verify::{check_md5, etag_md5};
 
 /// The path the peer endpoint answers on.
@@ -375,13 +375,13 @@ async fn fetch_from(
         return Err(format!("{len} bytes announced, expected {}", expected.size));
     }
     let md5 = etag.as_deref().and_then(etag_md5).is_some() && expected.size <= MD5_CHECK_LIMIT;
-    let mut sink = Sink::new(key, expected.size, dir, true, md5);
+    let mut download = Download::new(key, expected.size, dir, true, md5);
     let mut body = response.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| format!("body: {e}"))?;
-        sink.push(chunk).await.map_err(|e| e.to_string())?;
+        download.push(chunk).await.map_err(|e| e.to_string())?;
     }
-    let done = sink.finish().await.map_err(|e| e.to_string())?;
+    let done = download.finish().await.map_err(|e| e.to_string())?;
     verify_answer(&done, etag.as_deref(), crc, expected)?;
     Ok(Some(Fetched {
         object: CachedObject {
@@ -432,9 +432,12 @@ mod tests {
     #[tokio::test]
     async fn answers_should_be_refused_unless_size_etag_and_checksum_agree() {
         async fn received(bytes: &'static [u8]) -> Finished {
-            let mut sink = Sink::new("t", 16, None, true, true);
-            sink.push(Bytes::from_static(bytes)).await.expect("push");
-            sink.finish().await.expect("finish")
+            let mut download = Download::new("t", 16, None, true, true);
+            download
+                .push(Bytes::from_static(bytes))
+                .await
+                .expect("push");
+            download.finish().await.expect("finish")
         }
         let md5 = "\"900150983cd24fb0d6963f7d28e17f72\"";
         let expected = ObjectInfo::new("a", 3).with_etag(md5);

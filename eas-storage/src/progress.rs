@@ -15,7 +15,7 @@ const INTERVAL: Duration = Duration::from_millis(100);
 
 /// Counts bytes of a mount and forwards throttled reports to a callback.
 pub struct Meter<'a> {
-    sink: Option<&'a dyn Progress>,
+    receiver: Option<&'a dyn Progress>,
     total: Option<u64>,
     done: AtomicU64,
     start: Instant,
@@ -34,9 +34,9 @@ impl std::fmt::Debug for Meter<'_> {
 impl<'a> Meter<'a> {
     /// A meter for a transfer of `total` bytes (when known).
     #[must_use]
-    pub fn new(sink: Option<&'a dyn Progress>, total: Option<u64>) -> Self {
+    pub fn new(receiver: Option<&'a dyn Progress>, total: Option<u64>) -> Self {
         Self {
-            sink,
+            receiver,
             total,
             done: AtomicU64::new(0),
             start: Instant::now(),
@@ -46,8 +46,8 @@ impl<'a> Meter<'a> {
 
     /// The callback, to start another meter on it.
     #[must_use]
-    pub fn sink(&self) -> Option<&'a dyn Progress> {
-        self.sink
+    pub fn receiver(&self) -> Option<&'a dyn Progress> {
+        self.receiver
     }
 
     /// Bytes counted so far.
@@ -60,7 +60,9 @@ impl<'a> Meter<'a> {
     /// when `file_done`.
     pub fn advance(&self, path: &str, bytes: u64, file_done: bool) {
         let done = self.done.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let Some(sink) = self.sink else { return };
+        let Some(receiver) = self.receiver else {
+            return;
+        };
         let now = Instant::now();
         {
             let mut last = self
@@ -72,7 +74,7 @@ impl<'a> Meter<'a> {
             }
             *last = Some(now);
         }
-        sink.on_progress(&TransferProgress {
+        receiver.on_progress(&TransferProgress {
             path: path.to_owned(),
             bytes_done: done,
             bytes_total: self.total.map(|t| t.max(done)),
@@ -88,12 +90,12 @@ mod tests {
     #[test]
     fn meter_should_report_cumulative_bytes_and_every_completed_file() {
         let seen = Mutex::new(Vec::new());
-        let sink = |p: &TransferProgress| {
+        let receiver = |p: &TransferProgress| {
             seen.lock()
                 .expect("not poisoned")
                 .push((p.path.clone(), p.bytes_done, p.bytes_total));
         };
-        let meter = Meter::new(Some(&sink), Some(10));
+        let meter = Meter::new(Some(&receiver), Some(10));
         meter.advance("a", 4, false);
         meter.advance("a", 1, false); // throttled
         meter.advance("a", 1, true);

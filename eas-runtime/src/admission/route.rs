@@ -90,3 +90,94 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use eas_core::spec::ServiceSpec;
+    use eas_core::testing::FailingProcessor;
+    use tower::{ServiceExt as _, service_fn};
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::registry::ProcessorRegistry;
+    use crate::service::LocalPaths;
+
+    fn service(processor: &str, instances: u32) -> Arc<EasService> {
+        let spec = ServiceSpec::from_json_value(serde_json::json!({
+            "metadata": {"name": "svc", "instance": instances},
+            "processor": processor, "model_path": "."
+        }))
+        .expect("spec");
+        let mut registry = ProcessorRegistry::with_builtins();
+        registry.register("broken", |_| {
+            Ok(Box::new(FailingProcessor::failing_to_initialize()))
+        });
+        let service = EasService::start(
+            spec,
+            &registry,
+            &LocalPaths::new(),
+            Arc::new(Metrics::new()),
+        )
+        .expect("starts");
+        Arc::new(service)
+    }
+
+    async fn settle(service: &EasService) {
+        for _ in 0..500 {
+            if service.is_ready() || service.is_dead() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn no_ready_replica_should_be_refused_saying_why_each_is_down() {
+        let service = service("broken", 2);
+        settle(&service).await;
+        let inner = service_fn(|_: Routed| async { Ok::<_, PredictError>(()) });
+        let refused = RouteLayer::new(Arc::clone(&service))
+            .layer(inner)
+            .oneshot(Request::new("x"))
+            .await
+            .expect_err("none ready");
+        let PredictError::NoReadyInstance {
+            service: name,
+            states,
+        } = refused
+        else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(name, "svc");
+        assert!(states.contains("instance 0 is failed to start"), "{states}");
+        assert!(states.contains("instance 1 is failed to start"), "{states}");
+    }
+
+    #[tokio::test]
+    async fn requests_should_spread_over_ready_replicas() {
+        let service = service("echo", 3);
+        settle(&service).await;
+        let inner =
+            service_fn(
+                |routed: Routed| async move { Ok::<_, PredictError>(routed.instance.index()) },
+            );
+        let route = RouteLayer::new(Arc::clone(&service)).layer(inner);
+        let mut chosen = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            chosen.insert(
+                route
+                    .clone()
+                    .oneshot(Request::new("x"))
+                    .await
+                    .expect("routed"),
+            );
+        }
+        assert_eq!(
+            chosen.into_iter().collect::<Vec<_>>(),
+            vec![0, 1, 2],
+            "idle replicas take turns"
+        );
+    }
+}

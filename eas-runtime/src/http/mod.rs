@@ -10,6 +10,7 @@
 //! | `GET /metrics` | Prometheus metrics |
 //! | `GET /healthz` | liveness: 200 while the server runs |
 //! | `GET /readyz` | readiness: 200 when every service has a ready instance, else 503 |
+//! | `GET /_eas/cache/v1/object?key=URI` | the memory cache, to peers holding the cache secret (`eas_storage::peer`; with [`Edge::with_peer_cache`]) |
 //!
 //! Service names may contain dots and slashes: a predict path is matched against the longest
 //! service name it starts with, and the rest is handed to the processor as the request path.
@@ -34,6 +35,8 @@ use serde_json::json;
 pub use error::ApiError;
 pub(crate) use serve::accept_loop;
 
+use eas_storage::MemoryCache;
+
 use crate::admission::{Admission, BodyLimits};
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::service::Service;
@@ -51,6 +54,7 @@ pub struct Edge {
     services: BTreeMap<String, Arc<Service>>,
     metrics: Arc<Metrics>,
     local_addr: OnceLock<SocketAddr>,
+    peer_cache: Option<Arc<MemoryCache>>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -91,12 +95,21 @@ impl Edge {
             services: by_name,
             metrics,
             local_addr: OnceLock::new(),
+            peer_cache: None,
         })
+    }
+
+    /// Serves `cache` to the peers of this deployment (those holding its secret) at
+    /// `eas_storage::peer::PATH`.
+    #[must_use]
+    pub fn with_peer_cache(mut self, cache: Arc<MemoryCache>) -> Self {
+        self.peer_cache = Some(cache);
+        self
     }
 
     /// The routes, sharing this edge.
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/api/predict/{*path}", any(predict::predict))
             .route(
                 "/api/v1/servicediscovery/upstreams/{*service}",
@@ -113,7 +126,11 @@ impl Edge {
                         "message": "no such route; predict with POST /api/predict/{service}"})),
                 )
             })
-            .with_state(Arc::clone(self))
+            .with_state(Arc::clone(self));
+        match &self.peer_cache {
+            Some(cache) => router.merge(eas_storage::peer::router(Arc::clone(cache))),
+            None => router,
+        }
     }
 
     /// Records the address the server listens on, for service discovery answers.

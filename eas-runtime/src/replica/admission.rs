@@ -160,3 +160,92 @@ impl Future for SubmitFuture {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use eas_core::processor::InitContext;
+    use eas_core::spec::ServiceSpec;
+    use eas_core::testing::CountingEcho;
+    use tower::{ServiceExt as _, service_fn};
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::replica::{ReplicaConfig, ReplicaError, ReplicaParts};
+
+    fn replica(index: u32) -> Replica {
+        let spec = ServiceSpec::from_json_str(
+            r#"{"metadata": {"name": "svc", "instance": 1}, "processor": "echo", "model_path": "."}"#,
+        )
+        .expect("spec");
+        Replica::start(ReplicaParts {
+            service: "svc".into(),
+            index,
+            config: ReplicaConfig::from_spec(&spec),
+            make_processor: Arc::new(|| Ok(Box::new(CountingEcho::new()))),
+            init: InitContext::new("svc"),
+            warm_up: Vec::new(),
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    fn routed(index: u32) -> Routed {
+        Routed {
+            request: Request::new("x"),
+            instance: replica(index),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_should_refuse_a_late_answer_naming_the_replica() {
+        let never =
+            service_fn(|_: Routed| std::future::pending::<Result<Answered, PredictError>>());
+        let stack = KeepaliveLayer::new(Duration::from_millis(100)).layer(never);
+        let started = tokio::time::Instant::now();
+        let refused = stack.oneshot(routed(3)).await.expect_err("too late");
+        assert_eq!(
+            refused,
+            PredictError::Timeout {
+                keepalive: Duration::from_millis(100),
+                instance: 3
+            }
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_should_pass_answers_in_time_and_inner_errors_unchanged() {
+        let slow = service_fn(|routed: Routed| async move {
+            tokio::time::sleep(Duration::from_millis(99)).await;
+            Ok::<_, PredictError>(Answered {
+                response: eas_core::processor::Response::ok(routed.request.body),
+                instance: routed.instance.index(),
+            })
+        });
+        let stack = KeepaliveLayer::new(Duration::from_millis(100)).layer(slow);
+        let answered = stack.oneshot(routed(1)).await.expect("in time");
+        assert_eq!(answered.instance, 1);
+
+        let failing =
+            service_fn(|_: Routed| async { Err::<Answered, _>(PredictError::BadBody("x".into())) });
+        let stack = KeepaliveLayer::new(Duration::from_millis(100)).layer(failing);
+        assert_eq!(
+            stack.oneshot(routed(1)).await.expect_err("inner"),
+            PredictError::BadBody("x".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn submit_should_refuse_with_the_replicas_own_reason() {
+        // Just started: not ready yet.
+        let refused = Submit.oneshot(routed(2)).await.expect_err("not ready");
+        assert!(
+            matches!(
+                refused,
+                PredictError::Replica(ReplicaError::NotReady { index: 2, .. })
+            ),
+            "{refused:?}"
+        );
+    }
+}

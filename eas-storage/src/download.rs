@@ -5,7 +5,7 @@
 //!
 //! Chunks are handed on in batches of about [`BATCH`] bytes without being copied (`Bytes` are
 //! reference counted); at most [`DEPTH`] batches wait for each thread, so memory stays bounded
-//! whatever the object's size. The caller verifies what [`Sink::finish`] reports, then
+//! whatever the object's size. The caller verifies what [`Download::finish`] reports, then
 //! persists the temporary file (dropping it instead removes it: nothing half-written remains).
 
 use std::io::Write as _;
@@ -41,8 +41,8 @@ pub struct Finished {
     pub memory: Option<Bytes>,
 }
 
-/// A running sink; see the [module docs](self).
-pub struct Sink {
+/// A download in progress; see the [module docs](self).
+pub struct Download {
     name: String,
     limit: u64,
     len: u64,
@@ -54,9 +54,9 @@ pub struct Sink {
     md5: Option<Worker<String>>,
 }
 
-impl std::fmt::Debug for Sink {
+impl std::fmt::Debug for Download {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sink")
+        f.debug_struct("Download")
             .field("name", &self.name)
             .field("len", &self.len)
             .finish_non_exhaustive()
@@ -90,8 +90,8 @@ impl<T: Send + 'static> Worker<T> {
     }
 }
 
-impl Sink {
-    /// A sink for at most `limit` bytes of `name` (a URI, for errors): into a temporary file
+impl Download {
+    /// A download of at most `limit` bytes of `name` (a URI, for errors): into a temporary file
     /// in `dir` when given, into memory when `memory`, hashing MD5 too when `md5`.
     #[must_use]
     pub fn new(name: &str, limit: u64, dir: Option<&Path>, memory: bool, md5: bool) -> Self {
@@ -231,13 +231,14 @@ mod tests {
     async fn sink_should_write_hash_and_keep_what_streams_in() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data: Vec<u8> = (0..3 * BATCH + 17).map(|i| (i % 251) as u8).collect();
-        let mut sink = Sink::new("t", data.len() as u64, Some(dir.path()), true, true);
+        let mut download = Download::new("t", data.len() as u64, Some(dir.path()), true, true);
         for chunk in data.chunks(100_000) {
-            sink.push(Bytes::copy_from_slice(chunk))
+            download
+                .push(Bytes::copy_from_slice(chunk))
                 .await
                 .expect("push");
         }
-        let done = sink.finish().await.expect("finish");
+        let done = download.finish().await.expect("finish");
         assert_eq!(done.len, data.len() as u64);
         assert_eq!(done.crc32c, crc32c(&data));
         let mut md5 = Md5::default();
@@ -250,10 +251,13 @@ mod tests {
 
     #[tokio::test]
     async fn sink_should_refuse_more_than_its_limit() {
-        let mut sink = Sink::new("t", 4, None, true, false);
-        sink.push(Bytes::from_static(b"abc")).await.expect("fits");
+        let mut download = Download::new("t", 4, None, true, false);
+        download
+            .push(Bytes::from_static(b"abc"))
+            .await
+            .expect("fits");
         assert!(matches!(
-            sink.push(Bytes::from_static(b"de")).await,
+            download.push(Bytes::from_static(b"de")).await,
             Err(Error::Truncated { got: 5, .. })
         ));
     }
