@@ -82,14 +82,21 @@ where
             if declared.is_some_and(|n| n > limit as u64) {
                 return Err(PredictError::BodyTooLarge { limit });
             }
-            let read = Limited::new(body, limit).collect();
-            let bytes = match tokio::time::timeout(timeout, read).await {
-                Err(_) => return Err(PredictError::BodyTimeout(timeout)),
-                Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            let mut read = std::pin::pin!(Limited::new(body, limit).collect());
+            // A small body usually came with the headers: read it without arming a timer.
+            let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+            let collected = match first {
+                Poll::Ready(collected) => collected,
+                Poll::Pending => tokio::time::timeout(timeout, read)
+                    .await
+                    .map_err(|_| PredictError::BodyTimeout(timeout))?,
+            };
+            let bytes = match collected {
+                Err(e) if e.is::<LengthLimitError>() => {
                     return Err(PredictError::BodyTooLarge { limit });
                 }
-                Ok(Err(e)) => return Err(PredictError::BadBody(e.to_string())),
-                Ok(Ok(collected)) => collected.to_bytes(),
+                Err(e) => return Err(PredictError::BadBody(e.to_string())),
+                Ok(collected) => collected.to_bytes(),
             };
             if let Some(check) = parts.extensions.remove::<BodyCheck>() {
                 check.verify(&bytes).map_err(PredictError::Unauthorized)?;

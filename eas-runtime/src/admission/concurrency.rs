@@ -16,8 +16,8 @@ use crate::outcome::future::{Refined, Refusal, refine};
 /// Adds a [`Concurrency`] limit (no limit when built with `None`).
 #[derive(Debug, Clone)]
 pub struct ConcurrencyLayer {
-    semaphore: Option<Arc<Semaphore>>,
-    refusal: Arc<PredictError>,
+    /// The permits and the refusal past them; `None`: no limit.
+    limit: Option<(Arc<Semaphore>, Arc<PredictError>)>,
 }
 
 impl ConcurrencyLayer {
@@ -25,10 +25,12 @@ impl ConcurrencyLayer {
     #[must_use]
     pub fn new(service: &str, limit: Option<u32>) -> Self {
         Self {
-            semaphore: limit.map(|l| Arc::new(Semaphore::new(l as usize))),
-            refusal: Arc::new(PredictError::ConcurrencyLimited {
-                service: service.to_owned(),
-                limit: limit.unwrap_or(0),
+            limit: limit.map(|l| {
+                let refusal = PredictError::ConcurrencyLimited {
+                    service: service.to_owned(),
+                    limit: l,
+                };
+                (Arc::new(Semaphore::new(l as usize)), Arc::new(refusal))
             }),
         }
     }
@@ -38,17 +40,17 @@ impl<S> Layer<S> for ConcurrencyLayer {
     type Service = Concurrency<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let inner = match &self.semaphore {
-            Some(semaphore) => Limited::Yes(LoadShed::new(ConcurrencyLimit::with_semaphore(
-                inner,
-                Arc::clone(semaphore),
-            ))),
+        let inner = match &self.limit {
+            Some((semaphore, refusal)) => Limited::Yes(
+                LoadShed::new(ConcurrencyLimit::with_semaphore(
+                    inner,
+                    Arc::clone(semaphore),
+                )),
+                Arc::clone(refusal),
+            ),
             None => Limited::No(inner),
         };
-        Concurrency {
-            inner,
-            refusal: Arc::clone(&self.refusal),
-        }
+        Concurrency { inner }
     }
 }
 
@@ -57,12 +59,11 @@ impl<S> Layer<S> for ConcurrencyLayer {
 #[derive(Debug, Clone)]
 pub struct Concurrency<S> {
     inner: Limited<S>,
-    refusal: Arc<PredictError>,
 }
 
 #[derive(Debug, Clone)]
 enum Limited<S> {
-    Yes(LoadShed<ConcurrencyLimit<S>>),
+    Yes(LoadShed<ConcurrencyLimit<S>>, Arc<PredictError>),
     No(S),
 }
 
@@ -106,17 +107,17 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         match &mut self.inner {
-            Limited::Yes(inner) => inner.poll_ready(cx).map_err(|e| refine(e, &self.refusal)),
+            Limited::Yes(inner, refusal) => inner.poll_ready(cx).map_err(|e| refine(e, refusal)),
             Limited::No(inner) => inner.poll_ready(cx),
         }
     }
 
     fn call(&mut self, request: R) -> Self::Future {
         match &mut self.inner {
-            Limited::Yes(inner) => ConcurrencyFuture {
+            Limited::Yes(inner, refusal) => ConcurrencyFuture {
                 limited: Some(Refined::new(
                     inner.call(request),
-                    Refusal::Shared(Arc::clone(&self.refusal)),
+                    Refusal::Shared(Arc::clone(refusal)),
                 )),
                 unlimited: None,
             },

@@ -111,7 +111,7 @@ struct Stacks {
 pub struct Admission {
     service: Arc<Service>,
     body: BodyLimits,
-    stacks: RwLock<Arc<Stacks>>,
+    stacks: RwLock<Stacks>,
 }
 
 impl Admission {
@@ -122,7 +122,7 @@ impl Admission {
         Self {
             service,
             body,
-            stacks: RwLock::new(Arc::new(stacks)),
+            stacks: RwLock::new(stacks),
         }
     }
 
@@ -135,12 +135,12 @@ impl Admission {
     /// Rebuilds the layers from `spec` (new limits, keepalive, token) and swaps them in at
     /// once; requests in flight finish on the old ones.
     pub fn update(&self, spec: &ServiceSpec) {
-        let stacks = Arc::new(build(&self.service, spec, self.body));
+        let stacks = build(&self.service, spec, self.body);
         *self.stacks.write().unwrap_or_else(|e| e.into_inner()) = stacks;
     }
 
-    fn stacks(&self) -> Arc<Stacks> {
-        Arc::clone(&self.stacks.read().unwrap_or_else(|e| e.into_inner()))
+    fn stacks(&self) -> std::sync::RwLockReadGuard<'_, Stacks> {
+        self.stacks.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Authenticates an HTTP request and reads its body ([`auth`], [`body`]).
@@ -153,15 +153,16 @@ impl Admission {
         B::Data: Send,
         B::Error: Into<tower::BoxError>,
     {
-        let stacks = self.stacks();
-        stacks.receive.clone().oneshot(request).await
+        // Cloned under the lock, which is not held across the await.
+        let receive = self.stacks().receive.clone();
+        receive.oneshot(request).await
     }
 
     /// Runs a received request through the service's limits to an instance and waits for
     /// its answer ([`rate`] to the instance's admission).
     pub async fn predict(&self, request: Request) -> Result<Answered, PredictError> {
-        let stacks = self.stacks();
-        stacks.predict.clone().oneshot(request).await
+        let predict = self.stacks().predict.clone();
+        predict.oneshot(request).await
     }
 }
 

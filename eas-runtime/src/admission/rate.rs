@@ -14,8 +14,14 @@ use crate::outcome::future::Decided;
 /// Adds a [`RateLimit`] (no limit when built with `None`).
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
-    service: Arc<str>,
-    limiter: Option<Arc<RateLimiter>>,
+    /// `None`: no limit (and nothing shared to count per request).
+    limit: Option<Arc<Limit>>,
+}
+
+#[derive(Debug)]
+struct Limit {
+    service: String,
+    limiter: RateLimiter,
 }
 
 impl RateLimitLayer {
@@ -23,8 +29,12 @@ impl RateLimitLayer {
     #[must_use]
     pub fn new(service: &str, rate: Option<u32>) -> Self {
         Self {
-            service: service.into(),
-            limiter: rate.map(|r| Arc::new(RateLimiter::per_second(r))),
+            limit: rate.map(|r| {
+                Arc::new(Limit {
+                    service: service.to_owned(),
+                    limiter: RateLimiter::per_second(r),
+                })
+            }),
         }
     }
 }
@@ -60,11 +70,11 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        match &self.layer.limiter {
-            Some(limiter) if !limiter.try_acquire() => {
+        match &self.layer.limit {
+            Some(limit) if !limit.limiter.try_acquire() => {
                 Decided::refused(PredictError::RateLimited {
-                    service: self.layer.service.to_string(),
-                    rate: limiter.rate(),
+                    service: limit.service.clone(),
+                    rate: limit.limiter.rate(),
                 })
             }
             _ => Decided::admitted(self.inner.call(request)),

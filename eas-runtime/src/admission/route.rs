@@ -18,8 +18,14 @@ use crate::service::Service as EasService;
 /// Adds a [`Route`] over one service's instances.
 #[derive(Debug, Clone)]
 pub struct RouteLayer {
+    shared: Arc<Shared>,
+}
+
+/// One allocation for what every clone shares, so a request clones one `Arc`.
+#[derive(Debug)]
+struct Shared {
     service: Arc<EasService>,
-    next: Arc<AtomicUsize>,
+    next: AtomicUsize,
 }
 
 impl RouteLayer {
@@ -27,23 +33,26 @@ impl RouteLayer {
     #[must_use]
     pub fn new(service: Arc<EasService>) -> Self {
         Self {
-            service,
-            next: Arc::new(AtomicUsize::new(0)),
+            shared: Arc::new(Shared {
+                service,
+                next: AtomicUsize::new(0),
+            }),
         }
     }
 
     /// The least-loaded ready instance; ties go round-robin.
     fn choose(&self) -> Result<Replica, PredictError> {
-        let instances = self.service.instances();
+        let service = &self.shared.service;
+        let instances = service.instances();
         let n = instances.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = self.shared.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|k| &instances[(start + k) % n])
             .filter(|i| i.is_ready())
             .min_by_key(|i| i.load())
             .cloned()
             .ok_or_else(|| PredictError::NoReadyInstance {
-                service: self.service.name().to_owned(),
+                service: service.name().to_owned(),
                 states: instances
                     .iter()
                     .map(|i| format!("instance {} is {}", i.index(), describe_state(&i.state())))
