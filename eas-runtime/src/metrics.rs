@@ -13,6 +13,10 @@
 //! | `eas_instance_restarts_total` | counter | service, instance |
 //! | `eas_sink_dropped_total` | counter | service |
 //! | `eas_queue_backlog` | gauge: items in an async service's input queue, waiting or in process | service |
+//! | `eas_request_body_bytes_buffered` | gauge: bytes of request bodies being read, all services | |
+//! | `eas_connections` | gauge: open client connections | |
+//! | `eas_connections_evicted_total` | counter: idle connections closed to make room for new ones (the connection limit) | |
+//! | `eas_connections_refused_total` | counter: connections closed at once because every open one was busy (the connection limit) | |
 //!
 //! `instance` is `-` where a request was answered before reaching an instance (a 401, 429, ...).
 
@@ -91,6 +95,14 @@ pub struct Metrics {
     pub sink_dropped: Family<ServiceLabels, Counter<u64, AtomicU64>>,
     /// Items in an async service's input queue, waiting or being processed.
     pub queue_backlog: Family<ServiceLabels, Gauge>,
+    /// Bytes of request bodies being read now (set at scrape time).
+    pub body_bytes_buffered: Gauge,
+    /// Open client connections.
+    pub connections: Gauge,
+    /// Idle connections closed to make room under the connection limit.
+    pub connections_evicted: Counter,
+    /// Connections closed at once because the limit was reached and none was idle.
+    pub connections_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -168,6 +180,30 @@ impl Metrics {
             "Items in an async service's input queue, waiting or being processed",
             queue_backlog.clone(),
         );
+        let body_bytes_buffered = Gauge::default();
+        registry.register(
+            "request_body_bytes_buffered",
+            "Bytes of request bodies being read, all services together",
+            body_bytes_buffered.clone(),
+        );
+        let connections = Gauge::default();
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        let connections_evicted = Counter::default();
+        registry.register(
+            "connections_evicted",
+            "Idle connections closed to make room under the connection limit",
+            connections_evicted.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: the connection limit was reached and none was idle",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             requests,
@@ -181,6 +217,10 @@ impl Metrics {
             instance_restarts,
             sink_dropped,
             queue_backlog,
+            body_bytes_buffered,
+            connections,
+            connections_evicted,
+            connections_refused,
         }
     }
 

@@ -23,9 +23,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admission::{BodyLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
+use crate::admission::{
+    BodyLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BODY_BYTES,
+};
 use crate::error::{Error, Result};
-use crate::http::{Edge, accept_loop};
+use crate::http::{ConnectionLimits, Edge, accept_loop};
 use crate::metrics::Metrics;
 use crate::queue::{MemoryQueues, QueueFactory};
 use crate::registry::ProcessorRegistry;
@@ -53,6 +55,8 @@ pub struct ServerBuilder {
     addr: SocketAddr,
     max_body_bytes: usize,
     body_read_timeout: Duration,
+    max_buffered_body_bytes: usize,
+    max_connections: Option<usize>,
     header_read_timeout: Duration,
     base_dir: PathBuf,
     work_dir: PathBuf,
@@ -85,6 +89,8 @@ impl Default for ServerBuilder {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_buffered_body_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
+            max_connections: None,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             base_dir: PathBuf::from("."),
             work_dir: std::env::temp_dir().join("eas"),
@@ -139,7 +145,23 @@ impl ServerBuilder {
         self
     }
 
-    /// How long a client may take to send a request's headers (default 10 s).
+    /// The most bytes of request bodies being read at once, all services together (default
+    /// 256 MiB); a request whose body does not fit gets 503 and may be sent again.
+    pub fn max_buffered_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffered_body_bytes = bytes;
+        self
+    }
+
+    /// The most client connections open at once (default: a little under the process's
+    /// file-descriptor limit, [`ConnectionLimits::default_max_connections`]). Past it, a new
+    /// connection closes the oldest idle one, or is closed itself when none is idle.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max.max(1));
+        self
+    }
+
+    /// How long a client may take to send a request's headers, and may stay idle between
+    /// two requests (default 10 s).
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
         self
@@ -306,6 +328,7 @@ impl ServerBuilder {
         let body = BodyLimits {
             max_bytes: self.max_body_bytes,
             read_timeout: self.body_read_timeout,
+            max_buffered_bytes: self.max_buffered_body_bytes,
         };
         let mut edge = Edge::new(services, metrics, body)?;
         if let Some(cache) = &self.cache {
@@ -330,10 +353,17 @@ impl ServerBuilder {
         })?;
         edge.set_local_addr(local_addr);
         let (stop, stopped) = watch::channel(false);
+        let limits = ConnectionLimits {
+            max_connections: self
+                .max_connections
+                .unwrap_or_else(ConnectionLimits::default_max_connections),
+            header_read_timeout: self.header_read_timeout,
+        };
         let accept = tokio::spawn(accept_loop(
             listener,
             edge.router(),
-            self.header_read_timeout,
+            limits,
+            Arc::clone(edge.metrics()),
             stopped,
             grace,
         ));
@@ -391,15 +421,18 @@ impl RunningServer {
     }
 
     /// Waits until every service has a ready instance (`true`), a service can no longer
-    /// become ready (`false`), or `timeout` passes (`false`).
+    /// become ready (`false`), or `timeout` passes (`false`). A timeout too long to add to
+    /// the clock (`Duration::MAX`) never passes.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // `Instant + Duration` panics on overflow.
+        let deadline = tokio::time::Instant::now().checked_add(timeout);
         loop {
             if self.edge.is_ready() {
                 return true;
             }
             let dead = self.edge.services().values().any(|s| s.is_dead());
-            if dead || tokio::time::Instant::now() >= deadline {
+            let passed = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            if dead || passed {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -416,5 +449,29 @@ impl RunningServer {
             abandoned += service.shutdown().await;
         }
         ShutdownReport { abandoned }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Instant + Duration::MAX` panics: a timeout that long must mean "no deadline".
+    #[tokio::test]
+    async fn wait_ready_with_a_timeout_of_duration_max_should_not_panic() {
+        let spec = ServiceSpec::from_json_str(
+            r#"{"metadata": {"name": "svc", "instance": 1}, "processor": "echo",
+                "model_path": "."}"#,
+        )
+        .expect("a valid spec");
+        let server = Server::builder()
+            .service(spec)
+            .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .start()
+            .await
+            .expect("starts");
+        let ready = tokio::time::timeout(Duration::from_secs(30), server.wait_ready(Duration::MAX));
+        assert_eq!(ready.await, Ok(true));
+        server.shutdown().await;
     }
 }

@@ -652,3 +652,146 @@ async fn new_limits_should_apply_at_once_without_dropping_requests_in_flight() {
     );
     server.shutdown().await;
 }
+
+async fn start_with(
+    spec: ServiceSpec,
+    configure: impl FnOnce(eas_runtime::server::ServerBuilder) -> eas_runtime::server::ServerBuilder,
+) -> RunningServer {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let builder = Server::builder()
+        .registry(registry(&calls))
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .service(spec);
+    let server = configure(builder).start().await.expect("server starts");
+    assert!(server.wait_ready(Duration::from_secs(10)).await, "ready");
+    server
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Sends the head of a predict request with a Content-Length and `sent` bytes of its body,
+/// then stalls: the connection is returned open.
+async fn stalled_upload(
+    server: &RunningServer,
+    length: usize,
+    sent: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST /api/predict/svc HTTP/1.1\r\nHost: x\r\nAuthorization: {TOKEN}\r\n\
+         Content-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream
+        .write_all(&vec![b'x'; sent])
+        .await
+        .expect("part of the body");
+    stream
+}
+
+/// The attack: clients with a valid token start large uploads and stall. The bytes held by
+/// bodies being read stay under the server's bound (shown by the metric), and the request
+/// that does not fit gets 503 at once instead of growing the server's memory.
+#[tokio::test]
+async fn bodies_being_read_should_stay_within_the_servers_bound() {
+    let server = start_with(spec(json!({})), |b| b.max_buffered_body_bytes(1 << 20)).await;
+    let first = stalled_upload(&server, 600 << 10, 100 << 10).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        metric(&metrics(&server).await, "eas_request_body_bytes_buffered"),
+        f64::from(600 << 10),
+        "the first upload holds its declared length"
+    );
+    let started = std::time::Instant::now();
+    let response = reqwest::Client::new()
+        .post(url(&server, "/api/predict/svc"))
+        .header("Authorization", TOKEN)
+        .body(vec![b'y'; 600 << 10])
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status().as_u16(), 503);
+    let body = response.text().await.expect("body");
+    assert!(body.contains("busy"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Small requests still fit beside it.
+    assert_eq!(post(&server, "svc", "small").await.0, 200);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        metric(&metrics(&server).await, "eas_request_body_bytes_buffered"),
+        0.0,
+        "a dropped upload gives its bytes back"
+    );
+    server.shutdown().await;
+}
+
+/// The attack: a flood of connections that never send a request. They cannot take every
+/// descriptor: past the bound the oldest idle ones are closed, and a real client still gets
+/// its answer.
+#[tokio::test]
+async fn a_flood_of_idle_connections_should_not_lock_out_real_clients() {
+    let server = start_with(spec(json!({})), |b| b.max_connections(16)).await;
+    let mut idle = Vec::new();
+    for _ in 0..60 {
+        idle.push(
+            tokio::net::TcpStream::connect(server.local_addr())
+                .await
+                .expect("connects"),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let answered = tokio::time::timeout(Duration::from_secs(5), post(&server, "svc", "real")).await;
+    assert_eq!(
+        answered.expect("answered in time"),
+        (200, "real".to_owned())
+    );
+    let text = metrics(&server).await;
+    assert!(metric(&text, "eas_connections") <= 16.0, "{text}");
+    assert!(
+        metric(&text, "eas_connections_evicted_total") >= 44.0,
+        "{text}"
+    );
+    drop(idle);
+    server.shutdown().await;
+}
+
+/// The attack: a connection that sent half its headers held shutdown for the whole grace
+/// period. A connection with no request in service now closes at once.
+#[tokio::test]
+async fn shutdown_should_not_wait_for_connections_without_a_request_in_service() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = start_with(
+        spec(json!({"metadata": {"eas.termination_grace_period": 30}})),
+        |b| b,
+    )
+    .await;
+    let mut half = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .expect("connects");
+    half.write_all(b"POST /api/predict/svc HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("half a head");
+    let idle = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .expect("connects");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let report = server.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.abandoned, 0);
+    drop((half, idle));
+}

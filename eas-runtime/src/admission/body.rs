@@ -1,6 +1,7 @@
 //! Reading the body: refused with [`PredictError::BodyTooLarge`] when its `Content-Length`
 //! says it is over the limit (before a byte is read) or when it grows past it, with
-//! [`PredictError::BodyTimeout`] when it does not arrive in time, and with
+//! [`PredictError::Busy`] when the server's [`BodyBudget`] for bodies being read is spent,
+//! with [`PredictError::BodyTimeout`] when it does not arrive in time, and with
 //! [`PredictError::Unauthorized`] when a signed request's `Content-MD5` does not match it
 //! (the [`BodyCheck`] the [`auth`](super::auth) layer left).
 
@@ -9,25 +10,94 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::{Buf as _, Bytes, BytesMut};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use tower::{BoxError, Layer, Service};
 
 use crate::auth::BodyCheck;
 use crate::outcome::PredictError;
 
+/// The bytes of request bodies being read, bounded across the whole server: a flood of
+/// uploads (authenticated, since [`auth`](super::auth) runs first) cannot hold more than its
+/// capacity in memory at once. A request whose bytes do not fit is refused with
+/// [`PredictError::Busy`] (its `Content-Length` is reserved before its first byte is read; a
+/// chunked body reserves as its chunks arrive); the bytes are given back once the body is read.
+#[derive(Debug)]
+pub struct BodyBudget {
+    capacity: usize,
+    used: AtomicUsize,
+}
+
+impl BodyBudget {
+    /// A budget of `capacity` bytes.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// The bytes of bodies being read now.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Its capacity, in bytes.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
+/// Bytes taken from a [`BodyBudget`], given back when dropped.
+struct Reservation<'a> {
+    budget: &'a BodyBudget,
+    bytes: usize,
+}
+
+impl Reservation<'_> {
+    fn take(&mut self, bytes: usize) -> Result<(), PredictError> {
+        let before = self.budget.used.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.budget.capacity {
+            self.budget.used.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(PredictError::Busy {
+                buffered: before,
+                capacity: self.budget.capacity,
+            });
+        }
+        self.bytes += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 /// Adds [`ReadBody`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct BodyLayer {
     limit: usize,
     timeout: Duration,
+    budget: Arc<BodyBudget>,
 }
 
 impl BodyLayer {
-    /// Bodies of at most `limit` bytes, arriving within `timeout`.
+    /// Bodies of at most `limit` bytes, arriving within `timeout`, within `budget`.
     #[must_use]
-    pub fn new(limit: usize, timeout: Duration) -> Self {
-        Self { limit, timeout }
+    pub fn new(limit: usize, timeout: Duration, budget: Arc<BodyBudget>) -> Self {
+        Self {
+            limit,
+            timeout,
+            budget,
+        }
     }
 }
 
@@ -37,7 +107,7 @@ impl<S> Layer<S> for BodyLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ReadBody {
             inner,
-            layer: *self,
+            layer: self.clone(),
         }
     }
 }
@@ -71,7 +141,11 @@ where
         // The service that was made ready goes with this request; its clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let BodyLayer { limit, timeout } = self.layer;
+        let BodyLayer {
+            limit,
+            timeout,
+            budget,
+        } = self.layer.clone();
         Box::pin(async move {
             let (mut parts, body) = request.into_parts();
             let declared = parts
@@ -82,22 +156,28 @@ where
             if declared.is_some_and(|n| n > limit as u64) {
                 return Err(PredictError::BodyTooLarge { limit });
             }
-            let mut read = std::pin::pin!(Limited::new(body, limit).collect());
-            // A small body usually came with the headers: read it without arming a timer.
-            let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-            let collected = match first {
-                Poll::Ready(collected) => collected,
-                Poll::Pending => tokio::time::timeout(timeout, read)
-                    .await
-                    .map_err(|_| PredictError::BodyTimeout(timeout))?,
+            let mut reservation = Reservation {
+                budget: &budget,
+                bytes: 0,
             };
-            let bytes = match collected {
-                Err(e) if e.is::<LengthLimitError>() => {
-                    return Err(PredictError::BodyTooLarge { limit });
+            // At most `limit`, checked just above.
+            let declared = declared.map(|n| n as usize);
+            if let Some(n) = declared {
+                reservation.take(n)?;
+            }
+            let bytes = {
+                let mut read = std::pin::pin!(read(body, limit, declared, &mut reservation));
+                // A small body usually came with the headers: read it without arming a timer.
+                let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+                match first {
+                    Poll::Ready(read) => read?,
+                    Poll::Pending => tokio::time::timeout(timeout, read)
+                        .await
+                        .map_err(|_| PredictError::BodyTimeout(timeout))??,
                 }
-                Err(e) => return Err(PredictError::BadBody(e.to_string())),
-                Ok(collected) => collected.to_bytes(),
             };
+            // Read: its bytes no longer count as being read.
+            drop(reservation);
             if let Some(check) = parts.extensions.remove::<BodyCheck>() {
                 check.verify(&bytes).map_err(PredictError::Unauthorized)?;
             }
@@ -106,12 +186,64 @@ where
     }
 }
 
+/// The body's bytes, at most `limit`; a body without a `Content-Length` (`declared`) takes
+/// its chunks from the budget as they arrive.
+async fn read<B>(
+    body: B,
+    limit: usize,
+    declared: Option<usize>,
+    reservation: &mut Reservation<'_>,
+) -> Result<Bytes, PredictError>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                PredictError::BodyTooLarge { limit }
+            } else {
+                PredictError::BadBody(e.to_string())
+            }
+        })?;
+        let Ok(mut data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let chunk = data.copy_to_bytes(data.remaining());
+        if declared.is_none() {
+            reservation.take(chunk.len())?;
+        }
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(chunk),
+            (Some(head), None) => {
+                let mut all = BytesMut::with_capacity(declared.unwrap_or(head.len() + chunk.len()));
+                all.extend_from_slice(head);
+                all.extend_from_slice(&chunk);
+                rest = Some(all);
+            }
+            (Some(_), Some(all)) => all.extend_from_slice(&chunk),
+        }
+    }
+    Ok(match (first, rest) {
+        (_, Some(all)) => all.freeze(),
+        (Some(one), None) => one,
+        (None, None) => Bytes::new(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use http_body_util::{Full, StreamBody};
     use tower::{ServiceExt as _, service_fn};
 
     use super::*;
+
+    fn budget(bytes: usize) -> Arc<BodyBudget> {
+        Arc::new(BodyBudget::new(bytes))
+    }
 
     fn echo_len()
     -> impl Service<http::Request<Bytes>, Response = usize, Error = PredictError, Future: Send>
@@ -123,7 +255,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn bodies_over_the_limit_should_be_refused_declared_or_streamed() {
-        let service = BodyLayer::new(8, Duration::from_secs(5)).layer(echo_len());
+        let service = BodyLayer::new(8, Duration::from_secs(5), budget(1 << 20)).layer(echo_len());
         let ok = http::Request::new(Full::new(Bytes::from_static(b"12345678")));
         assert_eq!(service.clone().oneshot(ok).await, Ok(8));
         let declared = http::Request::builder()
@@ -143,7 +275,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_does_not_arrive_in_time_should_be_refused() {
-        let service = BodyLayer::new(1024, Duration::from_secs(5)).layer(echo_len());
+        let service =
+            BodyLayer::new(1024, Duration::from_secs(5), budget(1 << 20)).layer(echo_len());
         // One frame, then nothing: a client that stalls mid-body.
         let (tx, rx) =
             tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
@@ -166,6 +299,53 @@ mod tests {
         futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn bodies_being_read_should_share_one_budget_and_give_it_back() {
+        let budget = budget(10);
+        let service =
+            BodyLayer::new(1024, Duration::from_secs(5), Arc::clone(&budget)).layer(echo_len());
+        // A declared 8-byte body that stalls after 2 bytes holds its 8 bytes.
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"12"))))
+            .await
+            .expect("send");
+        let stalled = http::Request::builder()
+            .header("content-length", "8")
+            .body(StreamBody::new(tokio_stream_from(rx)))
+            .expect("request");
+        let slow = tokio::spawn(service.clone().oneshot(stalled));
+        tokio::task::yield_now().await;
+        assert_eq!(budget.buffered(), 8);
+
+        let declared = http::Request::builder()
+            .header("content-length", "4")
+            .body(Full::new(Bytes::from_static(b"abcd")))
+            .expect("request");
+        assert_eq!(
+            service.clone().oneshot(declared).await,
+            Err(PredictError::Busy {
+                buffered: 8,
+                capacity: 10
+            })
+        );
+        // Without a Content-Length, chunks are counted as they come.
+        let chunked = http::Request::new(Full::new(Bytes::from_static(b"abcd")));
+        assert!(matches!(
+            service.clone().oneshot(chunked).await,
+            Err(PredictError::Busy { .. })
+        ));
+        let small = http::Request::new(Full::new(Bytes::from_static(b"ab")));
+        assert_eq!(service.clone().oneshot(small).await, Ok(2));
+
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"345678"))))
+            .await
+            .expect("send");
+        drop(tx);
+        assert_eq!(slow.await.expect("join"), Ok(8));
+        assert_eq!(budget.buffered(), 0, "every byte is given back");
+    }
+
     #[tokio::test]
     async fn a_signed_body_that_does_not_match_its_md5_should_be_refused() {
         let auth = crate::auth::Authenticator::new("t");
@@ -183,7 +363,11 @@ mod tests {
         };
         let stack = tower::ServiceBuilder::new()
             .layer(super::super::AuthLayer::new(auth))
-            .layer(BodyLayer::new(1024, Duration::from_secs(5)))
+            .layer(BodyLayer::new(
+                1024,
+                Duration::from_secs(5),
+                budget(1 << 20),
+            ))
             .service(echo_len());
         assert_eq!(stack.clone().oneshot(request(b"hello")).await, Ok(5));
         let tampered = stack.oneshot(request(b"hellO")).await;

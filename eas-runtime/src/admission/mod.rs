@@ -38,7 +38,7 @@ use eas_core::spec::ServiceSpec;
 use tower::{Layer, ServiceExt as _};
 
 pub use auth::AuthLayer;
-pub use body::BodyLayer;
+pub use body::{BodyBudget, BodyLayer};
 pub use concurrency::ConcurrencyLayer;
 pub use rate::RateLimitLayer;
 pub use route::RouteLayer;
@@ -54,6 +54,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 /// The default time a client has to send a request's body once its headers arrived.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The default bound on the bytes of all request bodies being read at once: 256 MiB.
+pub const DEFAULT_MAX_BUFFERED_BODY_BYTES: usize = 256 << 20;
+
 /// What the server sets for every service's body layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -62,6 +65,8 @@ pub struct BodyLimits {
     pub max_bytes: usize,
     /// How long the body may take to arrive.
     pub read_timeout: Duration,
+    /// The most bytes of bodies being read at once, all services together ([`BodyBudget`]).
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for BodyLimits {
@@ -69,6 +74,7 @@ impl Default for BodyLimits {
         Self {
             max_bytes: DEFAULT_MAX_BODY_BYTES,
             read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BODY_BYTES,
         }
     }
 }
@@ -110,15 +116,17 @@ struct Stacks {
 #[derive(Debug)]
 pub struct Admission {
     service: Arc<Service>,
-    body: BodyLimits,
+    body: BodyLayer,
     stacks: RwLock<Stacks>,
 }
 
 impl Admission {
-    /// The layers of `service`, from its spec and the server's body limits.
+    /// The layers of `service`, from its spec and the server's body limits; `budget` bounds the
+    /// bodies being read across every service of the server.
     #[must_use]
-    pub fn new(service: Arc<Service>, body: BodyLimits) -> Self {
-        let stacks = build(&service, service.spec(), body);
+    pub fn new(service: Arc<Service>, body: BodyLimits, budget: Arc<BodyBudget>) -> Self {
+        let body = BodyLayer::new(body.max_bytes, body.read_timeout, budget);
+        let stacks = build(&service, service.spec(), &body);
         Self {
             service,
             body,
@@ -135,7 +143,7 @@ impl Admission {
     /// Rebuilds the layers from `spec` (new limits, keepalive, token) and swaps them in at
     /// once; requests in flight finish on the old ones.
     pub fn update(&self, spec: &ServiceSpec) {
-        let stacks = build(&self.service, spec, self.body);
+        let stacks = build(&self.service, spec, &self.body);
         *self.stacks.write().unwrap_or_else(|e| e.into_inner()) = stacks;
     }
 
@@ -167,7 +175,7 @@ impl Admission {
 }
 
 /// The one function that builds a service's layers from its spec.
-fn build(service: &Arc<Service>, spec: &ServiceSpec, body: BodyLimits) -> Stacks {
+fn build(service: &Arc<Service>, spec: &ServiceSpec, body: &BodyLayer) -> Stacks {
     let name = service.name();
     let gateway = spec
         .networking
@@ -181,8 +189,7 @@ fn build(service: &Arc<Service>, spec: &ServiceSpec, body: BodyLimits) -> Stacks
         .and_then(|g| g.concurrency_limit.as_ref())
         .filter(|l| l.enable)
         .map(|l| l.limit);
-    let receive = AuthLayer::new(Authenticator::new(service.token()))
-        .layer(BodyLayer::new(body.max_bytes, body.read_timeout).layer(Accept));
+    let receive = AuthLayer::new(Authenticator::new(service.token())).layer(body.layer(Accept));
     let predict = tower::ServiceBuilder::new()
         .layer(RateLimitLayer::new(name, rate))
         .layer(ConcurrencyLayer::new(name, concurrency))

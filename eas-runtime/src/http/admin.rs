@@ -86,6 +86,10 @@ pub(super) async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
         service.publish_gauges();
         service.publish_queue_backlog().await;
     }
+    let buffered = edge.body_budget.buffered();
+    edge.metrics
+        .body_bytes_buffered
+        .set(i64::try_from(buffered).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,

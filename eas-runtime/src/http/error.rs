@@ -79,6 +79,7 @@ impl ApiError {
                 PredictError::Replica(ReplicaError::QueueFull { .. }) => {
                     (QUEUE_FULL_STATUS, "queue_full")
                 }
+                PredictError::Busy { .. } => (503, "busy"),
                 PredictError::NoReadyInstance { .. }
                 | PredictError::Replica(_)
                 | PredictError::Failed {
@@ -177,6 +178,14 @@ mod tests {
             (
                 PredictError::BodyTimeout(Duration::from_secs(1)).into(),
                 408,
+            ),
+            (
+                PredictError::Busy {
+                    buffered: 1,
+                    capacity: 1,
+                }
+                .into(),
+                503,
             ),
             (
                 PredictError::RateLimited {

@@ -33,11 +33,12 @@ use axum::routing::{any, get};
 use serde_json::json;
 
 pub use error::ApiError;
+pub use serve::ConnectionLimits;
 pub(crate) use serve::accept_loop;
 
 use eas_storage::MemoryCache;
 
-use crate::admission::{Admission, BodyLimits};
+use crate::admission::{Admission, BodyBudget, BodyLimits};
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::service::Service;
 
@@ -53,6 +54,7 @@ pub struct Edge {
     entries: BTreeMap<String, Entry>,
     services: BTreeMap<String, Arc<Service>>,
     metrics: Arc<Metrics>,
+    body_budget: Arc<BodyBudget>,
     local_addr: OnceLock<SocketAddr>,
     peer_cache: Option<Arc<MemoryCache>>,
 }
@@ -79,12 +81,13 @@ impl Edge {
                 return Err(crate::Error::DuplicateService(name));
             }
         }
+        let body_budget = Arc::new(BodyBudget::new(body.max_buffered_bytes));
         let entries = by_name
             .iter()
             .map(|(name, service)| {
                 let instances = service.instances().len() as u32;
                 let entry = Entry {
-                    admission: Admission::new(Arc::clone(service), body),
+                    admission: Admission::new(Arc::clone(service), body, Arc::clone(&body_budget)),
                     metrics: ServiceMetrics::new(&metrics, name, instances),
                 };
                 (name.clone(), entry)
@@ -94,6 +97,7 @@ impl Edge {
             entries,
             services: by_name,
             metrics,
+            body_budget,
             local_addr: OnceLock::new(),
             peer_cache: None,
         })
@@ -148,6 +152,12 @@ impl Edge {
     #[must_use]
     pub fn admission(&self, name: &str) -> Option<&Admission> {
         self.entries.get(name).map(|e| &e.admission)
+    }
+
+    /// The bytes of request bodies being read now, and their bound.
+    #[must_use]
+    pub fn body_budget(&self) -> &BodyBudget {
+        &self.body_budget
     }
 
     /// The metrics every route records into.

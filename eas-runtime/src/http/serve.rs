@@ -1,73 +1,334 @@
 //! The accept loop: HTTP/1.1 connections with keep-alive over a TCP listener, a header-read
 //! timeout (a client that does not finish its headers in time is disconnected without ever
-//! taking a worker), upgrades (the queue service's WebSocket watch), and a graceful stop.
+//! taking a worker; it also bounds how long a keep-alive connection may sit idle), upgrades (the
+//! queue service's WebSocket watch), a bound on open connections, and a graceful stop.
+//!
+//! At most [`ConnectionLimits::max_connections`] connections are open at once (by default a
+//! little under the process's file-descriptor limit, so a flood of connections cannot take the
+//! descriptors the server needs). A new connection past the bound closes the oldest connection
+//! that has no request in service (one idle between requests, or still sending its headers);
+//! when every open connection is busy, the new one is closed at once. Failed accepts (out of
+//! descriptors) back off up to a second and are logged at most once a second.
+//!
+//! On stop, a connection with no request in service is closed at once; the others finish the
+//! request they are serving (hyper's graceful shutdown) within the grace period.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
-/// Serves `router` on `listener` until `stop` turns, then lets open connections finish
-/// within `grace`.
+use crate::metrics::Metrics;
+
+/// How many connections the server keeps open, and how long headers may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionLimits {
+    /// The most connections open at once.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (and may stay idle between
+    /// requests).
+    pub header_read_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The default bound on open connections: the process's soft file-descriptor limit less a
+    /// quarter of it (at most 256) for model files, stores and peers; 1,024 where the limit
+    /// cannot be read, 65,536 at most.
+    #[must_use]
+    pub fn default_max_connections() -> usize {
+        let soft = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|text| {
+                let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+                let soft = line.split_whitespace().nth(3)?;
+                Some(soft.parse::<usize>().unwrap_or(usize::MAX))
+            });
+        match soft {
+            Some(soft) => soft.saturating_sub((soft / 4).min(256)).clamp(8, 65_536),
+            None => 1_024,
+        }
+    }
+}
+
+/// One open connection, as the accept loop sees it.
+#[derive(Debug, Default)]
+struct Connection {
+    /// Requests of this connection being served now.
+    in_service: AtomicUsize,
+    /// Told when the connection must close (to make room for a new one).
+    close: Notify,
+}
+
+/// The open connections, oldest first.
+#[derive(Debug, Default)]
+struct Table {
+    next: u64,
+    open: BTreeMap<u64, Arc<Connection>>,
+}
+
+impl Table {
+    /// Room for one more connection: closes the oldest idle one when full. `false` when full
+    /// and none is idle.
+    fn make_room(&mut self, max: usize, metrics: &Metrics) -> bool {
+        if self.open.len() < max {
+            return true;
+        }
+        let idle = self
+            .open
+            .iter()
+            .find(|(_, c)| c.in_service.load(Ordering::Acquire) == 0)
+            .map(|(id, _)| *id);
+        match idle.and_then(|id| self.open.remove(&id)) {
+            Some(evicted) => {
+                evicted.close.notify_one();
+                metrics.connections_evicted.inc();
+                true
+            }
+            None => {
+                metrics.connections_refused.inc();
+                false
+            }
+        }
+    }
+}
+
+/// Logs failed accepts at most once a second and says how long to wait before the next.
+#[derive(Debug)]
+struct AcceptBackoff {
+    delay: Duration,
+    last_log: Option<tokio::time::Instant>,
+    quiet: u64,
+}
+
+impl AcceptBackoff {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self {
+            delay: Self::FIRST,
+            last_log: None,
+            quiet: 0,
+        }
+    }
+
+    fn failed(&mut self, error: &std::io::Error) -> Duration {
+        let now = tokio::time::Instant::now();
+        if self
+            .last_log
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                "accept failed: {error} ({} more failures since the last report; next try in {} ms)",
+                self.quiet,
+                self.delay.as_millis()
+            );
+            self.last_log = Some(now);
+            self.quiet = 0;
+        } else {
+            self.quiet += 1;
+        }
+        let wait = self.delay;
+        self.delay = (self.delay * 2).min(Self::MAX);
+        wait
+    }
+
+    fn succeeded(&mut self) {
+        self.delay = Self::FIRST;
+    }
+}
+
+/// Serves `router` on `listener` until `stop` turns, then lets the connections serving a
+/// request finish within `grace`.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     router: axum::Router,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
     // Connections are tracked here rather than by hyper-util's `GracefulShutdown`, which cannot
     // watch a connection that may be upgraded (the queue service's WebSocket watch).
-    let mut connections = tokio::task::JoinSet::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let table = Arc::new(Mutex::new(Table::default()));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(limits.header_read_timeout)
         .keep_alive(true);
+    let mut backoff = AcceptBackoff::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
-                        // Out of descriptors and the like: wait a little, keep serving.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+                        // Out of descriptors and the like: wait, keep serving.
+                        let wait = backoff.failed(&e);
+                        tokio::select! {
+                            () = tokio::time::sleep(wait) => continue,
+                            _ = stop.changed() => break,
+                        }
                     }
                 };
+                backoff.succeeded();
+                let (id, connection) = {
+                    let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
+                    if !table.make_room(limits.max_connections, &metrics) {
+                        drop(stream);
+                        continue;
+                    }
+                    let id = table.next;
+                    table.next += 1;
+                    let connection = Arc::new(Connection::default());
+                    table.open.insert(id, Arc::clone(&connection));
+                    (id, connection)
+                };
+                metrics.connections.inc();
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(router.clone());
-                let connection = builder
+                let service = TowerToHyperService::new(Tracked {
+                    inner: router.clone(),
+                    connection: Arc::clone(&connection),
+                });
+                let serving = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades();
                 let mut stopping = stop.clone();
-                connections.spawn(async move {
-                    tokio::pin!(connection);
+                let table = Arc::clone(&table);
+                let metrics = Arc::clone(&metrics);
+                tasks.spawn(async move {
+                    tokio::pin!(serving);
                     let ended = tokio::select! {
-                        ended = connection.as_mut() => ended,
+                        ended = serving.as_mut() => ended,
+                        () = connection.close.notified() => Ok(()),
                         _ = stopping.changed() => {
-                            connection.as_mut().graceful_shutdown();
-                            connection.await
+                            if connection.in_service.load(Ordering::Acquire) == 0 {
+                                Ok(())
+                            } else {
+                                serving.as_mut().graceful_shutdown();
+                                serving.await
+                            }
                         }
                     };
                     if let Err(e) = ended {
                         tracing::debug!("connection ended: {e}");
                     }
+                    table.lock().unwrap_or_else(|e| e.into_inner()).open.remove(&id);
+                    metrics.connections.dec();
                 });
-                while connections.try_join_next().is_some() {}
+                while tasks.try_join_next().is_some() {}
             }
             _ = stop.changed() => break,
         }
     }
     drop(listener);
-    let drained = async { while connections.join_next().await.is_some() {} };
+    let drained = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             "connections still open after the grace period of {} s",
             grace.as_secs()
         );
+    }
+}
+
+/// The router, counting the requests of one connection that are being served.
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    connection: Arc<Connection>,
+}
+
+impl<S, R> tower::Service<R> for Tracked<S>
+where
+    S: tower::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        self.connection.in_service.fetch_add(1, Ordering::AcqRel);
+        TrackedFuture {
+            inner: self.inner.call(request),
+            _serving: InService(Arc::clone(&self.connection)),
+        }
+    }
+}
+
+/// Counts one request as being served until dropped.
+struct InService(Arc<Connection>);
+
+impl Drop for InService {
+    fn drop(&mut self) {
+        self.0.in_service.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer; the request counts as being served until it is ready or dropped.
+    struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        _serving: InService,
+    }
+}
+
+impl<F: Future> Future for TrackedFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `eas serve` panicked on SIGTERM with a `u64::MAX` grace period (`now + grace`
+    /// overflowed). Draining connections with a grace of `Duration::MAX` must end when they
+    /// do, not panic.
+    #[tokio::test]
+    async fn draining_with_a_grace_of_duration_max_should_not_panic() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("an address");
+        let (stop, stopped) = watch::channel(false);
+        let limits = ConnectionLimits {
+            max_connections: 16,
+            header_read_timeout: Duration::from_secs(5),
+        };
+        let serving = tokio::spawn(accept_loop(
+            listener,
+            axum::Router::new(),
+            limits,
+            Arc::new(Metrics::new()),
+            stopped,
+            Duration::MAX,
+        ));
+        let open = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.send_replace(true);
+        let ended = tokio::time::timeout(Duration::from_secs(10), serving).await;
+        assert!(
+            matches!(ended, Ok(Ok(()))),
+            "the accept loop should end without panicking: {ended:?}"
+        );
+        drop(open);
     }
 }

@@ -24,6 +24,19 @@ pub enum PredictError {
     #[error("bad request body: {0}")]
     BadBody(String),
 
+    /// The server's bound on the bytes of bodies being read at once is reached
+    /// ([`body`](crate::admission::body)); the request may be sent again later.
+    #[error(
+        "server busy: request bodies being read hold {buffered} of the {capacity} bytes allowed; \
+         retry later"
+    )]
+    Busy {
+        /// The bytes held when this request asked for its own.
+        buffered: usize,
+        /// The bound.
+        capacity: usize,
+    },
+
     /// The client did not send its whole body in time ([`body`](crate::admission::body)).
     #[error("timed out: the request body did not arrive within {} ms", .0.as_millis())]
     BodyTimeout(Duration),
