@@ -3,11 +3,33 @@
 //!
 //! **Safety.** An archive is refused as a whole ([`Error::ArchiveEscape`], naming the entry)
 //! when any entry would land outside the target: an absolute path, a `..` component, a
-//! symbolic link whose target leaves the directory, a hard link to a path outside it, or an
+//! symbolic link that resolves outside the directory, a hard link to a path outside it, or an
 //! entry under a symbolic link of the archive. Unpacking goes to a fresh temporary directory
 //! beside the target, renamed into place only when every entry is written; on any error it is
 //! removed, so nothing half-written is left and nothing is written outside the target.
-//! Device files and FIFOs are refused too.
+//! Device files and FIFOs are refused too, and so is a hard link to anything but a regular
+//! file of the archive.
+//!
+//! **Symbolic links** are created last, once every other entry is written, so no write ever
+//! goes through one. Before any is created, each is resolved as the kernel would, against
+//! all the archive's links: its target is walked from the link's directory, and a component
+//! that is another link of the archive is replaced by where that link resolves (links to
+//! links, and paths through links, are followed). A link is refused when the walk leaves the
+//! target at any point (a `..` above it, an absolute target), even if a later step would come
+//! back in: `a -> .`, `up -> a/..` is refused at `up`, whatever is built on it. A link the
+//! kernel could not follow (a loop, more than 40 links deep) is kept: it leads nowhere. A
+//! link's target may not be longer than 4,095 bytes.
+//!
+//! **Limits** ([`UnpackLimits`]): the total size of the files written, their size against the
+//! archive's (the expansion ratio), and the number of entries are bounded; crossing one
+//! refuses the archive ([`Error::ArchiveLimit`], naming the limit and the entry) and leaves
+//! nothing behind. A download larger than the most the archive may unpack to is refused too,
+//! and so are tar headers (long names, PAX records) over 1 MiB for one entry, or over 1 MiB
+//! plus 8 KiB per entry in all, so memory stays bounded whatever the archive holds.
+//!
+//! **Leftovers.** A mount starts by removing, beside its target, the temporary archive files
+//! (`.eas-partial-*`) and unpacking directories (`.eas-extract-*`) that a killed process left
+//! (live ones are locked by their writer: see [`sweep_leftovers`]).
 //!
 //! **Restart reuse.** The target keeps a marker (`.eas-archive.json`) with the archive's URL,
 //! size, ETag and Last-Modified; a remount whose `HEAD` answers the same reuses the directory.
@@ -28,9 +50,11 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashSet;
+use std::cell::Cell;
+use std::collections::HashMap;
 use std::io::{Read, Write as _};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -40,12 +64,126 @@ use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::local_fs::{join_relative, list_files, write_atomic};
+use crate::local_fs::{
+    join_relative, list_files, partial_file, staging_dir, sweep_leftovers, write_atomic,
+};
 use crate::location::ArchiveFormat;
 use crate::progress::Meter;
 use crate::{Error, Result};
 
 const MARKER: &str = ".eas-archive.json";
+
+/// Tar headers (long names, PAX records, padding) one entry may take.
+const HEADERS_PER_ENTRY: u64 = 1 << 20;
+/// Tar headers all entries may take together: this much...
+const HEADERS_BASE: u64 = 1 << 20;
+/// ...plus this much per entry.
+const HEADERS_AVERAGE: u64 = 8 << 10;
+/// The longest target a symbolic link may have (`PATH_MAX` less its NUL).
+const MAX_LINK_TARGET: usize = 4095;
+/// The most links the kernel follows to resolve one path (`MAXSYMLINKS`).
+const MAX_LINK_HOPS: u32 = 40;
+
+/// How large an archive may unpack: [`ArchiveMount::with_unpack_limits`],
+/// [`ResolveOptions::with_unpack_limits`](crate::resolve::ResolveOptions::with_unpack_limits)
+/// and [`extract_with`]. Crossing a limit refuses the archive ([`Error::ArchiveLimit`]).
+///
+/// The defaults fit real models and refuse bombs:
+/// - [`max_bytes`](Self::max_bytes), 256 GiB: the largest models served from one host (a
+///   70B-parameter model in 16 bits is 140 GB) fit with room to spare; past it an archive
+///   is filling the disk, not delivering a model.
+/// - [`max_ratio`](Self::max_ratio), 100: model weights (16-bit or quantized floats) barely
+///   compress (1.1 to 1.5 : 1) and text assets (vocabularies, configs) reach 10 : 1, so a
+///   whole archive that unpacks to more than 100 times its size is runs of one byte: a
+///   bomb (deflate manages 1,030 : 1 on zeros, bzip2 far more). With it a 1 MB archive
+///   unpacks to at most 100 MB.
+/// - [`max_entries`](Self::max_entries), 100,000: model repositories hold tens to thousands
+///   of files; the bound keeps an archive of empty files from exhausting inodes and time.
+///
+/// The archive itself may be at most `max_bytes` plus its headers' allowance
+/// (1 MiB + 8 KiB per entry) long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UnpackLimits {
+    /// The most bytes the files of the archive may hold together. Default 256 GiB.
+    pub max_bytes: u64,
+    /// The most bytes unpacked per byte of archive (the whole archive, compressed as it
+    /// came). Default 100.
+    pub max_ratio: u64,
+    /// The most entries (files, directories, links) the archive may have. Default 100,000.
+    pub max_entries: u64,
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 << 30,
+            max_ratio: 100,
+            max_entries: 100_000,
+        }
+    }
+}
+
+impl UnpackLimits {
+    /// The defaults with another total size and expansion ratio (at least 1).
+    #[must_use]
+    pub fn new(max_bytes: u64, max_ratio: u64) -> Self {
+        Self::default()
+            .with_max_bytes(max_bytes)
+            .with_max_ratio(max_ratio)
+    }
+
+    /// The same with another total size.
+    #[must_use]
+    pub const fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The same with another expansion ratio (at least 1).
+    #[must_use]
+    pub fn with_max_ratio(mut self, max_ratio: u64) -> Self {
+        self.max_ratio = max_ratio.max(1);
+        self
+    }
+
+    /// The same with another number of entries.
+    #[must_use]
+    pub const fn with_max_entries(mut self, max_entries: u64) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    /// The longest archive these limits let through.
+    fn max_archive_bytes(&self) -> u64 {
+        self.max_bytes
+            .saturating_add(HEADERS_BASE)
+            .saturating_add(HEADERS_AVERAGE.saturating_mul(self.max_entries))
+    }
+
+    /// What an archive of `archive_len` bytes may unpack to, and how to name that limit.
+    fn content_budget(&self, archive_len: u64) -> (u64, String) {
+        let by_ratio = archive_len.saturating_mul(self.max_ratio.max(1));
+        if by_ratio < self.max_bytes {
+            (
+                by_ratio,
+                format!(
+                    "it unpacks to more than {} times its {archive_len} bytes \
+                     (UnpackLimits::max_ratio: {by_ratio} bytes)",
+                    self.max_ratio.max(1)
+                ),
+            )
+        } else {
+            (
+                self.max_bytes,
+                format!(
+                    "it unpacks to more than {} bytes (UnpackLimits::max_bytes)",
+                    self.max_bytes
+                ),
+            )
+        }
+    }
+}
 
 /// Where the archive comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +209,7 @@ pub struct ArchiveMount {
     format: ArchiveFormat,
     target: PathBuf,
     http: reqwest::Client,
+    limits: UnpackLimits,
 }
 
 impl ArchiveMount {
@@ -89,6 +228,7 @@ impl ArchiveMount {
             format,
             target: target.into(),
             http,
+            limits: UnpackLimits::default(),
         })
     }
 
@@ -108,7 +248,22 @@ impl ArchiveMount {
             format,
             target: target.into(),
             http: reqwest::Client::new(),
+            limits: UnpackLimits::default(),
         })
+    }
+
+    /// The same with other limits on what the archive may unpack to (default
+    /// [`UnpackLimits::default`]).
+    #[must_use]
+    pub const fn with_unpack_limits(mut self, limits: UnpackLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits on what the archive may unpack to.
+    #[must_use]
+    pub const fn unpack_limits(&self) -> UnpackLimits {
+        self.limits
     }
 
     /// What the source says about the archive now (`None`: unreachable).
@@ -208,12 +363,21 @@ impl ArchiveMount {
             });
         }
         let expected = response.content_length();
+        let most = self.limits.max_archive_bytes();
+        let too_large = |size: u64| Error::ArchiveLimit {
+            archive: self.uri.clone(),
+            entry: String::new(),
+            limit: format!(
+                "the archive is larger than the {most} bytes its limits allow \
+                 ({size} bytes; UnpackLimits::max_bytes plus headers)"
+            ),
+        };
+        if let Some(size) = expected.filter(|&size| size > most) {
+            return Err(too_large(size));
+        }
         let marker = self.marker_of(response.headers(), expected);
         *meter = Meter::new(meter.receiver(), expected);
-        let mut file = tempfile::Builder::new()
-            .prefix(".eas-partial-")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(dir, e))?;
+        let mut file = partial_file(dir).map_err(|e| Error::io(dir, e))?;
         let mut got = 0u64;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -230,6 +394,9 @@ impl ArchiveMount {
                 },
             })?;
             got += chunk.len() as u64;
+            if got > most {
+                return Err(too_large(got));
+            }
             file.write_all(&chunk)
                 .map_err(|e| Error::io(file.path(), e))?;
             meter.advance(&self.uri, chunk.len() as u64, false);
@@ -249,6 +416,9 @@ impl ArchiveMount {
 
     async fn mount_inner(&self, progress: Option<&dyn Progress>) -> Result<MountReport> {
         let start = Instant::now();
+        if let Some(parent) = self.target.parent().filter(|p| p.is_dir()) {
+            sweep_leftovers(parent, false);
+        }
         let stored = self.stored_marker();
         if let Some(stored) = &stored {
             match self.current().await? {
@@ -269,10 +439,8 @@ impl ArchiveMount {
             .unwrap_or_else(|| Path::new("."))
             .to_path_buf();
         std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-        let staging = tempfile::Builder::new()
-            .prefix(".eas-extract-")
-            .tempdir_in(&parent)
-            .map_err(|e| Error::io(&parent, e))?;
+        // Locked while it lives, so that another mount's sweep leaves it alone.
+        let (staging, _staging_lock) = staging_dir(&parent).map_err(|e| Error::io(&parent, e))?;
         let mut meter = Meter::new(progress, None);
         let (archive_path, _download, marker) = match &self.origin {
             Origin::Http(url) => {
@@ -288,9 +456,12 @@ impl ArchiveMount {
             }
         };
         let (format, name, dest) = (self.format, self.uri.clone(), staging.path().to_path_buf());
-        tokio::task::spawn_blocking(move || extract(&archive_path, format, &name, &dest))
-            .await
-            .map_err(|e| Error::io(staging.path(), std::io::Error::other(e)))??;
+        let limits = self.limits;
+        tokio::task::spawn_blocking(move || {
+            extract_with(&archive_path, format, &name, &dest, &limits)
+        })
+        .await
+        .map_err(|e| Error::io(staging.path(), std::io::Error::other(e)))??;
         let marker_bytes = serde_json::to_vec_pretty(&marker)
             .map_err(|e| Error::io(MARKER, std::io::Error::other(e)))?;
         write_atomic(&staging.path().join(MARKER), &marker_bytes)?;
@@ -363,23 +534,46 @@ impl StorageMount for ArchiveMount {
 }
 
 /// Unpacks the archive file `archive` (of `format`) into the existing, empty directory `dest`,
-/// refusing any entry that would escape it. `name` is how errors name the archive. Returns
-/// the number of entries written.
+/// refusing any entry that would escape it, within the default [`UnpackLimits`]. `name` is how
+/// errors name the archive. Returns the number of entries written.
 ///
 /// On error, `dest` may hold part of the archive: callers unpack into a temporary directory
 /// and drop it (as [`ArchiveMount`] does).
 ///
 /// # Errors
-/// [`Error::ArchiveEscape`] naming the first escaping entry, [`Error::BadArchive`] for a
-/// corrupted archive or an unsupported entry, [`Error::Io`] when `dest` cannot be written.
+/// As [`extract_with`].
 pub fn extract(archive: &Path, format: ArchiveFormat, name: &str, dest: &Path) -> Result<u64> {
+    extract_with(archive, format, name, dest, &UnpackLimits::default())
+}
+
+/// [`extract`] within `limits`.
+///
+/// # Errors
+/// [`Error::ArchiveEscape`] naming the first escaping entry, [`Error::ArchiveLimit`] naming
+/// the limit crossed and the entry where it was, [`Error::BadArchive`] for a corrupted archive
+/// or an unsupported entry, [`Error::Io`] when `dest` cannot be written.
+pub fn extract_with(
+    archive: &Path,
+    format: ArchiveFormat,
+    name: &str,
+    dest: &Path,
+    limits: &UnpackLimits,
+) -> Result<u64> {
     let file = std::fs::File::open(archive).map_err(|e| Error::io(archive, e))?;
+    let archive_len = file.metadata().map_err(|e| Error::io(archive, e))?.len();
+    let (budget, budget_limit) = limits.content_budget(archive_len);
     let file = std::io::BufReader::new(file);
     let mut unpacker = Unpacker {
         name,
         dest,
-        links: HashSet::new(),
+        limits: *limits,
+        budget,
+        budget_limit,
+        links: Links::new(),
+        written: 0,
+        seen: 0,
         count: 0,
+        buffer: vec![0; 64 << 10],
     };
     match format {
         ArchiveFormat::Tar => unpacker.tar(file)?,
@@ -387,15 +581,55 @@ pub fn extract(archive: &Path, format: ArchiveFormat, name: &str, dest: &Path) -
         ArchiveFormat::TarBz2 => unpacker.tar(bzip2::bufread::BzDecoder::new(file))?,
         ArchiveFormat::Zip => unpacker.zip(file)?,
     }
+    unpacker.finish_links()?;
     Ok(unpacker.count)
 }
 
 struct Unpacker<'a> {
     name: &'a str,
     dest: &'a Path,
-    /// Symbolic links written so far (relative paths): nothing may be written under them.
-    links: HashSet<PathBuf>,
+    limits: UnpackLimits,
+    /// The most content bytes the archive may unpack to...
+    budget: u64,
+    /// ...and how to name that limit.
+    budget_limit: String,
+    /// Symbolic links seen so far, created at the end: nothing may be written under them.
+    links: Links,
+    /// Content bytes written.
+    written: u64,
+    /// Entries seen.
+    seen: u64,
+    /// Entries written.
     count: u64,
+    buffer: Vec<u8>,
+}
+
+/// Counts what the tar reader takes from the decompressed stream and stops it at a limit (the
+/// headers' allowance), so that a huge long name or PAX record is never held in memory.
+#[derive(Debug, Default)]
+struct Gate {
+    read: Cell<u64>,
+    limit: Cell<u64>,
+    tripped: Cell<bool>,
+}
+
+struct Gated<R> {
+    inner: R,
+    gate: Rc<Gate>,
+}
+
+impl<R: Read> Read for Gated<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = self.gate.limit.get().saturating_sub(self.gate.read.get());
+        if room == 0 && !buf.is_empty() {
+            self.gate.tripped.set(true);
+            return Err(std::io::Error::other("tar headers over their allowance"));
+        }
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.gate.read.set(self.gate.read.get() + n as u64);
+        Ok(n)
+    }
 }
 
 impl Unpacker<'_> {
@@ -413,56 +647,117 @@ impl Unpacker<'_> {
         }
     }
 
-    /// The entry's path inside the target, refusing escapes (including through links).
+    fn limit(&self, entry: &str, limit: impl Into<String>) -> Error {
+        Error::ArchiveLimit {
+            archive: self.name.to_owned(),
+            entry: entry.to_owned(),
+            limit: limit.into(),
+        }
+    }
+
+    /// Counts one more entry, refusing it past [`UnpackLimits::max_entries`].
+    fn admit(&mut self, raw: &str) -> Result<()> {
+        if self.seen >= self.limits.max_entries {
+            return Err(self.limit(
+                raw,
+                format!(
+                    "it has more than {} entries (UnpackLimits::max_entries)",
+                    self.limits.max_entries
+                ),
+            ));
+        }
+        self.seen += 1;
+        Ok(())
+    }
+
+    /// The entry's path inside the target, refusing escapes (including through links) and
+    /// entries that would replace a link of the archive.
     fn place(&self, raw: &str) -> Result<PathBuf> {
         let rel = plain_relative(raw).ok_or_else(|| self.escape(raw))?;
-        if rel.ancestors().skip(1).any(|a| self.links.contains(a)) {
+        if self.links.under_link(&rel) {
             return Err(self.escape(raw));
+        }
+        if self.links.is_link(&rel) {
+            return Err(self.bad(format!("entry `{raw}` would replace a link")));
         }
         Ok(rel)
     }
 
     fn tar(&mut self, reader: impl Read) -> Result<()> {
+        let gate = Rc::new(Gate::default());
+        let reader = Gated {
+            inner: reader,
+            gate: Rc::clone(&gate),
+        };
         let mut archive = tar::Archive::new(reader);
-        for entry in archive.entries().map_err(|e| self.bad(e))? {
-            let mut entry = entry.map_err(|e| self.bad(e))?;
+        let mut entries = archive.entries().map_err(|e| self.bad(e))?;
+        let mut last = String::new();
+        loop {
+            // The next entry's headers, and what is left of this one's: bounded.
+            let read = gate.read.get();
+            let overall = self
+                .written
+                .saturating_add(HEADERS_BASE)
+                .saturating_add(HEADERS_AVERAGE.saturating_mul(self.seen + 1));
+            let room = overall.saturating_sub(read).min(HEADERS_PER_ENTRY);
+            gate.limit.set(read.saturating_add(room));
+            let Some(entry) = entries.next() else {
+                break;
+            };
+            let mut entry = entry.map_err(|e| {
+                if gate.tripped.get() {
+                    let after = if last.is_empty() {
+                        "the first entry".to_owned()
+                    } else {
+                        format!("the entry after `{last}`")
+                    };
+                    self.limit(
+                        "",
+                        format!(
+                            "the tar headers of {after} take more than {HEADERS_PER_ENTRY} \
+                             bytes, or more than {HEADERS_BASE} plus {HEADERS_AVERAGE} per \
+                             entry in all"
+                        ),
+                    )
+                } else {
+                    self.bad(e)
+                }
+            })?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let rel = self.place(&raw)?;
+            self.admit(&raw)?;
             let kind = entry.header().entry_type();
-            let mode = entry.header().mode().unwrap_or(0o644);
-            if kind.is_dir() {
-                self.dir(&rel)?;
-            } else if kind.is_file() || kind == tar::EntryType::Continuous {
-                let mut file = self.create(&raw, &rel)?;
-                std::io::copy(&mut entry, &mut file)
-                    .map_err(|e| self.bad(format!("entry `{raw}`: {e}")))?;
-                set_mode(&self.dest.join(&rel), mode)?;
-            } else if kind.is_symlink() {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| self.bad(format!("link `{raw}` has no target")))?;
-                self.symlink(&raw, &rel, &String::from_utf8_lossy(&target))?;
-            } else if kind.is_hard_link() {
-                let target = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| self.bad(format!("link `{raw}` has no target")))?;
-                let target = String::from_utf8_lossy(&target).into_owned();
-                let source = self.place(&target).map_err(|_| self.escape(&raw))?;
-                self.create(&raw, &rel)?;
-                let (from, to) = (self.dest.join(&source), self.dest.join(&rel));
-                std::fs::remove_file(&to).map_err(|e| Error::io(&to, e))?;
-                std::fs::hard_link(&from, &to)
-                    .map_err(|e| self.bad(format!("hard link `{raw}` -> `{target}`: {e}")))?;
-            } else if kind.is_pax_global_extensions()
+            if kind.is_pax_global_extensions()
                 || kind.is_pax_local_extensions()
                 || kind.is_gnu_longname()
                 || kind.is_gnu_longlink()
             {
                 continue;
+            }
+            let rel = self.place(&raw)?;
+            let mode = entry.header().mode().unwrap_or(0o644);
+            if kind.is_dir() {
+                self.dir(&rel)?;
+            } else if kind.is_file() || kind == tar::EntryType::Continuous {
+                // Content is bounded by the budget, not by the headers' allowance.
+                gate.limit.set(u64::MAX);
+                self.file(&raw, &rel, &mut entry)?;
+                set_mode(&self.dest.join(&rel), mode)?;
+            } else if kind.is_symlink() {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| self.bad(format!("link `{raw}` has no target")))?;
+                self.symlink(&raw, rel, &String::from_utf8_lossy(&target))?;
+            } else if kind.is_hard_link() {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| self.bad(format!("link `{raw}` has no target")))?;
+                let target = String::from_utf8_lossy(&target).into_owned();
+                self.hard_link(&raw, &rel, &target)?;
             } else {
                 return Err(self.bad(format!("entry `{raw}`: unsupported type {kind:?}")));
             }
             self.count += 1;
+            last = raw;
         }
         Ok(())
     }
@@ -472,18 +767,19 @@ impl Unpacker<'_> {
         for index in 0..archive.len() {
             let mut file = archive.by_index(index).map_err(|e| self.bad(e))?;
             let raw = file.name().map_err(|e| self.bad(e))?.into_owned();
+            self.admit(&raw)?;
             let rel = self.place(&raw)?;
             if file.is_dir() {
                 self.dir(&rel)?;
             } else if file.is_symlink() {
                 let mut target = String::new();
-                file.read_to_string(&mut target)
+                (&mut file)
+                    .take(MAX_LINK_TARGET as u64 + 1)
+                    .read_to_string(&mut target)
                     .map_err(|e| self.bad(format!("link `{raw}`: {e}")))?;
-                self.symlink(&raw, &rel, &target)?;
+                self.symlink(&raw, rel, &target)?;
             } else {
-                let mut out = self.create(&raw, &rel)?;
-                std::io::copy(&mut file, &mut out)
-                    .map_err(|e| self.bad(format!("entry `{raw}`: {e}")))?;
+                self.file(&raw, &rel, &mut file)?;
                 if let Some(mode) = file.unix_mode() {
                     set_mode(&self.dest.join(&rel), mode)?;
                 }
@@ -498,8 +794,31 @@ impl Unpacker<'_> {
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))
     }
 
+    /// A regular file at `rel` with the content `reader` gives, counted against the budget.
+    fn file(&mut self, raw: &str, rel: &Path, reader: &mut dyn Read) -> Result<()> {
+        let mut out = self.create(raw, rel)?;
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let copied = loop {
+            let n = match reader.read(&mut buffer) {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(self.bad(format!("entry `{raw}`: {e}"))),
+            };
+            self.written += n as u64;
+            if self.written > self.budget {
+                break Err(self.limit(raw, self.budget_limit.clone()));
+            }
+            if let Err(e) = out.write_all(&buffer[..n]) {
+                break Err(Error::io(self.dest.join(rel), e));
+            }
+        };
+        self.buffer = buffer;
+        copied
+    }
+
     /// A new regular file at `rel` (an existing regular file of the same name is replaced;
-    /// a link or directory there is refused).
+    /// a directory there is refused).
     fn create(&self, raw: &str, rel: &Path) -> Result<std::fs::File> {
         let path = self.dest.join(rel);
         if let Some(parent) = path.parent() {
@@ -507,7 +826,7 @@ impl Unpacker<'_> {
         }
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_file() => {
-                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
             }
             Ok(_) => {
                 return Err(self.bad(format!("entry `{raw}` would replace a directory or link")));
@@ -521,20 +840,232 @@ impl Unpacker<'_> {
             .map_err(|e| Error::io(&path, e))
     }
 
-    fn symlink(&mut self, raw: &str, rel: &Path, target: &str) -> Result<()> {
-        if !link_stays_inside(rel, target) {
+    /// A hard link at `rel` to the archive's regular file `target`.
+    fn hard_link(&self, raw: &str, rel: &Path, target: &str) -> Result<()> {
+        let source = self.place(target).map_err(|_| self.escape(raw))?;
+        let from = self.dest.join(&source);
+        // Only to a regular file: a hard link to a symbolic link would be a copy of it that
+        // resolves from another directory.
+        if !std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_file()) {
+            return Err(self.bad(format!(
+                "hard link `{raw}` -> `{target}`: not a regular file of the archive"
+            )));
+        }
+        self.create(raw, rel)?;
+        let to = self.dest.join(rel);
+        std::fs::remove_file(&to).map_err(|e| Error::io(&to, e))?;
+        std::fs::hard_link(&from, &to)
+            .map_err(|e| self.bad(format!("hard link `{raw}` -> `{target}`: {e}")))
+    }
+
+    /// Records the symbolic link `rel` -> `target`, created by [`finish_links`](Self::finish_links).
+    fn symlink(&mut self, raw: &str, rel: PathBuf, target: &str) -> Result<()> {
+        if target.len() > MAX_LINK_TARGET {
+            return Err(self.bad(format!(
+                "link `{raw}`: target longer than {MAX_LINK_TARGET} bytes"
+            )));
+        }
+        if target.is_empty() || target.starts_with('/') {
             return Err(self.escape(raw));
         }
-        let path = self.dest.join(rel);
+        let path = self.dest.join(&rel);
+        if rel.as_os_str().is_empty() || std::fs::symlink_metadata(&path).is_ok() {
+            return Err(self.bad(format!("link `{raw}` would replace an existing entry")));
+        }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
-        if std::fs::symlink_metadata(&path).is_ok() {
-            return Err(self.bad(format!("link `{raw}` would replace an existing entry")));
-        }
-        std::os::unix::fs::symlink(target, &path).map_err(|e| Error::io(&path, e))?;
-        self.links.insert(rel.to_path_buf());
+        self.links.insert(raw, rel, target);
         Ok(())
+    }
+
+    /// Resolves every link of the archive against all of them, refusing the archive at the
+    /// first (in archive order) that leaves the target; then creates them.
+    fn finish_links(&self) -> Result<()> {
+        if let Some(raw) = self.links.first_escape() {
+            return Err(self.escape(raw));
+        }
+        for (_, rel, target) in self.links.iter() {
+            let path = self.dest.join(rel);
+            std::os::unix::fs::symlink(target, &path).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// The archive's symbolic links, as a tree of their paths (node 0 is the target's root;
+/// inner nodes are directories, leaves the links).
+struct Links {
+    nodes: Vec<LinkNode>,
+    /// The links in archive order: the entry as written and its node.
+    order: Vec<(String, usize)>,
+}
+
+struct LinkNode {
+    parent: usize,
+    name: String,
+    children: HashMap<String, usize>,
+    /// The link's target, for a link.
+    target: Option<String>,
+}
+
+/// Where a walk stands: the node of the tree, then `extra` names below it that are not in
+/// the tree (so no link is at or under them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Spot {
+    node: usize,
+    extra: usize,
+}
+
+/// Where a link resolves.
+enum Walk {
+    Inside(Spot),
+    Escapes,
+    /// The kernel could not resolve it (a loop, or too many links): it leads nowhere.
+    Nowhere,
+}
+
+const ROOT: usize = 0;
+
+impl Links {
+    fn new() -> Self {
+        Self {
+            nodes: vec![LinkNode {
+                parent: ROOT,
+                name: String::new(),
+                children: HashMap::new(),
+                target: None,
+            }],
+            order: Vec::new(),
+        }
+    }
+
+    fn names(rel: &Path) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+        rel.components().map(|c| c.as_os_str().to_string_lossy())
+    }
+
+    fn find(&self, rel: &Path) -> Option<usize> {
+        let mut node = ROOT;
+        for name in Self::names(rel) {
+            node = *self.nodes[node].children.get(name.as_ref())?;
+        }
+        Some(node)
+    }
+
+    fn is_link(&self, rel: &Path) -> bool {
+        self.find(rel)
+            .is_some_and(|n| self.nodes[n].target.is_some())
+    }
+
+    /// Whether a proper ancestor of `rel` is a link.
+    fn under_link(&self, rel: &Path) -> bool {
+        let mut node = ROOT;
+        let names: Vec<_> = Self::names(rel).collect();
+        for name in names.iter().take(names.len().saturating_sub(1)) {
+            match self.nodes[node].children.get(name.as_ref()) {
+                Some(&child) if self.nodes[child].target.is_some() => return true,
+                Some(&child) => node = child,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    fn insert(&mut self, raw: &str, rel: PathBuf, target: &str) {
+        let mut node = ROOT;
+        for name in Self::names(&rel) {
+            node = match self.nodes[node].children.get(name.as_ref()) {
+                Some(&child) => child,
+                None => {
+                    let child = self.nodes.len();
+                    self.nodes.push(LinkNode {
+                        parent: node,
+                        name: name.clone().into_owned(),
+                        children: HashMap::new(),
+                        target: None,
+                    });
+                    self.nodes[node].children.insert(name.into_owned(), child);
+                    child
+                }
+            };
+        }
+        self.nodes[node].target = Some(target.to_owned());
+        self.order.push((raw.to_owned(), node));
+    }
+
+    /// The links in archive order: entry, relative path, target.
+    fn iter(&self) -> impl Iterator<Item = (&str, PathBuf, &str)> {
+        self.order.iter().filter_map(|(raw, node)| {
+            let target = self.nodes[*node].target.as_deref()?;
+            Some((raw.as_str(), self.path(*node), target))
+        })
+    }
+
+    fn path(&self, mut node: usize) -> PathBuf {
+        let mut names = Vec::new();
+        while node != ROOT {
+            names.push(self.nodes[node].name.as_str());
+            node = self.nodes[node].parent;
+        }
+        names.iter().rev().collect()
+    }
+
+    /// The first link, in archive order, whose resolution leaves the root.
+    fn first_escape(&self) -> Option<&str> {
+        let mut resolved = HashMap::new();
+        self.order.iter().find_map(|(raw, node)| {
+            let mut hops = MAX_LINK_HOPS;
+            matches!(self.follow(*node, &mut resolved, &mut hops), Walk::Escapes)
+                .then_some(raw.as_str())
+        })
+    }
+
+    /// Where the link `link` resolves, as the kernel walks it: from the link's directory,
+    /// each component of its target in turn, a link of the archive replaced by where it
+    /// resolves. `resolved` remembers the links resolved so far (where a link resolves does
+    /// not depend on how it was reached); `hops` is how many more links may be followed.
+    fn follow(&self, link: usize, resolved: &mut HashMap<usize, Spot>, hops: &mut u32) -> Walk {
+        if let Some(spot) = resolved.get(&link) {
+            return Walk::Inside(*spot);
+        }
+        let Some(target) = self.nodes[link].target.as_deref() else {
+            return Walk::Inside(Spot {
+                node: link,
+                extra: 0,
+            });
+        };
+        if *hops == 0 {
+            return Walk::Nowhere;
+        }
+        *hops -= 1;
+        if target.starts_with('/') {
+            return Walk::Escapes;
+        }
+        let mut at = Spot {
+            node: self.nodes[link].parent,
+            extra: 0,
+        };
+        for part in target.split('/') {
+            match part {
+                "" | "." => {}
+                ".." if at.extra > 0 => at.extra -= 1,
+                ".." if at.node == ROOT => return Walk::Escapes,
+                ".." => at.node = self.nodes[at.node].parent,
+                _ if at.extra > 0 => at.extra += 1,
+                name => match self.nodes[at.node].children.get(name) {
+                    None => at.extra = 1,
+                    Some(&child) if self.nodes[child].target.is_some() => {
+                        match self.follow(child, resolved, hops) {
+                            Walk::Inside(spot) => at = spot,
+                            other => return other,
+                        }
+                    }
+                    Some(&child) => at.node = child,
+                },
+            }
+        }
+        resolved.insert(link, at);
+        Walk::Inside(at)
     }
 }
 
@@ -564,34 +1095,6 @@ fn plain_relative(raw: &str) -> Option<PathBuf> {
         .then_some(rel)
 }
 
-/// Whether a link at `rel` pointing to `target` resolves inside the root, read lexically
-/// (sound because nothing is ever written under a link: see [`Unpacker::place`]).
-fn link_stays_inside(rel: &Path, target: &str) -> bool {
-    if target.starts_with('/') || target.is_empty() {
-        return false;
-    }
-    let mut depth: Vec<&str> = rel
-        .parent()
-        .map(|p| {
-            p.components()
-                .filter_map(|c| c.as_os_str().to_str())
-                .collect()
-        })
-        .unwrap_or_default();
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if depth.pop().is_none() {
-                    return false;
-                }
-            }
-            name => depth.push(name),
-        }
-    }
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,14 +1109,86 @@ mod tests {
         }
     }
 
+    fn first_escape(links: &[(&str, &str)]) -> Option<String> {
+        let mut tree = Links::new();
+        for (path, target) in links {
+            tree.insert(path, PathBuf::from(path), target);
+        }
+        tree.first_escape().map(str::to_owned)
+    }
+
     #[test]
-    fn links_should_resolve_inside_the_root() {
-        let at = |p: &str| PathBuf::from(p);
-        assert!(link_stays_inside(&at("a/l"), "b"));
-        assert!(link_stays_inside(&at("a/l"), "../b"));
-        assert!(!link_stays_inside(&at("a/l"), "../../b"));
-        assert!(!link_stays_inside(&at("l"), ".."));
-        assert!(!link_stays_inside(&at("l"), "/etc"));
-        assert!(link_stays_inside(&at("a/b/l"), "../../c/./d"));
+    fn links_should_resolve_inside_the_root_through_other_links() {
+        // The archive's links (path, target), and the first that should be refused.
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>);
+        let cases: &[Case<'_>] = &[
+            (&[("a/l", "b")], None),
+            (&[("a/l", "../b")], None),
+            (&[("a/l", "../../b")], Some("a/l")),
+            (&[("l", "..")], Some("l")),
+            (&[("l", "/etc")], Some("l")),
+            (&[("a/b/l", "../../c/./d")], None),
+            // Through a link that stays put, `..` climbs from where the link points.
+            (&[("a", "."), ("up", "a/..")], Some("up")),
+            (&[("up", "a/.."), ("a", ".")], Some("up")),
+            (&[("s/d", ".."), ("x", "s/d/..")], Some("x")),
+            (&[("s/d", ".."), ("x", "s/d/y")], None),
+            // Links to links, and paths through links, that stay inside.
+            (&[("l2", "l1"), ("l1", "real.txt")], None),
+            (&[("d", "sub"), ("x", "d/../y")], None),
+            (&[("d", "sub/deeper"), ("x", "d/../../y")], None),
+            (&[("d", "sub"), ("x", "d/../../y")], Some("x")),
+            // Loops lead nowhere: kept.
+            (&[("a", "b"), ("b", "a")], None),
+            (&[("a", "a/x")], None),
+        ];
+        for (links, escape) in cases {
+            assert_eq!(first_escape(links).as_deref(), *escape, "{links:?}");
+        }
+    }
+
+    #[test]
+    fn a_chain_of_climbing_links_should_be_refused_where_it_first_leaves() {
+        let mut links = vec![
+            ("a".to_owned(), ".".to_owned()),
+            ("up1".to_owned(), "a/..".to_owned()),
+        ];
+        for n in 2..=11 {
+            links.push((format!("up{n}"), format!("up{}/..", n - 1)));
+        }
+        links.push(("leak".to_owned(), "up11/etc/passwd".to_owned()));
+        let refs: Vec<(&str, &str)> = links
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(first_escape(&refs).as_deref(), Some("up1"));
+        let reversed: Vec<_> = refs.iter().rev().copied().collect();
+        assert_eq!(first_escape(&reversed).as_deref(), Some("leak"));
+    }
+
+    #[test]
+    fn a_link_the_kernel_would_follow_past_its_limit_should_not_be_judged_by_it() {
+        // l1 -> l2 -> ... -> l50 -> "..": l50 escapes, and so does every link of the chain
+        // that the kernel can follow to it within 40 hops.
+        let mut links: Vec<(String, String)> = (1..50)
+            .map(|i| (format!("l{i}"), format!("l{}", i + 1)))
+            .collect();
+        links.push(("l50".to_owned(), "..".to_owned()));
+        let refs: Vec<(&str, &str)> = links
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(first_escape(&refs).as_deref(), Some("l11"));
+    }
+
+    #[test]
+    fn default_limits_should_name_the_tighter_bound() {
+        let limits = UnpackLimits::default();
+        let (budget, limit) = limits.content_budget(1 << 20);
+        assert_eq!(budget, 100 << 20);
+        assert!(limit.contains("max_ratio"), "{limit}");
+        let (budget, limit) = limits.content_budget(10 << 30);
+        assert_eq!(budget, 256 << 30);
+        assert!(limit.contains("max_bytes"), "{limit}");
     }
 }

@@ -7,7 +7,13 @@
 //! - **Lazy** ([`MountMode::Lazy`]): lists the prefix; each file is fetched on its first
 //!   [`read`](StorageMount::read) and kept under the target.
 //! - **Restart reuse**: a manifest in the target (`.eas-mount.json`) records each complete file
-//!   with the size and ETag it had; a file whose listing still shows them is not fetched again.
+//!   with the size and ETag it had, the CRC-32C of its content and the `stat` of the file; a
+//!   file whose listing still shows that size and ETag is not fetched again, when its `stat` is
+//!   unchanged (trusted without reading it) or, if it changed, when its content still has the
+//!   recorded CRC-32C (read again, at disk speed). See [`local_fs`](crate::local_fs) for the
+//!   trust boundary.
+//! - **Leftovers**: a mount starts by removing the temporary files (`.eas-partial-*`) a killed
+//!   process left under the target; live downloads hold a lock on theirs and are left alone.
 //! - **Sources**, in order: the [`MemoryCache`] (when attached), the file already under the
 //!   target, the cache's peers, the store. Bodies stream into a temporary file (renamed once
 //!   verified) and, when kept, into memory; checksums are computed as they stream.
@@ -17,7 +23,9 @@
 //!   the download; it is the slowest check, ~0.5 GB/s a core). *Peer*: the size, the ETag,
 //!   the CRC-32C the peer announces (computed here while streaming), and the MD5 of the ETag
 //!   for objects up to 64 MiB. *Memory cache*: the ETag of the entry (its bytes were verified
-//!   on the way in). *File under the target*: the size and ETag the manifest recorded.
+//!   on the way in). *File under the target*: the size and ETag the manifest recorded, and the
+//!   content's CRC-32C when the file changed on disk since it was checked (or when its bytes
+//!   are read into memory anyway).
 //!
 //! ```no_run
 //! # async fn demo() -> eas_storage::Result<()> {
@@ -56,10 +64,10 @@ use tokio::sync::Semaphore;
 
 use crate::cache::CachedObject;
 use crate::download::Download;
-use crate::local_fs::{Manifest, join_relative};
+use crate::local_fs::{Manifest, Reuse, file_crc32c, join_relative, sweep_leftovers};
 use crate::location::{BucketLocation, Endpoint};
 use crate::progress::Meter;
-use crate::verify::{check_md5, check_size, etag_md5};
+use crate::verify::{check_md5, check_size, crc32c, etag_md5};
 use crate::{Credentials, Error, MemoryCache, Result, peer};
 
 /// How a mount transfers objects.
@@ -373,23 +381,30 @@ impl BucketMount {
         if let Some(cache) = &self.cache
             && let Some(hit) = cache.get(&key, info.etag.as_deref())
         {
-            if !self.lock_manifest().is_fresh(info, &path) {
+            if !self.reusable(info, &path).await {
                 write_file(&path, hit.bytes.clone()).await?;
-                self.record(info);
+                self.record(info, hit.crc32c, &path);
             }
             meter.advance(&info.path, 0, true);
             return Ok((Some(hit.bytes), Origin::Memory));
         }
-        if self.lock_manifest().is_fresh(info, &path) {
-            let bytes = if keep || self.cache.is_some() {
-                let bytes = read_file(&path).await?;
-                check_size(&path.display().to_string(), info.size, bytes.len() as u64)?;
-                self.cache_insert(&key, &bytes, info);
-                Some(bytes)
-            } else {
-                None
-            };
-            return Ok((bytes, Origin::Local));
+        if let Some(crc) = self.reusable_crc(info, &path).await {
+            if !(keep || self.cache.is_some()) {
+                return Ok((None, Origin::Local));
+            }
+            let bytes = read_file(&path).await?;
+            check_size(&path.display().to_string(), info.size, bytes.len() as u64)?;
+            // Read anyway: check the content too, whatever the stamp said.
+            let got = crc32c(&bytes);
+            if got == crc {
+                self.cache_insert(&key, &bytes, info, got);
+                return Ok((Some(bytes), Origin::Local));
+            }
+            tracing::warn!(
+                uri = self.object_uri(&info.path),
+                path = %path.display(),
+                "the local copy was damaged on disk (CRC-32C {got:08x}, recorded {crc:08x}); fetching it again"
+            );
         }
         if let Some(cache) = &self.cache {
             // A read wants the bytes now: they land in memory and reach the disk in the
@@ -400,9 +415,14 @@ impl BucketMount {
                 match fetched.file {
                     Some(file) => {
                         file.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-                        self.record(info);
+                        self.record(info, fetched.object.crc32c, &path);
                     }
-                    None => self.persist_in_background(info.clone(), path, bytes.clone()),
+                    None => self.persist_in_background(
+                        info.clone(),
+                        path,
+                        bytes.clone(),
+                        fetched.object.crc32c,
+                    ),
                 }
                 meter.advance(&info.path, info.size, true);
                 cache.insert_object(key, fetched.object);
@@ -421,13 +441,51 @@ impl BucketMount {
                 },
             );
         }
-        self.record(info);
+        self.record(info, crc32c, &path);
         Ok((bytes, Origin::Remote))
+    }
+
+    /// Whether the file under the target at `path` is a complete copy of `info`: see
+    /// [`Manifest::check`]. A changed file is read again (off the async threads) and, found
+    /// intact, stamped anew.
+    async fn reusable(&self, info: &ObjectInfo, path: &Path) -> bool {
+        self.reusable_crc(info, path).await.is_some()
+    }
+
+    /// [`reusable`](Self::reusable), with the recorded CRC-32C of the reusable copy.
+    async fn reusable_crc(&self, info: &ObjectInfo, path: &Path) -> Option<u32> {
+        let check = self.lock_manifest().check(info, path);
+        let crc = match check {
+            Reuse::Stale => return None,
+            Reuse::Trusted(crc) => return Some(crc),
+            Reuse::Rehash(crc) => crc,
+        };
+        let file = path.to_path_buf();
+        let hashed = tokio::task::spawn_blocking(move || file_crc32c(&file)).await;
+        match hashed {
+            Ok(Ok(got)) if got == crc => {
+                self.lock_manifest().restamp(info, path, crc);
+                Some(crc)
+            }
+            Ok(Ok(got)) => {
+                tracing::warn!(
+                    uri = self.object_uri(&info.path),
+                    path = %path.display(),
+                    "the local copy changed on disk (CRC-32C {got:08x}, recorded {crc:08x}); fetching it again"
+                );
+                None
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(path = %path.display(), %error, "cannot read the local copy; fetching it again");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Writes verified bytes to `path` off the caller's path (atomically), then records the
     /// file in the manifest and saves it; a failure only costs a refetch after a restart.
-    fn persist_in_background(&self, info: ObjectInfo, path: PathBuf, bytes: Bytes) {
+    fn persist_in_background(&self, info: ObjectInfo, path: PathBuf, bytes: Bytes, crc32c: u32) {
         let manifest = Arc::clone(&self.manifest);
         let target = self.target.clone();
         tokio::task::spawn_blocking(move || {
@@ -435,7 +493,7 @@ impl BucketMount {
                 let mut manifest = manifest
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                manifest.record(&info);
+                manifest.record(&info, crc32c, &path);
                 manifest.save(&target)
             });
             if let Err(error) = saved {
@@ -444,14 +502,21 @@ impl BucketMount {
         });
     }
 
-    fn cache_insert(&self, key: &str, bytes: &Bytes, info: &ObjectInfo) {
+    fn cache_insert(&self, key: &str, bytes: &Bytes, info: &ObjectInfo, crc32c: u32) {
         if let Some(cache) = &self.cache {
-            cache.insert(key, bytes.clone(), info.etag.clone());
+            cache.insert_object(
+                key.to_owned(),
+                CachedObject {
+                    bytes: bytes.clone(),
+                    etag: info.etag.clone(),
+                    crc32c,
+                },
+            );
         }
     }
 
-    fn record(&self, info: &ObjectInfo) {
-        self.lock_manifest().record(info);
+    fn record(&self, info: &ObjectInfo, crc32c: u32, path: &Path) {
+        self.lock_manifest().record(info, crc32c, path);
     }
 
     fn save_manifest(&self) -> Result<()> {
@@ -541,28 +606,39 @@ impl BucketMount {
         tokio::fs::create_dir_all(&self.target)
             .await
             .map_err(|e| Error::io(&self.target, e))?;
+        let target = self.target.clone();
+        let _ = tokio::task::spawn_blocking(move || sweep_leftovers(&target, true)).await;
         let listing = self.fetch_listing().await?;
         let mut report = MountReport {
             files: listing.len() as u64,
             bytes: listing.values().map(|i| i.size).sum(),
             ..MountReport::default()
         };
-        let (fresh, stale): (Vec<&ObjectInfo>, Vec<&ObjectInfo>) = {
-            let manifest = self.lock_manifest();
-            listing.values().partition(|info| {
-                join_relative(&self.uri, &self.target, &info.path)
-                    .is_ok_and(|path| manifest.is_fresh(info, &path))
+        // Checking a changed file reads it: several at a time, off the async threads.
+        let checked: Vec<(ObjectInfo, bool)> = futures::stream::iter(listing.values().cloned())
+            .map(move |info: ObjectInfo| async move {
+                let reusable = match join_relative(&self.uri, &self.target, &info.path) {
+                    Ok(path) => self.reusable(&info, &path).await,
+                    Err(_) => false,
+                };
+                (info, reusable)
             })
-        };
+            .buffered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        let (fresh, stale): (Vec<_>, Vec<_>) = checked.into_iter().partition(|(_, ok)| *ok);
+        let stale: Vec<ObjectInfo> = stale.into_iter().map(|(info, _)| info).collect();
         report.reused_files = fresh.len() as u64;
         if mode == MountMode::Lazy {
+            if !fresh.is_empty() {
+                self.save_manifest()?; // new stamps of files found intact
+            }
             report.elapsed = start.elapsed();
             return Ok(report);
         }
         let to_fetch: u64 = stale.iter().map(|i| i.size).sum();
         let meter = Meter::new(progress, Some(to_fetch));
         let meter_ref = &meter;
-        let stale: Vec<ObjectInfo> = stale.into_iter().cloned().collect();
         let results: Vec<Result<Origin>> = futures::stream::iter(stale)
             .map(move |info: ObjectInfo| async move {
                 let (_, origin) = self.materialize(&info, meter_ref, false).await?;

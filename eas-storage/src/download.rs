@@ -6,7 +6,9 @@
 //! Chunks are handed on in batches of about [`BATCH`] bytes without being copied (`Bytes` are
 //! reference counted); at most [`DEPTH`] batches wait for each thread, so memory stays bounded
 //! whatever the object's size. The caller verifies what [`Download::finish`] reports, then
-//! persists the temporary file (dropping it instead removes it: nothing half-written remains).
+//! persists the temporary file (dropping it instead removes it: nothing half-written remains;
+//! a killed process's file is removed by the next mount, see
+//! [`sweep_leftovers`](crate::local_fs::sweep_leftovers)).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -201,9 +203,7 @@ fn write_batches(
     mut batches: mpsc::Receiver<Batch>,
 ) -> std::io::Result<tempfile::NamedTempFile> {
     std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::Builder::new()
-        .prefix(".eas-partial-")
-        .tempfile_in(dir)?;
+    let mut file = crate::local_fs::partial_file(dir)?;
     while let Some(batch) = batches.blocking_recv() {
         for chunk in batch.iter() {
             file.write_all(chunk)?;

@@ -90,6 +90,20 @@ pub enum Error {
         entry: String,
     },
 
+    /// An archive would unpack to more than its
+    /// [`UnpackLimits`](crate::archive::UnpackLimits) allow (an archive bomb, or limits set too
+    /// low for it); nothing was kept.
+    #[error("archive `{archive}`: refused{}: {limit}", entry_suffix(.entry))]
+    ArchiveLimit {
+        /// The archive.
+        archive: String,
+        /// The entry being unpacked when the limit was crossed, as written in the archive
+        /// (empty when it was crossed while downloading).
+        entry: String,
+        /// Which limit was crossed, and its value.
+        limit: String,
+    },
+
     /// The object store (or an HTTP server) answered with an error not covered above.
     #[error("`{uri}`: {reason}")]
     Remote {
@@ -134,6 +148,14 @@ fn scheme_list(known: &[String]) -> String {
         .join(", ")
 }
 
+fn entry_suffix(entry: &str) -> String {
+    if entry.is_empty() {
+        String::new()
+    } else {
+        format!(" at entry `{entry}`")
+    }
+}
+
 fn detail_suffix(detail: &str) -> String {
     if detail.is_empty() {
         String::new()
@@ -154,9 +176,9 @@ impl Error {
             | Self::Truncated { uri, .. }
             | Self::Corrupted { uri, .. }
             | Self::Remote { uri, .. } => uri.clone(),
-            Self::BadArchive { archive, .. } | Self::ArchiveEscape { archive, .. } => {
-                archive.clone()
-            }
+            Self::BadArchive { archive, .. }
+            | Self::ArchiveEscape { archive, .. }
+            | Self::ArchiveLimit { archive, .. } => archive.clone(),
             Self::Spec { subject, .. } => subject.clone(),
             Self::Io { path, .. } => path.display().to_string(),
         }

@@ -6,7 +6,7 @@
 //!   restart.
 //! - [`LocalMount`]: a local directory or a NAS export the OS has mounted, used in place.
 //! - [`ArchiveMount`]: an HTTP(S) or local archive (the suffixes of
-//!   [`ArchiveFormat`](location::ArchiveFormat)), unpacked safely.
+//!   [`ArchiveFormat`](location::ArchiveFormat)), unpacked safely within [`UnpackLimits`].
 //! - [`MountRegistry`]: mounts by URI scheme, the built-in ones and any an application
 //!   registers for its own scheme (`mem://...`).
 //! - [`MemoryCache`] and [`peer`]: hot files in memory up to a byte budget, served to and
@@ -41,7 +41,7 @@ pub mod registry;
 pub mod resolve;
 pub mod verify;
 
-pub use archive::ArchiveMount;
+pub use archive::{ArchiveMount, UnpackLimits};
 pub use bucket::{BucketMount, TransferOptions};
 pub use cache::{CacheStats, MemoryCache};
 pub use credentials::Credentials;

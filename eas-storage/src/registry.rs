@@ -42,6 +42,7 @@ use std::sync::Arc;
 use eas_core::spec::PathKind;
 use eas_core::storage::{Access, DynStorageMount};
 
+use crate::archive::UnpackLimits;
 use crate::location::Source;
 use crate::{
     ArchiveMount, BucketMount, Credentials, Error, LocalMount, MemoryCache, Result, TransferOptions,
@@ -71,6 +72,8 @@ pub struct MountRequest {
     pub transfer: TransferOptions,
     /// The memory cache reads should go through, when the spec asks for one.
     pub cache: Option<Arc<MemoryCache>>,
+    /// The resolver's limits on what an archive may unpack to.
+    pub unpack: UnpackLimits,
 }
 
 impl MountRequest {
@@ -86,6 +89,7 @@ impl MountRequest {
             credentials: Credentials::anonymous(),
             transfer: TransferOptions::default(),
             cache: None,
+            unpack: UnpackLimits::default(),
         }
     }
 
@@ -121,6 +125,13 @@ impl MountRequest {
     #[must_use]
     pub fn with_cache(mut self, cache: Arc<MemoryCache>) -> Self {
         self.cache = Some(cache);
+        self
+    }
+
+    /// The same with other limits on what an archive may unpack to.
+    #[must_use]
+    pub const fn with_unpack_limits(mut self, limits: UnpackLimits) -> Self {
+        self.unpack = limits;
         self
     }
 }
@@ -232,10 +243,12 @@ fn builtin(request: &MountRequest) -> Result<DynStorageMount> {
                 }
                 Arc::new(builder.build()?)
             }
-            Source::Archive { url, format } => Arc::new(ArchiveMount::remote(url, format, target)?),
-            Source::LocalArchive { path, format } => {
-                Arc::new(ArchiveMount::local(path, format, target)?)
-            }
+            Source::Archive { url, format } => Arc::new(
+                ArchiveMount::remote(url, format, target)?.with_unpack_limits(request.unpack),
+            ),
+            Source::LocalArchive { path, format } => Arc::new(
+                ArchiveMount::local(path, format, target)?.with_unpack_limits(request.unpack),
+            ),
             Source::Local(path) => Arc::new(LocalMount::new(path, request.access)),
             Source::Other { uri, scheme } => {
                 return Err(Error::invalid(

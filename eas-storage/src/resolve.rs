@@ -6,8 +6,8 @@
 //!
 //! | spec | becomes |
 //! |---|---|
-//! | `model_path: oss://b/p/` or `s3://b/p/` (endpoint: `oss_endpoint`) | `work_dir/model/<slug>/`, every file fetched ([`BucketMount`], eager) |
-//! | `model_path: https://h/m.tar.gz` (any [`ArchiveFormat`](crate::location::ArchiveFormat) suffix) | `work_dir/model/<slug>/`, unpacked safely ([`ArchiveMount`]) |
+//! | `model_path: oss://b/p/` or `s3://b/p/` (endpoint: `oss_endpoint`) | `work_dir/model/<slug>/`, every file fetched ([`BucketMount`](crate::BucketMount), eager) |
+//! | `model_path: https://h/m.tar.gz` (any [`ArchiveFormat`](crate::location::ArchiveFormat) suffix) | `work_dir/model/<slug>/`, unpacked safely ([`ArchiveMount`](crate::ArchiveMount)) |
 //! | `model_path: mem://b/p/` (a scheme registered in [`ResolveOptions::mounts`]) | `work_dir/model/<slug>/`, through the registered mount, eager |
 //! | `model_path: /local/dir` | that directory, checked ([`LocalMount`]) |
 //! | `model_path: /local/m.tar.gz` | unpacked under `work_dir/model/<slug>/` |
@@ -49,6 +49,7 @@ use eas_core::ServiceSpec;
 use eas_core::spec::{MountSource, MountSpec, PathKind};
 use eas_core::storage::{Access, DynStorageMount, MountMode, MountReport, Progress};
 
+use crate::archive::UnpackLimits;
 use crate::local::find_nfs_mount;
 use crate::verify::crc32c;
 use crate::{
@@ -76,6 +77,8 @@ pub struct ResolveOptions {
     pub storage_mode: MountMode,
     /// The mounts of URI schemes (default: the built-in `oss`, `s3`, `http`, `https`).
     pub mounts: MountRegistry,
+    /// What archives may unpack to (default [`UnpackLimits::default`]).
+    pub unpack: UnpackLimits,
 }
 
 impl std::fmt::Debug for ResolveOptions {
@@ -88,6 +91,7 @@ impl std::fmt::Debug for ResolveOptions {
             .field("transfer", &self.transfer)
             .field("storage_mode", &self.storage_mode)
             .field("mounts", &self.mounts)
+            .field("unpack", &self.unpack)
             .finish()
     }
 }
@@ -104,6 +108,7 @@ impl ResolveOptions {
             transfer: TransferOptions::default(),
             storage_mode: MountMode::Eager,
             mounts: MountRegistry::with_builtins(),
+            unpack: UnpackLimits::default(),
         }
     }
 
@@ -148,6 +153,14 @@ impl ResolveOptions {
     #[must_use]
     pub fn with_mounts(mut self, mounts: MountRegistry) -> Self {
         self.mounts = mounts;
+        self
+    }
+
+    /// The same with other limits on what an archive (`model_path: .../m.tar.gz`) may unpack
+    /// to: total size, expansion ratio, entries. See [`UnpackLimits`] for the defaults.
+    #[must_use]
+    pub const fn with_unpack_limits(mut self, limits: UnpackLimits) -> Self {
+        self.unpack = limits;
         self
     }
 }
@@ -204,7 +217,8 @@ pub fn mount_for(
     let mut request = MountRequest::new(uri, target)
         .with_access(access)
         .with_credentials(options.credentials.clone())
-        .with_transfer(options.transfer);
+        .with_transfer(options.transfer)
+        .with_unpack_limits(options.unpack);
     if let Some(endpoint) = endpoint {
         request = request.with_endpoint(endpoint);
     }

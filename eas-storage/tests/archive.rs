@@ -1,5 +1,6 @@
 //! `ArchiveMount` and safe extraction: every format over HTTP, a local archive, malicious
-//! archives refused as a whole, truncated and corrupted downloads.
+//! archives refused as a whole (escaping entries and link chains, bombs), truncated and
+//! corrupted downloads, leftovers of a killed mount.
 
 mod support;
 
@@ -10,8 +11,9 @@ use std::path::Path;
 use bytes::Bytes;
 use eas_core::StorageMount;
 use eas_core::storage::MountMode;
+use eas_storage::archive::UnpackLimits;
 use eas_storage::location::ArchiveFormat;
-use eas_storage::{ArchiveMount, Error};
+use eas_storage::{ArchiveMount, Error, MountRegistry, MountRequest};
 use support::FileServer;
 
 const FILES: [(&str, &[u8]); 3] = [
@@ -373,4 +375,439 @@ async fn remounting_an_unchanged_archive_should_reuse_it() {
         .await
         .expect("again");
     assert_eq!((again.fetched_bytes, again.reused_files), (0, 3));
+}
+
+/// `a -> .`, `up1 -> a/..`, `upN -> up(N-1)/..` up to 11, `leak -> up11/etc/passwd`: each
+/// link looks inside when read alone, but `a/..` climbs out of the target, so `leak` would
+/// reach the host's `/etc/passwd`.
+fn climbing_chain() -> Vec<(String, String)> {
+    let mut links = vec![
+        ("a".to_owned(), ".".to_owned()),
+        ("up1".to_owned(), "a/..".to_owned()),
+    ];
+    for n in 2..=11 {
+        links.push((format!("up{n}"), format!("up{}/..", n - 1)));
+    }
+    links.push(("leak".to_owned(), "up11/etc/passwd".to_owned()));
+    links
+}
+
+fn links_tar(links: &[(String, String)]) -> Vec<u8> {
+    let entries: Vec<Raw<'_>> = links
+        .iter()
+        .map(|(name, target)| Raw::Symlink(name, target))
+        .collect();
+    raw_tar(&entries)
+}
+
+fn links_zip(links: &[(String, String)]) -> Vec<u8> {
+    let entries: Vec<ZipEntry<'_>> = links
+        .iter()
+        .map(|(name, target)| ZipEntry::Symlink(name, target))
+        .collect();
+    zip_bytes(&entries)
+}
+
+#[tokio::test]
+async fn a_chain_of_links_climbing_out_should_be_refused_in_every_format() {
+    let chain = climbing_chain();
+    let mut with_file = chain.clone();
+    with_file.insert(0, ("model.onnx".to_owned(), "a/model.bin".to_owned()));
+    let cases = vec![
+        ("chain.tar", ArchiveFormat::Tar, links_tar(&chain)),
+        (
+            "chain.tar.gz",
+            ArchiveFormat::TarGz,
+            gzip(&links_tar(&chain)),
+        ),
+        (
+            "chain.tar.bz2",
+            ArchiveFormat::TarBz2,
+            bzip(&links_tar(&chain)),
+        ),
+        ("chain.zip", ArchiveFormat::Zip, links_zip(&chain)),
+        ("more.tar", ArchiveFormat::Tar, links_tar(&with_file)),
+    ];
+    let server = serve(cases.iter().map(|(n, _, b)| (*n, b.clone())).collect()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, format, _) in &cases {
+        let target = dir.path().join("targets").join(name);
+        let error = Error::from(
+            remote(&server, name, *format, &target)
+                .mount(MountMode::Eager, None)
+                .await
+                .expect_err(name),
+        );
+        assert!(
+            matches!(&error, Error::ArchiveEscape { entry, .. } if entry == "up1"),
+            "{name}: {error:?}"
+        );
+        assert!(
+            error.to_string().contains("entry `up1` escapes the target"),
+            "{name}: {error}"
+        );
+        assert!(!target.exists(), "{name}: nothing is left at the target");
+    }
+    assert!(
+        stray_entries(&dir.path().join("targets"), &[]).is_empty(),
+        "no staging directory left"
+    );
+}
+
+#[tokio::test]
+async fn links_to_links_and_through_links_that_stay_inside_should_be_kept() {
+    let archive = raw_tar(&[
+        Raw::File("sub/deeper/weights.bin", b"weights"),
+        Raw::File("config.json", b"{}"),
+        // A link to a link.
+        Raw::Symlink("current", "sub/deeper/weights.bin"),
+        Raw::Symlink("model.bin", "current"),
+        // Through a link, then up: `d/..` is `sub`, still inside.
+        Raw::Symlink("d", "sub/deeper"),
+        Raw::Symlink("sub/cfg", "../d/../../config.json"),
+        // A link defined before the link it goes through.
+        Raw::Symlink("early", "late/weights.bin"),
+        Raw::Symlink("late", "sub/deeper"),
+    ]);
+    let zip = {
+        let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        writer.add_directory("dir/", options).expect("dir");
+        writer.add_symlink("b", "a", options).expect("link");
+        writer.add_symlink("a", "dir", options).expect("link");
+        writer.finish().expect("zip").into_inner()
+    };
+    let server = serve(vec![("ok.tar", archive), ("ok.zip", zip)]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mount = remote(&server, "ok.tar", ArchiveFormat::Tar, &dir.path().join("t"));
+    mount.mount(MountMode::Eager, None).await.expect("mount");
+    for path in ["model.bin", "current", "early", "d/weights.bin"] {
+        assert_eq!(
+            &mount.read(path).await.expect(path)[..],
+            b"weights",
+            "{path}"
+        );
+    }
+    assert_eq!(&mount.read("sub/cfg").await.expect("cfg")[..], b"{}");
+    let target = dir.path().join("t");
+    assert_eq!(
+        std::fs::read_link(target.join("model.bin")).expect("link"),
+        Path::new("current")
+    );
+    let mount = remote(&server, "ok.zip", ArchiveFormat::Zip, &dir.path().join("z"));
+    mount
+        .mount(MountMode::Eager, None)
+        .await
+        .expect("zip mount");
+    assert!(dir.path().join("z/b").is_dir(), "b -> a -> dir");
+}
+
+#[tokio::test]
+async fn a_hard_link_to_a_symbolic_link_should_be_refused() {
+    // Linking the link itself would make a copy of `a/l` that resolves from the root.
+    let archive = raw_tar(&[
+        Raw::File("a/b/x", b"x"),
+        Raw::Symlink("a/b/l", "../../x"),
+        Raw::HardLink("h", "a/b/l"),
+    ]);
+    let server = serve(vec![("h.tar", archive)]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("t");
+    let error = Error::from(
+        remote(&server, "h.tar", ArchiveFormat::Tar, &target)
+            .mount(MountMode::Eager, None)
+            .await
+            .expect_err("refused"),
+    );
+    assert!(
+        matches!(
+            &error,
+            Error::BadArchive { .. } | Error::ArchiveEscape { .. }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("`h`"), "{error}");
+    assert!(!target.exists());
+}
+
+/// A tar of `files`, each `len` bytes of zeros.
+fn zeros_tar(files: &[(&str, usize)]) -> Vec<u8> {
+    let zeros: Vec<Vec<u8>> = files.iter().map(|(_, len)| vec![0u8; *len]).collect();
+    let entries: Vec<(&str, &[u8])> = files
+        .iter()
+        .zip(&zeros)
+        .map(|((name, _), data)| (*name, data.as_slice()))
+        .collect();
+    tar_bytes(&entries)
+}
+
+fn best_gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+fn zeros_zip(name: &str, len: usize) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    writer.start_file(name, options).expect("zip entry");
+    writer.write_all(&vec![0u8; len]).expect("zip data");
+    writer.finish().expect("zip").into_inner()
+}
+
+/// Mounts `bytes` (named `name`) from a local file with `limits`; the error.
+async fn refused(
+    dir: &Path,
+    name: &str,
+    format: ArchiveFormat,
+    bytes: &[u8],
+    limits: Option<UnpackLimits>,
+) -> Error {
+    let archive = dir.join(name);
+    std::fs::write(&archive, bytes).expect("write");
+    let target = dir.join("targets").join(name);
+    let mut mount = ArchiveMount::local(&archive, format, &target).expect("mount");
+    if let Some(limits) = limits {
+        mount = mount.with_unpack_limits(limits);
+    }
+    let error = Error::from(
+        mount
+            .mount(MountMode::Eager, None)
+            .await
+            .expect_err("refused"),
+    );
+    assert!(!target.exists(), "{name}: nothing is left at the target");
+    error
+}
+
+#[tokio::test]
+async fn archive_bombs_should_be_refused_naming_the_limit_and_the_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 8 MiB of zeros gzip to ~8 KB: 1,000 : 1, over the default ratio of 100.
+    let bomb = best_gzip(&zeros_tar(&[("config.json", 10), ("zeros.bin", 8 << 20)]));
+    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+    let error = refused(dir.path(), "bomb.tar.gz", ArchiveFormat::TarGz, &bomb, None).await;
+    assert!(
+        matches!(&error, Error::ArchiveLimit { entry, limit, .. }
+            if entry == "zeros.bin" && limit.contains("max_ratio")),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("bomb.tar.gz"), "{error}");
+    assert!(
+        error.to_string().contains("at entry `zeros.bin`"),
+        "{error}"
+    );
+
+    // The same in a zip, and in a bzip2 tar (far more than 1,000 : 1).
+    let zip = zeros_zip("zeros.bin", 8 << 20);
+    let error = refused(dir.path(), "bomb.zip", ArchiveFormat::Zip, &zip, None).await;
+    assert!(
+        matches!(&error, Error::ArchiveLimit { entry, .. } if entry == "zeros.bin"),
+        "{error:?}"
+    );
+    let bz = bzip(&zeros_tar(&[("zeros.bin", 8 << 20)]));
+    let error = refused(dir.path(), "bomb.tar.bz2", ArchiveFormat::TarBz2, &bz, None).await;
+    assert!(
+        matches!(&error, Error::ArchiveLimit { entry, .. } if entry == "zeros.bin"),
+        "{error:?}"
+    );
+
+    // A total size: a plain tar (ratio below 1) over 1 MiB in all, crossed at the second file.
+    let tar = tar_bytes(&[
+        ("a.bin", &support::bytes(700 << 10, 1)),
+        ("b.bin", &support::bytes(700 << 10, 2)),
+    ]);
+    let limits = UnpackLimits::new(1 << 20, 1000);
+    let error = refused(
+        dir.path(),
+        "big.tar",
+        ArchiveFormat::Tar,
+        &tar,
+        Some(limits),
+    )
+    .await;
+    assert!(
+        matches!(&error, Error::ArchiveLimit { entry, limit, .. }
+            if entry == "b.bin" && limit.contains("max_bytes")),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("1048576 bytes"), "{error}");
+
+    // Entries: the sixth of ten is one too many.
+    let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+    let files: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 1)).collect();
+    let many = zeros_tar(&files);
+    let limits = UnpackLimits::default().with_max_entries(5);
+    let error = refused(
+        dir.path(),
+        "many.tar",
+        ArchiveFormat::Tar,
+        &many,
+        Some(limits),
+    )
+    .await;
+    assert!(
+        matches!(&error, Error::ArchiveLimit { entry, limit, .. }
+            if entry == "f5" && limit.contains("max_entries")),
+        "{error:?}"
+    );
+
+    assert_eq!(
+        stray_entries(&dir.path().join("targets"), &[]),
+        Vec::<String>::new(),
+        "no staging directory left"
+    );
+}
+
+#[tokio::test]
+async fn an_archive_within_its_limits_should_unpack() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = support::bytes(300 << 10, 3);
+    let archive = dir.path().join("ok.tar.gz");
+    std::fs::write(&archive, gzip(&tar_bytes(&[("w.bin", &data)]))).expect("write");
+    let report = ArchiveMount::local(&archive, ArchiveFormat::TarGz, dir.path().join("t"))
+        .expect("mount")
+        .with_unpack_limits(UnpackLimits::new(300 << 10, 2).with_max_entries(1))
+        .mount(MountMode::Eager, None)
+        .await
+        .expect("exactly at the limits");
+    assert_eq!((report.files, report.bytes), (1, 300 << 10));
+}
+
+#[tokio::test]
+async fn huge_tar_headers_should_be_refused_before_they_are_held_in_memory() {
+    // A GNU long name of 4 MiB (gzipped to a few KB) for a one-byte file.
+    let mut builder = tar::Builder::new(Vec::new());
+    let name = "a/".repeat(2 << 20);
+    let mut header = tar::Header::new_gnu();
+    header.as_gnu_mut().expect("gnu").name[..13].copy_from_slice(b"././@LongLink");
+    header.set_entry_type(tar::EntryType::GNULongName);
+    header.set_size(name.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder.append(&header, name.as_bytes()).expect("long name");
+    let mut file = tar::Header::new_gnu();
+    file.set_size(1);
+    file.set_mode(0o644);
+    file.set_cksum();
+    builder
+        .append_data(&mut file, "x", &b"x"[..])
+        .expect("file");
+    let archive = gzip(&builder.into_inner().expect("tar"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let error = refused(
+        dir.path(),
+        "long.tar.gz",
+        ArchiveFormat::TarGz,
+        &archive,
+        None,
+    )
+    .await;
+    assert!(
+        matches!(&error, Error::ArchiveLimit { limit, .. } if limit.contains("tar headers")),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_download_larger_than_the_limits_allow_should_stop_and_leave_nothing() {
+    let big = support::bytes(3 << 20, 4);
+    let server = serve(vec![("big.tar", tar_bytes(&[("w.bin", &big)]))]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("t");
+    let limits = UnpackLimits::new(1 << 10, 100).with_max_entries(10);
+    let error = Error::from(
+        remote(&server, "big.tar", ArchiveFormat::Tar, &target)
+            .with_unpack_limits(limits)
+            .mount(MountMode::Eager, None)
+            .await
+            .expect_err("too large"),
+    );
+    assert!(
+        matches!(&error, Error::ArchiveLimit { entry, limit, .. }
+            if entry.is_empty() && limit.contains("larger than")),
+        "{error:?}"
+    );
+    assert_eq!(stray_entries(dir.path(), &[]), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn unpack_limits_should_reach_archives_through_the_registry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("bomb.tar.gz");
+    std::fs::write(&archive, best_gzip(&zeros_tar(&[("zeros.bin", 1 << 20)]))).expect("write");
+    let uri = archive.display().to_string();
+    let registry = MountRegistry::with_builtins();
+    let strict = registry
+        .build(
+            &MountRequest::new(&uri, dir.path().join("strict"))
+                .with_unpack_limits(UnpackLimits::new(1 << 30, 10)),
+        )
+        .expect("mount");
+    let error = Error::from(
+        strict
+            .mount(MountMode::Eager, None)
+            .await
+            .expect_err("bomb"),
+    );
+    assert!(matches!(error, Error::ArchiveLimit { .. }), "{error:?}");
+    let lenient = registry
+        .build(
+            &MountRequest::new(&uri, dir.path().join("lenient"))
+                .with_unpack_limits(UnpackLimits::new(1 << 30, 100_000)),
+        )
+        .expect("mount");
+    lenient
+        .mount(MountMode::Eager, None)
+        .await
+        .expect("allowed by these limits");
+}
+
+#[tokio::test]
+async fn leftovers_of_a_killed_mount_should_be_removed_when_a_mount_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let archive = dir.path().join("m.tar.gz");
+    std::fs::write(&archive, gzip(&tar_bytes(&FILES))).expect("write");
+    let work = dir.path().join("model");
+    std::fs::create_dir_all(work.join(".eas-extract-killed/model")).expect("orphan dir");
+    std::fs::write(work.join(".eas-extract-killed/model/w.bin"), b"half").expect("orphan");
+    std::fs::write(work.join(".eas-partial-killed"), b"half an archive").expect("orphan");
+    // A download in progress elsewhere holds its file's lock: it stays.
+    let live = std::fs::File::create(work.join(".eas-partial-live")).expect("live");
+    live.lock().expect("lock");
+    ArchiveMount::local(&archive, ArchiveFormat::TarGz, work.join("m"))
+        .expect("mount")
+        .mount(MountMode::Eager, None)
+        .await
+        .expect("mount");
+    assert_eq!(
+        stray_entries(&work, &["m"]),
+        vec![".eas-partial-live".to_owned()]
+    );
+}
+
+#[tokio::test]
+async fn links_that_lead_nowhere_should_be_kept_and_left_out_of_listings() {
+    let archive = raw_tar(&[
+        Raw::File("model.onnx", b"onnx"),
+        Raw::Symlink("dangling", "not/there"),
+        Raw::Symlink("loop1", "loop2"),
+        Raw::Symlink("loop2", "loop1"),
+    ]);
+    let server = serve(vec![("nowhere.tar", archive)]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("t");
+    let mount = remote(&server, "nowhere.tar", ArchiveFormat::Tar, &target);
+    let report = mount.mount(MountMode::Eager, None).await.expect("mount");
+    assert_eq!(report.files, 1);
+    assert!(std::fs::symlink_metadata(target.join("loop1")).is_ok());
+    let listed: Vec<String> = mount
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|info| info.path)
+        .collect();
+    assert_eq!(listed, vec!["model.onnx".to_owned()]);
 }

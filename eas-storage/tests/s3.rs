@@ -199,6 +199,112 @@ async fn mount_should_reuse_valid_files_after_a_restart() {
     assert_eq!(repaired.fetched_bytes, 3);
 }
 
+/// Past the file system's timestamp tick, so that a write shows in the file's times.
+async fn next_tick() {
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+}
+
+/// Flips one byte of `path` in place: same size, same inode.
+fn damage_in_place(path: &std::path::Path, at: u64) {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open");
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).expect("read");
+    file.write_all_at(&[byte[0] ^ 0xff], at).expect("write");
+}
+
+fn set_mtime(path: &std::path::Path, time: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(time))
+        .expect("set mtime");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_copy_damaged_in_place_should_be_fetched_again_after_a_restart() {
+    let weights = bytes(200_000, 7);
+    let Some(moto) = moto_with(
+        "a_local_copy_damaged_in_place_should_be_fetched_again_after_a_restart",
+        &[("m/w.bin", &weights), ("m/config.json", b"{}")],
+    )
+    .await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("w.bin");
+    let remount = || async {
+        let report = mount(&moto, "m/", dir.path())
+            .mount(MountMode::Eager, None)
+            .await
+            .expect("mount");
+        (report.reused_files, report.fetched_bytes)
+    };
+    assert_eq!(remount().await, (0, 200_002));
+    assert_eq!(remount().await, (2, 0), "unchanged: reused without a fetch");
+
+    // One byte damaged in place, size kept: the file changed, is read again, and the
+    // damage found.
+    next_tick().await;
+    damage_in_place(&path, 123_456);
+    assert_eq!(remount().await, (1, 200_000));
+    assert_eq!(std::fs::read(&path).expect("w"), weights);
+
+    // Damaged again, its modification time put back: the status-change time still moved.
+    let recorded = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    next_tick().await;
+    damage_in_place(&path, 7);
+    set_mtime(&path, recorded);
+    assert_eq!(remount().await, (1, 200_000));
+    assert_eq!(std::fs::read(&path).expect("w"), weights);
+
+    // Touched only: read again, found intact, reused; then trusted again.
+    next_tick().await;
+    set_mtime(&path, std::time::SystemTime::now());
+    assert_eq!(remount().await, (2, 0));
+    assert_eq!(remount().await, (2, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_killed_download_should_be_removed_when_the_mount_starts() {
+    let Some(moto) = moto_with(
+        "leftovers_of_a_killed_download_should_be_removed_when_the_mount_starts",
+        &[("m/a.bin", b"aaa"), ("m/b/c.bin", b"ccc")],
+    )
+    .await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // What a `kill -9` during downloads leaves: temporary files nobody holds any more.
+    std::fs::create_dir_all(dir.path().join("b")).expect("dir");
+    std::fs::write(dir.path().join(".eas-partial-a1B2c3"), b"half").expect("orphan");
+    std::fs::write(dir.path().join("b/.eas-partial-d4E5f6"), b"half").expect("orphan");
+    // A download still running (another mount of this process, or another process) holds
+    // its file's lock: it stays.
+    let live_path = dir.path().join("b/.eas-partial-live00");
+    let live = std::fs::File::create(&live_path).expect("live");
+    live.lock().expect("lock");
+    mount(&moto, "m/", dir.path())
+        .mount(MountMode::Eager, None)
+        .await
+        .expect("mount");
+    assert!(!dir.path().join(".eas-partial-a1B2c3").exists());
+    assert!(!dir.path().join("b/.eas-partial-d4E5f6").exists());
+    assert!(live_path.exists(), "a live download's file is left alone");
+    assert_eq!(
+        std::fs::read(dir.path().join("b/c.bin")).expect("c"),
+        b"ccc"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_objects_should_come_as_parallel_ranged_reads() {
     let big = bytes(5 << 20 | 123, 3);
