@@ -549,6 +549,96 @@ fn typed_value_document() -> impl Strategy<Value = Value> {
     })
 }
 
+/// A seed written as text with one key, anywhere, written twice (the second time with any
+/// value), and the path the reader should report it at.
+fn document_with_a_key_twice() -> impl Strategy<Value = (String, String)> {
+    (any::<Index>(), any::<Index>(), any_json()).prop_filter_map(
+        "the seed has no key",
+        |(seed, at, value)| {
+            let seeds = seeds();
+            let document = &seeds[seed.index(seeds.len())];
+            let keys: Vec<Vec<Step>> = node_paths(document)
+                .into_iter()
+                .filter(|p| matches!(p.last(), Some(Step::Key(_))))
+                .collect();
+            let target = keys.get(at.index(keys.len().max(1)))?;
+            let mut text = String::new();
+            write_with_key_twice(document, Some(target), &value, &mut text);
+            Some((text, path_text(target)))
+        },
+    )
+}
+
+/// Writes `value` as JSON text, one entry per line, with the entry at `target` (relative to
+/// `value`) followed by a second entry of the same key holding `second`.
+fn write_with_key_twice(value: &Value, target: Option<&[Step]>, second: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(",\n");
+                }
+                let rest = match target {
+                    Some([Step::Key(k), rest @ ..]) if k == key => Some(rest),
+                    _ => None,
+                };
+                out.push_str(&json(key.as_str()));
+                out.push(':');
+                write_with_key_twice(item, rest.filter(|r| !r.is_empty()), second, out);
+                if rest.is_some_and(<[Step]>::is_empty) {
+                    out.push_str(",\n");
+                    out.push_str(&json(key.as_str()));
+                    out.push(':');
+                    out.push_str(&json(second));
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(",\n");
+                }
+                let rest = match target {
+                    Some([Step::Item(at), rest @ ..]) if *at == i => Some(rest),
+                    _ => None,
+                };
+                write_with_key_twice(item, rest, second, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&json(scalar)),
+    }
+}
+
+/// The JSON text of a key or a value.
+fn json(value: &(impl serde::Serialize + ?Sized)) -> String {
+    serde_json::to_string(value).expect("JSON text")
+}
+
+/// `path` as the reader writes paths: `metadata.rpc.keepalive`, `containers[0]`,
+/// `metadata["eas.termination_grace_period"]`.
+fn path_text(path: &[Step]) -> String {
+    let mut text = String::new();
+    for step in path {
+        match step {
+            Step::Item(i) => text.push_str(&format!("[{i}]")),
+            Step::Key(k)
+                if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                if !text.is_empty() {
+                    text.push('.');
+                }
+                text.push_str(k);
+            }
+            Step::Key(k) => text.push_str(&format!("[{k:?}]")),
+        }
+    }
+    text
+}
+
 // ---------------------------------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------------------------------
@@ -601,10 +691,17 @@ fn check_outcome(outcome: Result<ServiceSpec, SpecErrors>) -> Result<(), TestCas
                     error,
                     errors
                 );
-                prop_assert_eq!(
-                    error.location.is_some(),
-                    error.message.starts_with("invalid JSON"),
-                    "only syntax errors have a location: {:?}",
+                let syntax = error.message.starts_with("invalid JSON");
+                prop_assert!(
+                    !syntax || error.location.is_some(),
+                    "a syntax error without a location: {:?}",
+                    error
+                );
+                prop_assert!(
+                    error.location.is_none()
+                        || syntax
+                        || error.message.starts_with("duplicate key"),
+                    "only syntax errors and duplicate keys have a location: {:?}",
                     error
                 );
                 prop_assert!(!error.to_string().is_empty());
@@ -702,6 +799,29 @@ proptest! {
         document in integer_field_document(),
     ) {
         check_outcome(ServiceSpec::from_json_value(document))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(500))]
+
+    /// serde_json keeps the last of two equal keys without a word; the reader refuses the
+    /// second, wherever it is, at its path and with its position.
+    #[test]
+    fn a_key_written_twice_anywhere_should_be_refused_at_its_path(
+        (text, path) in document_with_a_key_twice(),
+    ) {
+        let outcome = ServiceSpec::from_json_str(&text);
+        check_outcome(outcome.clone())?;
+        let errors = outcome.expect_err("a duplicate key is refused");
+        let duplicates: Vec<_> = errors
+            .errors()
+            .iter()
+            .filter(|e| e.message.starts_with("duplicate key"))
+            .collect();
+        prop_assert_eq!(duplicates.len(), 1, "{}", errors);
+        prop_assert_eq!(&duplicates[0].path, &path, "{}", errors);
+        prop_assert!(duplicates[0].location.is_some(), "{}", errors);
     }
 }
 

@@ -266,7 +266,6 @@ fn empty_strings_should_read_as_not_set() {
             "processor_type",
             "warm_up_data_path",
             "oss_endpoint",
-            "token",
             "dockerAuth",
         ] {
             s[field] = json!("");
@@ -283,7 +282,6 @@ fn empty_strings_should_read_as_not_set() {
     assert_eq!(spec.processor_type, None);
     assert_eq!(spec.warm_up_data_path, None);
     assert_eq!(spec.oss_endpoint, None);
-    assert_eq!(spec.token, None);
     assert_eq!(spec.docker_auth, None);
     assert_eq!(spec.metadata.workspace_id, None);
     assert_eq!(spec.metadata.qos, None);
@@ -1180,6 +1178,241 @@ fn syntax_error_locations_should_count_columns_from_1() {
             "{text:?} gives line {line}, column {column}: {errors}"
         );
     }
+}
+
+/// A `u64::MAX` grace period passed `eas validate` and then panicked `eas serve` on SIGTERM
+/// (`now + grace` overflowed); every duration is bounded, and the error names the field and
+/// the bound.
+#[test]
+fn a_grace_period_of_u64_max_should_be_refused_naming_the_field_and_the_bound() {
+    let errors = refused(&minimal_with(|s| {
+        s["metadata"]["eas.termination_grace_period"] = json!(u64::MAX);
+    }));
+    assert_error(
+        &errors,
+        r#"metadata["eas.termination_grace_period"]"#,
+        "must be at most 86400 seconds (a day), found 18446744073709551615",
+    );
+    assert_eq!(errors.len(), 1, "{errors}");
+}
+
+#[test]
+fn every_duration_should_be_accepted_up_to_its_bound_and_refused_past_it() {
+    let cases: [(&str, &[&str], u64, &str); 5] = [
+        (
+            r#"metadata["eas.termination_grace_period"]"#,
+            &["metadata", "eas.termination_grace_period"],
+            86_400,
+            "86400 seconds",
+        ),
+        (
+            "metadata.rpc.keepalive",
+            &["metadata", "rpc", "keepalive"],
+            86_400_000,
+            "86400000 milliseconds",
+        ),
+        (
+            "metadata.rpc.max_batch_timeout",
+            &["metadata", "rpc", "max_batch_timeout"],
+            60_000,
+            "60000 milliseconds",
+        ),
+        (
+            "autoscaler.behavior.scale_up.stabilization_window_seconds",
+            &[
+                "autoscaler",
+                "behavior",
+                "scale_up",
+                "stabilization_window_seconds",
+            ],
+            3600,
+            "3600 seconds",
+        ),
+        (
+            "autoscaler.behavior.scale_down.stabilization_window_seconds",
+            &[
+                "autoscaler",
+                "behavior",
+                "scale_down",
+                "stabilization_window_seconds",
+            ],
+            3600,
+            "3600 seconds",
+        ),
+    ];
+    let with = |keys: &[&str], value: u64| {
+        minimal_with(|s| {
+            s["autoscaler"] = json!({"min": 1, "max": 2, "strategies": {"qps": 10}});
+            let mut node = s;
+            for key in keys {
+                node = &mut node[*key];
+            }
+            *node = json!(value);
+        })
+    };
+    for (path, keys, max, bound) in cases {
+        accepted(&with(keys, max));
+        let too_long = [max + 1, u64::from(u32::MAX), u64::MAX];
+        // stabilization_window_seconds is a u32: past it the structural check answers.
+        let too_long = if path.starts_with("autoscaler") {
+            &too_long[..2]
+        } else {
+            &too_long[..]
+        };
+        for value in too_long {
+            let errors = refused(&with(keys, *value));
+            assert_error(&errors, path, &format!("must be at most {bound}"));
+            assert!(errors.to_string().contains(&value.to_string()), "{errors}");
+        }
+    }
+}
+
+#[test]
+fn a_spec_built_in_code_with_duration_max_should_be_refused_by_validate() {
+    let mut metadata = Metadata::new("demo", 1);
+    metadata.termination_grace_period = Duration::MAX;
+    metadata.rpc.keepalive = Duration::MAX;
+    metadata.rpc.max_batch_timeout = Duration::MAX;
+    let mut spec = ServiceSpec::new(metadata);
+    spec.processor = Some("echo".to_owned());
+    spec.model_path = Some("oss://bucket/models/".to_owned());
+    let errors = spec.validate().expect_err("refused");
+    assert_error(
+        &errors,
+        r#"metadata["eas.termination_grace_period"]"#,
+        "at most 86400 seconds",
+    );
+    assert_error(&errors, "metadata.rpc.keepalive", "at most 86400000");
+    assert_error(&errors, "metadata.rpc.max_batch_timeout", "at most 60000");
+    assert_eq!(errors.len(), 3, "{errors}");
+}
+
+/// An empty token used to read as "not set" (and one generated); in a spec built in code it
+/// reached the server, where anyone can sign requests with an empty key.
+#[test]
+fn an_empty_or_blank_token_should_be_refused_naming_the_field() {
+    for token in ["", " ", "\t\n "] {
+        let errors = refused(&with_processor(|s| s["token"] = json!(token)));
+        assert_error(&errors, "token", "must not be empty or blank");
+        assert_eq!(errors.len(), 1, "{token:?}: {errors}");
+        let mut spec = accepted(&with_processor(|_| {}));
+        spec.token = Some(token.to_owned());
+        let errors = spec.validate().expect_err("refused");
+        assert_error(&errors, "token", "must not be empty or blank");
+    }
+    let spec = accepted(&with_processor(|s| s["token"] = Value::Null));
+    assert_eq!(spec.token, None, "null still means: generate one");
+    let spec = accepted(&with_processor(|s| s["token"] = json!(" secret ")));
+    assert_eq!(spec.token.as_deref(), Some(" secret "));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Duplicate keys
+// ---------------------------------------------------------------------------------------------
+
+/// serde_json keeps the last of two equal keys silently, so a second `token` (or `name`, or
+/// `processor`, at any depth) would win over the one a reviewer reads first.
+#[test]
+fn a_duplicate_key_at_any_depth_should_be_refused_with_its_path_and_position() {
+    // (document, path, the duplicate as written: its last occurrence in the document)
+    let cases = [
+        (
+            "{\"metadata\": {\"name\": \"demo\", \"instance\": 1},\n \"processor\": \"echo\", \
+             \"model_path\": \"oss://b/m/\",\n \"token\": \"a\", \"token\": \"b\"}",
+            "token",
+            "\"token\"",
+        ),
+        (
+            "{\"metadata\": {\"name\": \"demo\",\n \"instance\": 1, \"name\": \"other\"},\n \
+             \"processor\": \"echo\", \"model_path\": \"oss://b/m/\"}",
+            "metadata.name",
+            "\"name\"",
+        ),
+        (
+            "{\"metadata\": {\"name\": \"demo\", \"instance\": 1}, \"processor\": \"echo\",\n \
+             \"model_path\": \"oss://b/m/\", \"processor\": \"onnx\"}",
+            "processor",
+            "\"processor\"",
+        ),
+        (
+            "{\"metadata\": {\"name\": \"demo\", \"instance\": 1, \"rpc\": {\"keepalive\": 5,\n \
+             \"keepalive\": 6}}, \"processor\": \"echo\", \"model_path\": \"oss://b/m/\"}",
+            "metadata.rpc.keepalive",
+            "\"keepalive\"",
+        ),
+        (
+            "{\"metadata\": {\"name\": \"demo\", \"instance\": 1}, \"containers\": [{\"image\": \
+             \"a\", \"script\": \"s\",\n \"env\": [{\"name\": \"A\", \"value\": \"1\", \"name\": \
+             \"B\"}], \"port\": 8000}]}",
+            "containers[0].env[0].name",
+            "\"name\"",
+        ),
+        (
+            "{\"metadata\": {\"name\": \"demo\", \"instance\": 1}, \"processor\": \"echo\", \
+             \"model_path\": \"oss://b/m/\",\n \"labels\": {\"a.b\": \"1\", \"a\\u002eb\": \"2\"}}",
+            "labels[\"a.b\"]",
+            "\"a\\u002eb\"",
+        ),
+    ];
+    for (text, path, written) in cases {
+        // The closing quote of the duplicate, lines and columns from 1.
+        let end = text.rfind(written).expect("in the text") + written.len() - 1;
+        let line = text[..end].matches('\n').count() + 1;
+        let column = end - text[..end].rfind('\n').map_or(0, |n| n + 1) + 1;
+        for errors in [
+            ServiceSpec::from_json_str(text).expect_err(text),
+            ServiceSpec::from_json_slice(text.as_bytes()).expect_err(text),
+        ] {
+            assert_eq!(errors.len(), 1, "{errors}");
+            let error = &errors.errors()[0];
+            assert_eq!(error.path, path, "{error}");
+            assert!(error.message.starts_with("duplicate key"), "{error}");
+            assert_eq!(error.location, Some((line, column)), "{text}\n{error}");
+            assert_eq!(
+                error.to_string(),
+                format!("line {line}, column {column}: {path}: {}", error.message)
+            );
+        }
+        // serde_json alone reads the same text without a word (the last value wins): the
+        // duplicate is the only problem.
+        let value: Value = serde_json::from_str(text).expect("valid JSON");
+        assert!(ServiceSpec::from_json_value(value).is_ok(), "{text}");
+    }
+}
+
+#[test]
+fn duplicate_keys_should_be_reported_with_every_other_problem() {
+    let text = r#"{"metadata": {"name": "demo", "instance": 1, "name": "Bad"},
+                   "processor": "echo", "model_path": "oss://b/m/", "token": "",
+                   "labels": {"a": "1", "a": "2", "a": "3"}}"#;
+    let errors = ServiceSpec::from_json_str(text).expect_err("refused");
+    let paths: Vec<&str> = errors.errors().iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "metadata.name",
+            "labels.a",
+            "labels.a",
+            "metadata.name",
+            "token"
+        ],
+        "{errors}"
+    );
+    assert!(errors.errors()[..3].iter().all(|e| e.location.is_some()));
+    assert_error(&errors, "metadata.name", "duplicate key \"name\"");
+    assert!(errors.errors()[3].message.contains("lowercase"), "{errors}");
+}
+
+#[test]
+fn equal_keys_in_different_objects_should_not_be_duplicates() {
+    accepted(&json!({
+        "metadata": {"name": "demo", "instance": 1, "rpc": {"batching": true}},
+        "containers": [
+            {"image": "a", "script": "s", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+            {"image": "b", "script": "s"}
+        ],
+        "labels": {"name": "x", "image": "y"}
+    }));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -304,7 +304,7 @@ fn each_bad_input_should_get_a_400_that_names_it() {
         ),
         (
             Request::new(json!({"inputs": {"a": [[1, 2, 3]], "b": [[1, true, 3]]}}).to_string()),
-            "input `b`: element [0, 1] is true, not a FP32 value",
+            "input `b`: element [0, 1] (flat index 1) is true, not a number",
         ),
     ];
     let requests: Vec<Request> = cases.iter().map(|c| c.0.clone()).collect();
@@ -315,6 +315,115 @@ fn each_bad_input_should_get_a_400_that_names_it() {
         assert_eq!(status, 400, "{message}");
         assert!(
             message.contains(want),
+            "{message:?} should contain {want:?}"
+        );
+    }
+}
+
+/// `3.5e38` for an FP32 input used to become +inf without a word. A JSON number that an
+/// input's element type cannot hold (past a float's largest value, past an integer's bounds,
+/// or a fraction for an integer) is a 400 naming the input and the element, nested and flat;
+/// the other requests of the batch are answered.
+#[test]
+fn json_numbers_an_input_type_cannot_hold_should_get_a_400_naming_the_element() {
+    let Some(models) =
+        models("json_numbers_an_input_type_cannot_hold_should_get_a_400_naming_the_element")
+    else {
+        return;
+    };
+    let request = |inputs: &Value| Request::new(json!({ "inputs": inputs }).to_string());
+
+    let add_mul = models.processor("add_mul.onnx", 1);
+    let answers = add_mul.process(&[
+        request(&json!({"a": [[1, 2, 3], [4, 5, 3.5e38]], "b": [[0, 0, 0], [0, 0, 0]]})),
+        request(&json!({"a": [[1, 2, 3]], "b": {"shape": [1, 3], "data": [0, -1e39, 0]}})),
+        request(&json!({"a": [[1, 2, 3.4e38]], "b": [[0, 0, 0]]})),
+    ]);
+    let expected = [
+        "input `a`: element [1, 2] (flat index 5) is 3.5e+38, out of the range of FP32 \
+         (-3.4028235e38 to 3.4028235e38)",
+        "input `b`: element [1] (flat index 1) is -1e+39, out of the range of FP32",
+    ];
+    for (answer, want) in answers.iter().zip(expected) {
+        let (status, message) = failure(answer);
+        assert_eq!(status, 400, "{message}");
+        assert!(
+            message.contains(want),
+            "{message:?} should contain {want:?}"
+        );
+    }
+    let sum = &outs(answers[2].as_ref().unwrap())[0];
+    assert_close(
+        std::slice::from_ref(sum),
+        &[support::out_from_json(
+            "sum",
+            &json!({"datatype": "FP32", "shape": [1, 3], "data": [1, 2, 3.4e38]}),
+        )],
+        "the largest FP32 values still pass",
+    );
+
+    let types = models.processor("types.onnx", 1);
+    let good = json!({"x_f32": [[1, 2]], "x_f64": [[1, 2]], "x_i32": [[1, 2]],
+                      "x_i64": [[1, 2]], "x_u8": [[1, 2]], "x_i8": [[1, 2]]});
+    let cases = [
+        (
+            "x_f32",
+            json!(3.5e38),
+            "is 3.5e+38, out of the range of FP32",
+        ),
+        (
+            "x_f32",
+            json!(-1e300),
+            "is -1e+300, out of the range of FP32",
+        ),
+        (
+            "x_u8",
+            json!(256),
+            "is 256, out of the range of UINT8 (0 to 255)",
+        ),
+        (
+            "x_u8",
+            json!(-1),
+            "is -1, out of the range of UINT8 (0 to 255)",
+        ),
+        (
+            "x_i8",
+            json!(128),
+            "is 128, out of the range of INT8 (-128 to 127)",
+        ),
+        (
+            "x_i8",
+            json!(-129),
+            "is -129, out of the range of INT8 (-128 to 127)",
+        ),
+        (
+            "x_i32",
+            json!(2_147_483_648_u64),
+            "is 2147483648, out of the range of INT32 (-2147483648 to 2147483647)",
+        ),
+        (
+            "x_i64",
+            json!(9_223_372_036_854_775_808_u64),
+            "is 9223372036854775808, out of the range of INT64",
+        ),
+        ("x_i64", json!(1e19), "is 1e+19, out of the range of INT64"),
+        ("x_i32", json!(1.5), "is 1.5, not an integer"),
+        ("x_u8", json!("7"), "is \"7\", not a number"),
+    ];
+    let mut requests = vec![request(&good)];
+    for (input, value, _) in &cases {
+        let mut inputs = good.clone();
+        inputs[*input] = json!([[1, 2], [3, value]]);
+        requests.push(request(&inputs));
+    }
+    let answers = types.process(&requests);
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    for ((input, _, want), answer) in cases.iter().zip(&answers[1..]) {
+        let (status, message) = failure(answer);
+        assert_eq!(status, 400, "{message}");
+        let want = format!("input `{input}`: element [1, 1] (flat index 3) {want}");
+        assert!(
+            message.contains(&want),
             "{message:?} should contain {want:?}"
         );
     }

@@ -133,7 +133,7 @@ pub struct Behavior {
 #[non_exhaustive]
 pub struct ScaleRules {
     /// Recommendations over this many past seconds are considered before scaling, to
-    /// avoid flapping.
+    /// avoid flapping. At most 3600 (an hour), as in Kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stabilization_window_seconds: Option<u32>,
 }

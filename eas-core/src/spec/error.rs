@@ -10,7 +10,7 @@ pub struct SpecError {
     pub path: String,
     /// Why, in words a person can act on.
     pub message: String,
-    /// Line and column (both from 1) for JSON syntax errors.
+    /// Line and column (both from 1) for JSON syntax errors and duplicate keys.
     pub location: Option<(usize, usize)>,
 }
 
@@ -28,8 +28,11 @@ impl SpecError {
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.location, self.path.as_str()) {
-            (Some((line, column)), _) => {
+            (Some((line, column)), "") => {
                 write!(f, "line {line}, column {column}: {}", self.message)
+            }
+            (Some((line, column)), path) => {
+                write!(f, "line {line}, column {column}: {path}: {}", self.message)
             }
             (None, "") => write!(f, "(root): {}", self.message),
             (None, path) => write!(f, "{path}: {}", self.message),

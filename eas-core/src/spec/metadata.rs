@@ -103,7 +103,8 @@ pub struct Metadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolling_strategy: Option<RollingStrategy>,
 
-    /// The graceful termination period for an instance, in seconds. Default: 30.
+    /// The graceful termination period for an instance, in seconds. Default: 30; at most
+    /// 86400 (a day).
     #[serde(
         rename = "eas.termination_grace_period",
         default = "default_termination_grace_period",
@@ -270,7 +271,7 @@ pub struct Rpc {
     pub batching: bool,
 
     /// The maximum processing time of one request, in milliseconds; past it the server
-    /// answers 408. Default: 600000.
+    /// answers 408. Default: 600000; at most 86400000 (a day).
     #[serde(with = "duration::millis")]
     #[schemars(with = "u64", range(min = 1))]
     pub keepalive: Duration,
@@ -284,7 +285,7 @@ pub struct Rpc {
     pub max_batch_size: u32,
 
     /// The longest a batch waits for more requests after its first, in milliseconds, with
-    /// batching on. Default: 50.
+    /// batching on. Default: 50; at most 60000 (a minute).
     #[serde(with = "duration::millis")]
     #[schemars(with = "u64")]
     pub max_batch_timeout: Duration,

@@ -2,7 +2,7 @@
 //! defaults, a JSON Schema, and errors that name the field and the reason.
 //!
 //! Reading a spec runs three passes and reports every problem they find at once:
-//! 1. JSON syntax (line and column);
+//! 1. JSON syntax, and keys written twice in one object (line and column);
 //! 2. structure, against the spec's own JSON Schema: unknown fields (with the closest known
 //!    name), wrong types, out-of-range numbers, malformed values such as `"capacity": "2O%"`;
 //! 3. meaning: rules that span fields (a container needs a command or a script, mount paths
@@ -29,6 +29,7 @@ mod check;
 mod cloud;
 mod container;
 mod error;
+mod json;
 mod location;
 mod metadata;
 mod networking;
@@ -98,12 +99,11 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storage: Vec<MountSpec>,
 
-    /// The access token of the service; generated when omitted.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "empty_as_none::deserialize"
-    )]
+    /// The access token of the service; generated when omitted (or `null`). An empty or
+    /// blank token is refused, not read as omitted: requests are signed with the token, and
+    /// anyone can sign with an empty key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"\S"))]
     pub token: Option<String>,
 
     /// Compute checks and fault tolerance for multi-node distributed inference.
@@ -344,22 +344,40 @@ impl ServiceSpec {
     }
 
     /// Reads and validates a `service.json` document, reporting every problem at once.
+    ///
+    /// A key written twice in the same object is an error (with its line and column), as
+    /// the text does not say which of the two values is meant.
     pub fn from_json_str(text: &str) -> Result<Self, SpecErrors> {
-        match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(value) => Self::from_json_value(value),
-            Err(e) => Err(SpecErrors::new(vec![syntax_error(&e)])),
-        }
+        Self::from_parsed(json::from_str(text))
     }
 
     /// Reads and validates a `service.json` document from bytes (which must be UTF-8).
     pub fn from_json_slice(bytes: &[u8]) -> Result<Self, SpecErrors> {
-        match serde_json::from_slice::<serde_json::Value>(bytes) {
-            Ok(value) => Self::from_json_value(value),
-            Err(e) => Err(SpecErrors::new(vec![syntax_error(&e)])),
+        Self::from_parsed(json::from_slice(bytes))
+    }
+
+    /// The outcome of the syntax pass, through the other passes: duplicate keys first, then
+    /// the rest.
+    fn from_parsed(
+        parsed: Result<(serde_json::Value, Vec<SpecError>), serde_json::Error>,
+    ) -> Result<Self, SpecErrors> {
+        let (value, mut errors) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => return Err(SpecErrors::new(vec![syntax_error(&e)])),
+        };
+        match Self::from_json_value(value) {
+            Ok(spec) if errors.is_empty() => Ok(spec),
+            Ok(_) => Err(SpecErrors::new(errors)),
+            Err(more) => {
+                errors.extend(more);
+                Err(SpecErrors::new(errors))
+            }
         }
     }
 
-    /// Validates and types an already parsed JSON document.
+    /// Validates and types an already parsed JSON document. A `Value` holds one value per
+    /// key, so duplicate keys of the text it came from can no longer be seen: read text with
+    /// [`from_json_str`](Self::from_json_str) or [`from_json_slice`](Self::from_json_slice).
     pub fn from_json_value(mut value: serde_json::Value) -> Result<Self, SpecErrors> {
         let mut errors = Vec::new();
         let mut typed = None;

@@ -1,6 +1,7 @@
 //! The meaning pass: rules that span fields or need more than a type to state.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::{
     AutoscalerSpec, Container, CountOrPercent, MountSource, MountSpec, PathKind, ProcessorType,
@@ -9,6 +10,61 @@ use super::{
 
 /// The longest service name.
 const MAX_NAME_LEN: usize = 64;
+
+/// A day.
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The bounds of the duration fields. A larger value is a mistake, never a need, and an
+/// unbounded one reaches the runtime's deadline arithmetic (a `u64::MAX` grace period once
+/// overflowed `now + grace` and panicked the server on SIGTERM):
+/// - `eas.termination_grace_period`, a day: instances drain in seconds to minutes (the
+///   default is 30 s); a drain still going after a day is stuck, not graceful.
+/// - `rpc.keepalive`, a day: the longest one synchronous request may take (the default is
+///   10 minutes); longer work belongs in an asynchronous service or an Elastic Job.
+/// - `rpc.max_batch_timeout`, a minute: every batch's first request waits that long for
+///   company (the default is 50 ms); a minute already outlasts most clients' patience.
+const DURATION_BOUNDS: [(&str, Duration, Unit, &str); 3] = [
+    (
+        "metadata[\"eas.termination_grace_period\"]",
+        DAY,
+        Unit::Seconds,
+        "a day",
+    ),
+    ("metadata.rpc.keepalive", DAY, Unit::Milliseconds, "a day"),
+    (
+        "metadata.rpc.max_batch_timeout",
+        Duration::from_secs(60),
+        Unit::Milliseconds,
+        "a minute",
+    ),
+];
+
+/// The longest `autoscaler.behavior.*.stabilization_window_seconds`: an hour, the limit
+/// Kubernetes puts on the HPA field this one copies.
+const MAX_STABILIZATION_WINDOW_SECONDS: u32 = 3600;
+
+/// The unit a duration field is written in.
+#[derive(Clone, Copy)]
+enum Unit {
+    Seconds,
+    Milliseconds,
+}
+
+impl Unit {
+    fn count(self, duration: Duration) -> u128 {
+        match self {
+            Self::Seconds => u128::from(duration.as_secs()),
+            Self::Milliseconds => duration.as_millis(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Seconds => "seconds",
+            Self::Milliseconds => "milliseconds",
+        }
+    }
+}
 
 /// Appends every rule `spec` breaks to `errors`.
 pub(crate) fn validate(spec: &ServiceSpec, errors: &mut Vec<SpecError>) {
@@ -76,6 +132,24 @@ fn check_metadata(spec: &ServiceSpec, report: &mut Report<'_>) {
             "metadata.resource_burstable",
             "bursting overflows a dedicated resource group into the public pool; set metadata.resource too".to_owned(),
         );
+    }
+    let durations = [
+        m.termination_grace_period,
+        m.rpc.keepalive,
+        m.rpc.max_batch_timeout,
+    ];
+    for ((path, max, unit, words), value) in DURATION_BOUNDS.into_iter().zip(durations) {
+        if value > max {
+            report(
+                path,
+                format!(
+                    "must be at most {} {} ({words}), found {}",
+                    unit.count(max),
+                    unit.name(),
+                    unit.count(value)
+                ),
+            );
+        }
     }
     if let Some(rolling) = &m.rolling_strategy {
         let zero = |v: Option<CountOrPercent>| {
@@ -386,6 +460,24 @@ fn check_autoscaler(autoscaler: &AutoscalerSpec, report: &mut Report<'_>) {
             ),
         );
     }
+    if let Some(behavior) = &autoscaler.behavior {
+        for (name, rules) in [
+            ("scale_up", &behavior.scale_up),
+            ("scale_down", &behavior.scale_down),
+        ] {
+            if let Some(window) = rules.as_ref().and_then(|r| r.stabilization_window_seconds)
+                && window > MAX_STABILIZATION_WINDOW_SECONDS
+            {
+                report(
+                    &format!("autoscaler.behavior.{name}.stabilization_window_seconds"),
+                    format!(
+                        "must be at most {MAX_STABILIZATION_WINDOW_SECONDS} seconds (an hour, \
+                         as in Kubernetes), found {window}"
+                    ),
+                );
+            }
+        }
+    }
     let strategies = &autoscaler.strategies;
     let built_in = [
         ("qps", strategies.qps),
@@ -461,6 +553,16 @@ fn check_target(target: f64) -> Result<(), String> {
 }
 
 fn check_misc(spec: &ServiceSpec, report: &mut Report<'_>) {
+    if let Some(token) = &spec.token
+        && token.trim().is_empty()
+    {
+        report(
+            "token",
+            "must not be empty or blank: anyone could sign requests with such a key; omit \
+             token (or set it to null) to have one generated"
+                .to_owned(),
+        );
+    }
     if let Some(sinker) = &spec.sinker {
         let config = &sinker.config;
         let (present, section) = match sinker.sink_type {

@@ -247,7 +247,9 @@ fn nested_shape(mut value: &Value) -> Vec<usize> {
 }
 
 /// Appends the elements of `value` as little-endian `dtype`; with `shape`, checks that every
-/// array at depth `d` has `shape[d]` items and numbers sit at depth `shape.len()`.
+/// array at depth `d` has `shape[d]` items and numbers sit at depth `shape.len()`. An element
+/// that is not a `dtype` value (out of range included: no wrapping, no infinity) is an error
+/// naming its position, nested and flat.
 fn flatten(
     value: &Value,
     dtype: ElementType,
@@ -289,8 +291,13 @@ fn flatten(
                 ));
             }
             with_element!(dtype, T => match T::from_json(value) {
-                Some(v) => v.write_le(out),
-                None => return Err(format!("element {path:?} is {value}, not a {dtype} value")),
+                Ok(v) => v.write_le(out),
+                Err(why) => {
+                    return Err(format!(
+                        "element {path:?} (flat index {count}) is {value}, {}",
+                        why.reason(dtype)
+                    ));
+                }
             });
             *count += 1;
             Ok(())
@@ -424,11 +431,25 @@ mod tests {
             ),
             (
                 json!({"inputs": {"x": [[1, "a"]]}}),
-                "element [0, 1] is \"a\", not a FP32",
+                "input `x`: element [0, 1] (flat index 1) is \"a\", not a number",
             ),
             (
                 json!({"inputs": {"n": 1.5}}),
-                "element [] is 1.5, not a INT64",
+                "input `n`: element [] (flat index 0) is 1.5, not an integer",
+            ),
+            (
+                json!({"inputs": {"x": [[1, 2], [3, 3.5e38]]}}),
+                "input `x`: element [1, 1] (flat index 3) is 3.5e+38, out of the range of FP32 \
+                 (-3.4028235e38 to 3.4028235e38)",
+            ),
+            (
+                json!({"inputs": {"x": {"shape": [1, 2], "data": [-3.5e38, 1]}}}),
+                "input `x`: element [0] (flat index 0) is -3.5e+38, out of the range of FP32",
+            ),
+            (
+                json!({"inputs": {"n": 9_223_372_036_854_775_808_u64}}),
+                "input `n`: element [] (flat index 0) is 9223372036854775808, out of the range \
+                 of INT64",
             ),
             (json!({"inputs": {"y": [1]}}), "unknown input `y`"),
             (json!({"input": {}}), "without \"inputs\""),

@@ -139,6 +139,14 @@ impl ElementType {
     }
 }
 
+impl ElementType {
+    /// The values an element holds, for messages: `0 to 255`, `-3.4028235e38 to 3.4028235e38`.
+    #[must_use]
+    pub(crate) fn range(self) -> String {
+        with_element!(self, T => <T as Element>::range())
+    }
+}
+
 impl std::fmt::Display for ElementType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.oip_name())
@@ -155,8 +163,36 @@ pub(crate) trait Element:
     fn read_le(bytes: &[u8]) -> Self;
     /// Appends the little-endian bytes of `self`.
     fn write_le(self, out: &mut Vec<u8>);
-    /// The element a JSON number stands for, or `None` when out of range or not integral.
-    fn from_json(value: &serde_json::Value) -> Option<Self>;
+    /// The element a JSON number stands for, exactly for integer types and to the nearest
+    /// value for float types; never a wrapped integer nor an infinity.
+    fn from_json(value: &serde_json::Value) -> Result<Self, NotAnElement>;
+    /// The values an element holds, for messages.
+    fn range() -> String;
+}
+
+/// Why a JSON value is not an element of a type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotAnElement {
+    /// A string, a boolean, null, an array or an object where a number belongs.
+    NotANumber,
+    /// A number with a fraction or an exponent for an integer type: integers are taken exactly,
+    /// and a float such as `9007199254740993.0` has already lost digits.
+    NotAnInteger,
+    /// A number outside the type's range; for a float type, one that would become infinite.
+    OutOfRange,
+}
+
+impl NotAnElement {
+    /// What is wrong, after "element ... is VALUE, ".
+    pub(crate) fn reason(self, dtype: ElementType) -> String {
+        match self {
+            Self::NotANumber => format!("not a number ({dtype} elements are numbers)"),
+            Self::NotAnInteger => format!(
+                "not an integer ({dtype} elements are written without a fraction or exponent)"
+            ),
+            Self::OutOfRange => format!("out of the range of {dtype} ({})", dtype.range()),
+        }
+    }
 }
 
 macro_rules! element {
@@ -172,21 +208,53 @@ macro_rules! element {
                 out.extend_from_slice(&self.to_le_bytes());
             }
 
-            fn from_json(value: &serde_json::Value) -> Option<Self> {
-                element!(@$json, $t, value)
+            fn from_json(value: &serde_json::Value) -> Result<Self, NotAnElement> {
+                let serde_json::Value::Number(number) = value else {
+                    return Err(NotAnElement::NotANumber);
+                };
+                element!(@$json, $t, number)
+            }
+
+            fn range() -> String {
+                element!(@range $json, $t)
             }
         }
     };
-    (@int, $t:ty, $value:ident) => {
-        match $value.as_i64() {
-            Some(v) => <$t>::try_from(v).ok(),
-            None => $value.as_u64().and_then(|v| <$t>::try_from(v).ok()),
+    (@int, $t:ty, $number:ident) => {
+        if let Some(v) = $number.as_i64() {
+            <$t>::try_from(v).map_err(|_| NotAnElement::OutOfRange)
+        } else if let Some(v) = $number.as_u64() {
+            <$t>::try_from(v).map_err(|_| NotAnElement::OutOfRange)
+        } else {
+            // Written with a fraction or an exponent, or past u64::MAX: refused either way,
+            // as out of range when even an exact reading would not fit.
+            let v = $number.as_f64().unwrap_or(f64::NAN);
+            #[allow(clippy::cast_precision_loss)]
+            let outside = v.fract() == 0.0
+                && (v < <$t>::MIN as f64 || v >= <$t>::MAX as f64 + 1.0);
+            Err(if outside {
+                NotAnElement::OutOfRange
+            } else {
+                NotAnElement::NotAnInteger
+            })
         }
     };
-    (@float, $t:ty, $value:ident) => {
-        // Rounding to the nearest f32 is what a client means by a decimal literal.
+    (@float, $t:ty, $number:ident) => {{
+        // Rounding to the nearest float is what a client means by a decimal literal; past
+        // the largest finite value it would round to an infinity, which nobody means.
         #[allow(clippy::cast_possible_truncation)]
-        $value.as_f64().map(|v| v as $t)
+        let v = $number.as_f64().map_or(<$t>::NAN, |v| v as $t);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(NotAnElement::OutOfRange)
+        }
+    }};
+    (@range int, $t:ty) => {
+        format!("{} to {}", <$t>::MIN, <$t>::MAX)
+    };
+    (@range float, $t:ty) => {
+        format!("{:e} to {:e}", <$t>::MIN, <$t>::MAX)
     };
 }
 
@@ -270,14 +338,56 @@ mod tests {
 
     #[test]
     fn json_numbers_should_convert_only_when_they_fit() {
-        assert_eq!(u8::from_json(&json!(255)), Some(255));
-        assert_eq!(u8::from_json(&json!(256)), None);
-        assert_eq!(i8::from_json(&json!(-1)), Some(-1));
-        assert_eq!(i64::from_json(&json!(1.5)), None);
-        assert_eq!(u64::from_json(&json!(u64::MAX)), Some(u64::MAX));
-        assert_eq!(f32::from_json(&json!(1.5)), Some(1.5));
-        assert_eq!(f64::from_json(&json!(3)), Some(3.0));
-        assert_eq!(f64::from_json(&json!("3")), None);
+        use NotAnElement::{NotANumber, NotAnInteger, OutOfRange};
+        assert_eq!(u8::from_json(&json!(255)), Ok(255));
+        assert_eq!(u8::from_json(&json!(256)), Err(OutOfRange));
+        assert_eq!(u8::from_json(&json!(-1)), Err(OutOfRange));
+        assert_eq!(i8::from_json(&json!(-1)), Ok(-1));
+        assert_eq!(i8::from_json(&json!(-129)), Err(OutOfRange));
+        assert_eq!(i16::from_json(&json!(32768)), Err(OutOfRange));
+        assert_eq!(u16::from_json(&json!(65536)), Err(OutOfRange));
+        assert_eq!(
+            i32::from_json(&json!(i64::from(i32::MIN) - 1)),
+            Err(OutOfRange)
+        );
+        assert_eq!(
+            u32::from_json(&json!(u64::from(u32::MAX) + 1)),
+            Err(OutOfRange)
+        );
+        assert_eq!(i64::from_json(&json!(u64::MAX)), Err(OutOfRange));
+        assert_eq!(u64::from_json(&json!(-1)), Err(OutOfRange));
+        assert_eq!(u64::from_json(&json!(u64::MAX)), Ok(u64::MAX));
+        assert_eq!(i64::from_json(&json!(1.5)), Err(NotAnInteger));
+        assert_eq!(i64::from_json(&json!(3.0)), Err(NotAnInteger));
+        assert_eq!(u8::from_json(&json!(300.0)), Err(OutOfRange));
+        assert_eq!(u64::from_json(&json!(1e20)), Err(OutOfRange));
+        assert_eq!(
+            u64::from_json(&serde_json::from_str("18446744073709551616").expect("a number")),
+            Err(OutOfRange)
+        );
+        assert_eq!(i64::from_json(&json!(-9.3e18)), Err(OutOfRange));
+        assert_eq!(f32::from_json(&json!(1.5)), Ok(1.5));
+        assert_eq!(f32::from_json(&json!(-1e-50)), Ok(-0.0));
+        assert_eq!(f32::from_json(&json!(f64::from(f32::MAX))), Ok(f32::MAX));
+        assert_eq!(f32::from_json(&json!(3.5e38)), Err(OutOfRange));
+        assert_eq!(f32::from_json(&json!(-3.5e38)), Err(OutOfRange));
+        assert_eq!(f32::from_json(&json!(f64::MAX)), Err(OutOfRange));
+        assert_eq!(f32::from_json(&json!(u64::MAX)), Ok(u64::MAX as f32));
+        assert_eq!(f64::from_json(&json!(3)), Ok(3.0));
+        assert_eq!(f64::from_json(&json!(f64::MAX)), Ok(f64::MAX));
+        assert_eq!(f64::from_json(&json!("3")), Err(NotANumber));
+        assert_eq!(f64::from_json(&json!(null)), Err(NotANumber));
+    }
+
+    #[test]
+    fn ranges_should_read_as_numbers() {
+        assert_eq!(ElementType::U8.range(), "0 to 255");
+        assert_eq!(ElementType::I16.range(), "-32768 to 32767");
+        assert_eq!(ElementType::F32.range(), "-3.4028235e38 to 3.4028235e38");
+        assert_eq!(
+            NotAnElement::OutOfRange.reason(ElementType::F32),
+            "out of the range of FP32 (-3.4028235e38 to 3.4028235e38)"
+        );
     }
 
     #[test]

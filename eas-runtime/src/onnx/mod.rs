@@ -13,7 +13,10 @@
 //! - **JSON**, for curl users (`Content-Type` containing `json`, or a body starting with `{`):
 //!   `{"inputs": {"x": [[1.0, 2.0, 3.0, 4.0]]}}`, each input a nested array (its nesting is
 //!   the shape), a number, or `{"shape": [1, 4], "data": [...], "datatype": "FP32"}` (flat,
-//!   row-major; `datatype` optional). Element types come from the model. The answer is
+//!   row-major; `datatype` optional). Element types come from the model; a number the type
+//!   cannot hold (past FP32's largest value, past an integer type's bounds, a fraction for an
+//!   integer) is a 400 naming the input and the element, never wrapped nor made infinite.
+//!   Floats round to the nearest value (a tiny one may become 0). The answer is
 //!   `{"outputs": {"y": {"datatype": "FP32", "shape": [1, 3], "data": [...]}}}` with `data`
 //!   flat and row-major (`Content-Type: application/json`; NaN and infinities as `null`).
 //!
