@@ -1,11 +1,23 @@
-//! A requests-per-second limit: a token bucket that holds one second of tokens.
+//! A requests-per-second limit, a token bucket that holds one second of tokens; and
+//! [`deadline`], the one way the runtime turns a duration from a spec into a deadline.
 //!
 //! Hand-written (about 40 lines) rather than taken from `governor` because it must read
 //! `tokio::time`, so tests step it with `tokio::time::pause()` and `advance()`.
 
 use std::sync::Mutex;
 
+use std::time::Duration;
+
 use tokio::time::Instant;
+
+/// The instant `after` from now; a duration too long to add to the clock (a spec's
+/// `Duration::MAX`) gives a deadline thirty years away instead of panicking.
+#[must_use]
+pub fn deadline(after: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
 
 /// Admits at most `rate` requests per second on average, with bursts of up to `rate`.
 #[derive(Debug)]
@@ -58,9 +70,14 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_past_the_clocks_range_should_be_far_away_not_a_panic() {
+        let far = deadline(Duration::MAX);
+        assert!(far > Instant::now() + Duration::from_secs(86_400 * 365 * 29));
+        assert_eq!(deadline(Duration::from_secs(1)), Instant::now() + Duration::from_secs(1));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn limiter_should_admit_a_second_of_burst_then_refill_at_the_rate() {

@@ -135,7 +135,7 @@ mod tests {
 
     async fn settle(service: &EasService) {
         for _ in 0..500 {
-            if service.is_ready() || service.is_dead() {
+            if service.instances().iter().all(Replica::is_ready) || service.is_dead() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -236,6 +236,16 @@ mod tests {
         );
     }
 
+    /// `eas serve` panicked on SIGTERM with a grace of `Duration::MAX` (`now + grace`).
+    #[tokio::test]
+    async fn a_replica_should_shut_down_with_a_grace_of_duration_max() {
+        let replica = replica(0);
+        let left = tokio::time::timeout(Duration::from_secs(10), replica.shutdown(Duration::MAX))
+            .await
+            .expect("ends at once: nothing in flight");
+        assert_eq!(left, 0);
+    }
+
     #[tokio::test]
     async fn submit_should_refuse_with_the_replicas_own_reason() {
         // Just started: not ready yet.

@@ -33,7 +33,7 @@ async fn gather(
 ) -> Vec<Job> {
     let mut batch = Vec::with_capacity(max_batch_size);
     batch.push(first);
-    let deadline = tokio::time::Instant::now() + max_batch_timeout;
+    let deadline = crate::limit::deadline(max_batch_timeout);
     while batch.len() < max_batch_size {
         match queue.try_recv() {
             Ok(job) => batch.push(job),

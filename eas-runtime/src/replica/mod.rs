@@ -394,7 +394,7 @@ impl Replica {
                 .unwrap_or_else(|e| e.into_inner())
                 .take(),
         );
-        let deadline = tokio::time::Instant::now() + grace;
+        let deadline = crate::limit::deadline(grace);
         while self.load() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
