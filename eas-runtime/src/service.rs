@@ -151,6 +151,9 @@ impl Service {
         metrics: Arc<Metrics>,
         queues: &dyn QueueFactory,
     ) -> Result<Self> {
+        // Specs built in code skip the parser's checks: bounds (durations a clock can add),
+        // a non-empty token and the rest apply to them too.
+        spec.validate().map_err(|e| Error::Core(e.into()))?;
         let name = spec.metadata.name.clone();
         let spec = Arc::new(spec);
         let make_processor = processor_maker(&spec, registry)?;
@@ -167,12 +170,16 @@ impl Service {
             Some(token) => token.clone(),
             None => generate_token().map_err(|e| Error::Token(e.to_string()))?,
         };
-        // Opened before any instance starts, so that a failure leaves nothing running.
+        // Opened before any instance starts, so that a failure leaves nothing running. Both
+        // queues hold `rpc.max_queue_size` items: one result per input, so the sink holds a
+        // full input queue's worth; past that it would be a leak, not a buffer. A full sink
+        // holds results back in the consumers, their inputs stay queued, and the backpressure
+        // reaches clients as 450 on the input queue ([`crate::queue::consumer`]).
         let opened = if spec.metadata.is_async() {
             let bound = spec.metadata.rpc.max_queue_size as usize;
             Some((
                 queues.open(&name, Some(bound))?,
-                queues.open(&format!("{name}/sink"), None)?,
+                queues.open(&format!("{name}/sink"), Some(bound))?,
             ))
         } else {
             None

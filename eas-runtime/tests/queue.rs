@@ -1,7 +1,9 @@
 //! The queue service (asynchronous inference) over real sockets, driven by the real
 //! `eas-prediction` SDK's `QueueClient`: put/get, truncate, watch with auto and manual commit,
 //! requests through the input queue to the sink, 2,000 puts against a watcher, 450 when full,
-//! consumers that crash or vanish mid-batch, and bad input.
+//! consumers that crash or vanish mid-batch, and bad input; and attacks over raw HTTP: a full
+//! sink (results held back, nothing lost, 450), signed queue calls replayed with another query
+//! (401), extreme and malformed indexes, and identical signed predict requests in one second.
 //!
 //! Each SDK scenario runs on the in-memory backend (`<test>::memory`) and, with the `redis`
 //! feature, on the Redis Streams backend (`<test>::redis`) against a `redis-server` started on a
@@ -678,7 +680,7 @@ async fn call(
     server: &RunningServer,
     method: reqwest::Method,
     path_and_query: &str,
-    body: &'static str,
+    body: impl Into<reqwest::Body>,
 ) -> (u16, String) {
     let response = reqwest::Client::new()
         .request(
@@ -1173,4 +1175,432 @@ async fn items_of_a_consumer_aborted_mid_batch_should_reach_the_sink_through_ano
         "each aborted item processed once more, marked as a redelivery"
     );
     second.shutdown().await;
+}
+
+/// The items of a raw get (`path_and_query` after `/api/predict/`): each one's data and tags.
+async fn get_items(
+    server: &RunningServer,
+    path_and_query: &str,
+) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    use eas_runtime::proto::Message as _;
+    use eas_runtime::proto::streaming::DataFrameListProto;
+
+    let response = reqwest::Client::new()
+        .get(format!(
+            "http://{}/api/predict/{path_and_query}",
+            server.local_addr()
+        ))
+        .header("Authorization", TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status().as_u16(), 200, "GET {path_and_query}");
+    let list = DataFrameListProto::decode(response.bytes().await.expect("body")).expect("protobuf");
+    list.index
+        .into_iter()
+        .map(|f| {
+            (
+                String::from_utf8_lossy(&f.data).into_owned(),
+                f.tags.into_iter().collect(),
+            )
+        })
+        .collect()
+}
+
+/// A queue's attributes over HTTP (`queue`: `name` or `name/sink`).
+async fn attributes(server: &RunningServer, queue: &str) -> Value {
+    let (status, text) = call(
+        server,
+        reqwest::Method::GET,
+        &format!("{queue}?_attrs_=true"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// Waits up to 20 s for `done`, panicking with `what` and the last value seen.
+async fn eventually<T: std::fmt::Debug, F: std::future::Future<Output = T>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = probe().await;
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: still {value:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+both_backends!(a_full_sink_should_hold_results_back_lose_nothing_and_refuse_puts_with_450);
+async fn a_full_sink_should_hold_results_back_lose_nothing_and_refuse_puts_with_450(
+    backend: Backend,
+) {
+    use reqwest::Method;
+
+    let test =
+        backend.test("a_full_sink_should_hold_results_back_lose_nothing_and_refuse_puts_with_450");
+    let Some(env) = backend.env(&test) else {
+        return;
+    };
+    // Both queues hold 3 items; the one consumer's window is 3 too.
+    let server = start(
+        &env,
+        vec![spec(
+            "tight",
+            json!({"metadata": {"instance": 1, "rpc": {"max_queue_size": 3}}}),
+        )],
+        true,
+    )
+    .await;
+    let service = Arc::clone(&server.services()["tight"]);
+    let queues = service.queues().expect("an async service");
+    let total = 12;
+    let bodies: Vec<String> = (0..total).map(|n| format!("item-{n}")).collect();
+    let put = |n: usize| call(&server, Method::POST, "tight", bodies[n].clone());
+
+    // Three results fill the sink; three more are processed and held by the consumer.
+    for n in 0..3 {
+        assert_eq!(put(n).await.0, 200);
+    }
+    eventually(
+        "the sink holds the first three results",
+        || attributes(&server, "tight/sink"),
+        |a| a["stream.length"] == "3",
+    )
+    .await;
+    for n in 3..6 {
+        assert_eq!(put(n).await.0, 200);
+    }
+    eventually(
+        "the consumer holds three results the sink cannot take",
+        || async { queues.held_results() },
+        |&held| held == 3,
+    )
+    .await;
+    assert_eq!(queues.sink_stalls(), 1, "one stall, however many results");
+    let input = attributes(&server, "tight").await;
+    assert_eq!(
+        (&input["stream.length"], &input["stream.pending"]),
+        (&json!("3"), &json!("3")),
+        "their inputs stay delivered and uncommitted: {input}"
+    );
+    assert_eq!(
+        attributes(&server, "tight/sink").await["stream.length"],
+        "3"
+    );
+
+    // A client put into the full sink, and into the input queue the stall filled.
+    let (status, text) = call(&server, Method::POST, "tight/sink", "from a client").await;
+    assert_eq!(status, 450, "{text}");
+    assert!(
+        text.contains("queue full") && text.contains("`tight/sink`"),
+        "{text}"
+    );
+    let (status, text) = put(6).await;
+    assert_eq!(status, 450, "{text}");
+    assert!(text.contains("`tight`"), "{text}");
+
+    // The client drains the sink while it puts the rest: every result comes, once.
+    let mut next = 6;
+    let mut results: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while results.len() < total {
+        while next < total {
+            match put(next).await {
+                (200, _) => next += 1,
+                (450, _) => break,
+                (status, text) => panic!("put {next}: {status} {text}"),
+            }
+        }
+        let got = get_items(&server, "tight/sink?_length_=10&_timeout_=1s").await;
+        results.extend(got.into_iter().map(|(data, _)| data));
+        assert!(
+            Instant::now() < deadline,
+            "{} of {total} results after 30 s (put {next}): {results:?}",
+            results.len()
+        );
+    }
+    results.sort();
+    let mut expected = bodies.clone();
+    expected.sort();
+    assert_eq!(results, expected, "every result exactly once");
+    eventually(
+        "the inputs are committed",
+        || attributes(&server, "tight"),
+        |a| a["stream.length"] == "0",
+    )
+    .await;
+    assert_eq!(queues.held_results(), 0);
+    assert_eq!(
+        attributes(&server, "tight/sink").await["stream.length"],
+        "0"
+    );
+    server.shutdown().await;
+}
+
+/// The headers of a request signed as the SDK's `PredictClient` signs it (the Date in UTC;
+/// the SDK writes its local time, which the server's window allows for).
+fn signed_headers(method: &str, path: &str, body: &[u8]) -> reqwest::header::HeaderMap {
+    use eas_runtime::auth::{content_md5, sign};
+
+    let md5 = content_md5(body);
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let content_type = "application/octet-stream";
+    let signature = sign(TOKEN, method, &md5, content_type, &date, path);
+    let mut headers = reqwest::header::HeaderMap::new();
+    for (name, value) in [
+        ("Authorization", format!("EAS {signature}")),
+        ("Content-MD5", md5),
+        ("Date", date),
+        ("Content-Type", content_type.to_owned()),
+    ] {
+        headers.insert(name, value.parse().expect("a header value"));
+    }
+    headers
+}
+
+/// Sends `headers` (a captured signed request) to `path_and_query`; status and body.
+async fn replay(
+    server: &RunningServer,
+    method: reqwest::Method,
+    path_and_query: &str,
+    headers: &reqwest::header::HeaderMap,
+    body: &'static [u8],
+) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .request(
+            method,
+            format!("http://{}{path_and_query}", server.local_addr()),
+        )
+        .headers(headers.clone())
+        .body(body)
+        .send()
+        .await
+        .expect("sent");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("body"))
+}
+
+both_backends!(a_signed_queue_call_with_a_query_should_get_401_and_change_nothing);
+async fn a_signed_queue_call_with_a_query_should_get_401_and_change_nothing(backend: Backend) {
+    use reqwest::Method;
+
+    let test = backend.test("a_signed_queue_call_with_a_query_should_get_401_and_change_nothing");
+    let Some(env) = backend.env(&test) else {
+        return;
+    };
+    let server = start(&env, vec![spec("q", json!({}))], true).await;
+    for n in 0..3 {
+        let (status, text) = call(&server, Method::POST, "q/sink", format!("kept-{n}")).await;
+        assert_eq!(status, 200, "{text}");
+    }
+    // A captured signed `DELETE ?_indexes_=999`: the signature covers the path, not the query.
+    let captured = signed_headers("DELETE", "/api/predict/q/sink", b"");
+    for query in ["_trunc_=true&_index_=1000000", "_indexes_=999"] {
+        let path = format!("/api/predict/q/sink?{query}");
+        let (status, text) = replay(&server, Method::DELETE, &path, &captured, b"").await;
+        assert_eq!(status, 401, "signed DELETE ?{query}: {text}");
+        assert!(
+            text.contains("unauthorized") && text.contains("plain `Authorization: <token>`"),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        attributes(&server, "q/sink").await["stream.length"],
+        "3",
+        "the queue is intact"
+    );
+    // A signed get without a query reads and deletes an item: refused too.
+    let get = signed_headers("GET", "/api/predict/q/sink", b"");
+    let (status, text) = replay(&server, Method::GET, "/api/predict/q/sink", &get, b"").await;
+    assert_eq!(status, 401, "signed GET: {text}");
+    // A signed put with tags in the query: refused; without a query: what was signed, accepted.
+    let put = signed_headers("POST", "/api/predict/q/sink", b"signed");
+    let (status, text) = replay(
+        &server,
+        Method::POST,
+        "/api/predict/q/sink?color=red",
+        &put,
+        b"signed",
+    )
+    .await;
+    assert_eq!(status, 401, "signed POST with tags: {text}");
+    let (status, text) = replay(
+        &server,
+        Method::POST,
+        "/api/predict/q/sink",
+        &put,
+        b"signed",
+    )
+    .await;
+    assert_eq!(status, 200, "signed POST without a query: {text}");
+    // A bad signature is refused by admission first, for its own reason.
+    let mut forged = captured.clone();
+    forged.insert("Authorization", "EAS Zm9yZ2Vk".parse().expect("value"));
+    let (status, text) = replay(
+        &server,
+        Method::DELETE,
+        "/api/predict/q/sink?_trunc_=true&_index_=1000000",
+        &forged,
+        b"",
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(text.contains("signature does not match"), "{text}");
+    let left = get_items(&server, "q/sink?_length_=10&_auto_delete_=false").await;
+    let mut left: Vec<String> = left.into_iter().map(|(data, _)| data).collect();
+    left.sort();
+    assert_eq!(left, ["kept-0", "kept-1", "kept-2", "signed"]);
+    server.shutdown().await;
+}
+
+both_backends!(malformed_and_extreme_indexes_should_get_400_or_change_only_what_they_name);
+async fn malformed_and_extreme_indexes_should_get_400_or_change_only_what_they_name(
+    backend: Backend,
+) {
+    use reqwest::Method;
+
+    let test =
+        backend.test("malformed_and_extreme_indexes_should_get_400_or_change_only_what_they_name");
+    let Some(env) = backend.env(&test) else {
+        return;
+    };
+    let server = start(&env, vec![spec("q", json!({}))], true).await;
+    let mut indexes = Vec::new();
+    for n in 0..3 {
+        let (status, index) = call(&server, Method::POST, "q/sink", format!("kept-{n}")).await;
+        assert_eq!(status, 200, "{index}");
+        indexes.push(index.parse::<u64>().expect("an index"));
+    }
+    let max = u64::MAX.to_string();
+    let over = "18446744073709551616"; // u64::MAX + 1
+    let ten_thousand_and_one: Vec<String> = (1..=10_001).map(|n| n.to_string()).collect();
+    let refused: Vec<(Method, String, &str)> = vec![
+        (Method::PUT, "_indexes_=abc".into(), "`abc` is not an index"),
+        (
+            Method::DELETE,
+            "_indexes_=abc".into(),
+            "`abc` is not an index",
+        ),
+        (
+            Method::DELETE,
+            "_indexes_=-1".into(),
+            "`-1` is not an index",
+        ),
+        (Method::DELETE, format!("_indexes_={over}"), over),
+        (
+            Method::DELETE,
+            "_indexes_=99999999999999999999999999".into(),
+            "not an index",
+        ),
+        (
+            Method::DELETE,
+            "_indexes_=1,,2".into(),
+            "`` is not an index",
+        ),
+        (Method::DELETE, "_indexes_=".into(), "not an index"),
+        (
+            Method::DELETE,
+            "_indexes_=1.5".into(),
+            "`1.5` is not an index",
+        ),
+        (Method::DELETE, format!("_trunc_=true&_index_={over}"), over),
+        (Method::DELETE, "_trunc_=true&_index_=-5".into(), "`-5`"),
+        (Method::GET, format!("_index_={over}"), over),
+        (Method::GET, format!("_search_=true&_index_={over}"), over),
+        (
+            Method::DELETE,
+            format!("_indexes_={}", ten_thousand_and_one.join(",")),
+            "10001 indexes; at most 10000",
+        ),
+    ];
+    for (method, query, needle) in &refused {
+        let (status, text) = call(&server, method.clone(), &format!("q/sink?{query}"), "").await;
+        let shown = &query[..query.len().min(60)];
+        assert_eq!(status, 400, "{method} ?{shown}: {text}");
+        assert!(text.contains(needle), "{method} ?{shown}: {text}");
+    }
+    assert_eq!(attributes(&server, "q/sink").await["stream.length"], "3");
+
+    // Valid but far away: nothing found, nothing removed.
+    let harmless: Vec<(Method, String, u16)> = vec![
+        (Method::DELETE, format!("_indexes_={max}"), 200),
+        (Method::PUT, format!("_indexes_={max}"), 200),
+        (Method::DELETE, format!("_indexes_=0,{max},{max}"), 200),
+        (Method::GET, format!("_search_=true&_index_={max}"), 404),
+        (Method::DELETE, "_trunc_=true&_index_=0".into(), 200),
+        (Method::DELETE, "_trunc_=true&_index_=1".into(), 200),
+    ];
+    for (method, query, expected) in &harmless {
+        let (status, text) = call(&server, method.clone(), &format!("q/sink?{query}"), "").await;
+        assert_eq!(status, *expected, "{method} ?{query}: {text}");
+    }
+    let far = get_items(&server, &format!("q/sink?_index_={max}&_auto_delete_=true")).await;
+    assert!(far.is_empty(), "{far:?}");
+    assert_eq!(attributes(&server, "q/sink").await["stream.length"], "3");
+
+    // 10,000 indexes (the most one call takes; short ones, so that the URI stays under the
+    // 64 KiB an `http::Uri` holds), one of them there: that one goes.
+    let mut listed: Vec<String> = (10_000..10_000 + 9_999)
+        .map(|n: u64| n.to_string())
+        .collect();
+    listed.push(indexes[0].to_string());
+    let (status, text) = call(
+        &server,
+        Method::DELETE,
+        &format!("q/sink?_indexes_={}", listed.join(",")),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let left = get_items(&server, "q/sink?_length_=10&_auto_delete_=false").await;
+    let left: Vec<String> = left.into_iter().map(|(data, _)| data).collect();
+    assert_eq!(left, ["kept-1", "kept-2"]);
+
+    // Truncate below u64::MAX: everything, and the queue goes on.
+    let (status, text) = call(
+        &server,
+        Method::DELETE,
+        &format!("q/sink?_trunc_=true&_index_={max}"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(attributes(&server, "q/sink").await["stream.length"], "0");
+    let (status, index) = call(&server, Method::POST, "q/sink", "after").await;
+    assert_eq!(status, 200);
+    assert!(index.parse::<u64>().expect("an index") > indexes[2]);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_signed_predict_requests_in_the_same_second_should_all_pass() {
+    // The HMAC form has no replay cache by design: the SDK sends identical requests in the
+    // same second with identical signatures, and every one of them must be served.
+    let env = Env::memory();
+    let mut sync = spec("plain", json!({}));
+    sync.metadata.service_type = None;
+    let server = start(&env, vec![sync], true).await;
+    let body: &'static [u8] = b"same request";
+    let headers = signed_headers("POST", "/api/predict/plain", body);
+    let sends = (0..20).map(|_| {
+        replay(
+            &server,
+            reqwest::Method::POST,
+            "/api/predict/plain",
+            &headers,
+            body,
+        )
+    });
+    let answers = futures::future::join_all(sends).await;
+    for (status, text) in &answers {
+        assert_eq!((*status, text.as_str()), (200, "same request"));
+    }
+    server.shutdown().await;
 }

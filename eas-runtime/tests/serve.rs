@@ -795,3 +795,20 @@ async fn shutdown_should_not_wait_for_connections_without_a_request_in_service()
     assert_eq!(report.abandoned, 0);
     drop((half, idle));
 }
+
+/// A spec built in code skips the parser: its bounds are checked when the service starts
+/// (a `Duration::MAX` grace once panicked `eas serve` on SIGTERM).
+#[tokio::test]
+async fn a_spec_built_in_code_should_be_validated_at_start() {
+    let mut spec = spec(json!({}));
+    spec.metadata.termination_grace_period = Duration::MAX;
+    let refused = Server::builder()
+        .registry(registry(&Arc::new(AtomicUsize::new(0))))
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .service(spec)
+        .start()
+        .await
+        .expect_err("refused at start");
+    let message = refused.to_string();
+    assert!(message.contains("termination_grace_period"), "{message}");
+}

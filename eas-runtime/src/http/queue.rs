@@ -13,8 +13,15 @@
 //! | attributes | GET | `_attrs_=true` | JSON object of strings |
 //! | search | GET | `_search_=true`, `_index_=N` | JSON, 404 when no such item |
 //!
-//! Every call carries the service token as a plain `Authorization` header (the HMAC form is
-//! accepted too). Query keys written `_name_` are the protocol's own: an unknown one, a value
+//! Every call carries the service token as a plain `Authorization` header, as the SDK's
+//! `QueueClient` sends it. The HMAC form (`Authorization: EAS <sig>`) is accepted only for a put
+//! without a query string (what the SDK's `PredictClient` sends to an async service): the
+//! signature covers the method, path, `Content-MD5`, `Content-Type` and `Date` but not the
+//! query, and on a queue the query decides what a call does (a captured signed
+//! `DELETE ?_indexes_=3` replayed as `?_trunc_=true&_index_=1000000` would empty the queue),
+//! while a signed `GET` without one reads and deletes an item each time it is replayed. Any
+//! other signed queue call is refused with 401 and a reason that says to send the plain token.
+//! Query keys written `_name_` are the protocol's own: an unknown one, a value
 //! that does not parse, a body over the server's limit or an unknown queue gets a 4xx with a
 //! JSON body that names the parameter and the reason. A watcher that sends anything but
 //! pings, pongs and close frames is disconnected with close code 1003 and a reason; its
@@ -34,6 +41,7 @@ use prost::Message as _;
 
 use super::{ApiError, Edge};
 use crate::admission::Admission;
+use crate::outcome::PredictError;
 use crate::proto::streaming::DataFrameListProto;
 use crate::queue::consumer::AsyncQueues;
 use crate::queue::{
@@ -97,6 +105,7 @@ async fn dispatch(
         ))
     })?;
     let (mut parts, body) = admission.receive(request).await?.into_parts();
+    refuse_signed_unless_plain_put(&parts)?;
     let query = QueryArgs::parse(&parts)?;
     let method = parts.method.clone();
     match method {
@@ -147,6 +156,31 @@ async fn dispatch(
             queue.name()
         ))),
     }
+}
+
+/// Refuses a request signed with the HMAC form unless it is a put without a query string, the
+/// one queue call whose meaning the signature covers in full (see the module docs).
+fn refuse_signed_unless_plain_put(parts: &Parts) -> Result<(), ApiError> {
+    let signed = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.trim().starts_with("EAS "));
+    let has_query = parts.uri.query().is_some_and(|q| !q.is_empty());
+    if !signed || (parts.method == Method::POST && !has_query) {
+        return Ok(());
+    }
+    let what = if has_query {
+        format!("a {} with a query string", parts.method)
+    } else {
+        format!("a {}", parts.method)
+    };
+    Err(ApiError::Predict(PredictError::Unauthorized(format!(
+        "a queue call signed with `Authorization: EAS ...` is accepted only for a put (POST) \
+         without a query string, not {what}: the signature does not cover the query, which \
+         decides what a queue call does; send the service token as plain \
+         `Authorization: <token>`, as the SDK's QueueClient does"
+    ))))
 }
 
 async fn put(

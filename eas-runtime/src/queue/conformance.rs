@@ -14,6 +14,9 @@
 //! - **commit, delete, truncate**: they return how many items were there and remove them (a
 //!   get at a removed index reads the next item, a removed `requestId` is not found); indexes
 //!   are never reused; `truncate(n)` removes exactly the items below `n`;
+//! - **extreme indexes**: any `u64` is a valid index to get, search, commit, delete or
+//!   truncate at (`u64::MAX` included: no error, nothing found or removed but what is there), a
+//!   removal lists up to [`MAX_LENGTH`] indexes (repeats counted once);
 //! - **attributes**: `stream.length` agrees with [`length`](super::QueueBackend::length),
 //!   `stream.maxLength` is the bound, `stream.lastEntry` is absent before the first put and
 //!   then the last index, `stream.firstEntry` the oldest index, `stream.pending` and
@@ -75,7 +78,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{
-    DynQueue, GetQuery, Item, NewItem, Put, QueueError, QueueFactory, REDELIVERED_TAG,
+    DynQueue, GetQuery, Item, MAX_LENGTH, NewItem, Put, QueueError, QueueFactory, REDELIVERED_TAG,
     REQUEST_ID_TAG, Tags, Watch, WatchOptions,
 };
 
@@ -141,6 +144,7 @@ pub async fn queue_backend(factory: &dyn QueueFactory, capabilities: &Capabiliti
     waiting_gets(factory).await;
     auto_delete(factory).await;
     commit_delete_truncate(factory).await;
+    extreme_indexes(factory).await;
     attributes(factory).await;
     search(factory).await;
     bound(factory).await;
@@ -551,6 +555,74 @@ async fn commit_delete_truncate(factory: &dyn QueueFactory) {
         Some(last.as_str()),
         check,
         "the last index put, even when it is gone",
+    );
+}
+
+async fn extreme_indexes(factory: &dyn QueueFactory) {
+    let q = Under::open(factory, "conformance-extreme-indexes", None).await;
+    let check = "extreme indexes";
+    let mut p = Vec::new();
+    for data in ["0", "1", "2", "3"] {
+        p.push(q.put(check, data, &[]).await);
+    }
+    q.same(
+        indexes(&q.get(check, GetQuery::at_index(u64::MAX)).await),
+        vec![],
+        check,
+        "a get at u64::MAX finds nothing",
+    );
+    let found = q.search(check, u64::MAX).await;
+    q.expect(
+        found.is_none(),
+        check,
+        format!("search(u64::MAX) gives None, not {found:?}"),
+    );
+    for (what, removed) in [
+        ("delete([u64::MAX])", q.queue.delete(&[u64::MAX]).await),
+        ("commit([u64::MAX])", q.queue.commit(&[u64::MAX]).await),
+        (
+            "delete([u64::MAX - 1, u64::MAX])",
+            q.queue.delete(&[u64::MAX - 1, u64::MAX]).await,
+        ),
+    ] {
+        q.same(q.ok(check, removed), 0, check, what);
+    }
+    q.same(q.length(check).await, 4, check, "nothing removed by them");
+
+    let repeated = q.ok(check, q.queue.delete(&[p[0].index, p[0].index]).await);
+    q.same(repeated, 1, check, "an index listed twice is removed once");
+    // The longest list the HTTP edge passes on: one item that is there, the rest not.
+    let mut many: Vec<u64> = (p[3].index + 1..).take(MAX_LENGTH - 1).collect();
+    many.push(p[1].index);
+    let removed = q.ok(check, q.queue.commit(&many).await);
+    q.same(
+        removed,
+        1,
+        check,
+        "a commit of MAX_LENGTH indexes counts those that were there",
+    );
+    q.same(
+        indexes(&q.get(check, GetQuery::at_index(0).with_length(10)).await),
+        vec![p[2].index, p[3].index],
+        check,
+        "what is left after a commit of MAX_LENGTH indexes",
+    );
+    let truncated = q.ok(check, q.queue.truncate(u64::MAX).await);
+    q.same(truncated, 2, check, "truncate(u64::MAX) removes every item");
+    q.same(
+        q.length(check).await,
+        0,
+        check,
+        "length() after truncate(u64::MAX)",
+    );
+    let next = q.put(check, "after", &[]).await;
+    q.expect(
+        next.index > p[3].index,
+        check,
+        format!(
+            "puts go on after extreme indexes: {} after {}",
+            next.index, p[3].index
+        ),
     );
 }
 

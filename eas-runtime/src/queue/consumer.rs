@@ -9,9 +9,21 @@
 //! A consumer that ends before committing (its task aborted, its instance dead, the process
 //! gone) leaves its items uncommitted: the queue delivers them again, tagged
 //! [`REDELIVERED_TAG`](super::REDELIVERED_TAG), and their sink results keep that tag.
+//!
+//! The sink queue is bounded like the input queue (`rpc.max_queue_size` each). A result that
+//! does not fit (the sink is full because no client drains it, or its backend is unreachable)
+//! is never dropped: its consumer keeps it and retries the put (every 200 ms at first, then
+//! every second) while its input item stays uncommitted, so the consumer's window fills, it
+//! takes no more input, the input queue fills and clients putting into it get 450. Once a
+//! client drains the sink the held results go in and their input items are committed; if the
+//! process ends first, the uncommitted input items are delivered again. Such a stall is logged
+//! once at warn when it begins (not at every retry) and once at info when every held result
+//! went in; [`AsyncQueues::sink_stalls`] counts stalls and [`AsyncQueues::held_results`]
+//! says how many results wait now.
 
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use eas_core::spec::ServiceSpec;
 use tokio::sync::watch;
@@ -27,12 +39,20 @@ use crate::replica::{Failure, Replica, ReplicaState};
 /// restarting, a full instance queue, a backend that failed).
 const RETRY: Duration = Duration::from_millis(20);
 
+/// The first wait before a result that did not fit into the sink is put again; it doubles up
+/// to [`SINK_RETRY_MAX`] (each retry of a Redis put sends the whole result again).
+const SINK_RETRY: Duration = Duration::from_millis(200);
+
+/// The longest wait between two tries to put a held result into the sink.
+const SINK_RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// The input and sink queues of an async service, and the consumers feeding its instances.
 pub struct AsyncQueues {
     input: DynQueue,
     sink: DynQueue,
     consumers: Mutex<Vec<JoinHandle<()>>>,
     closing: watch::Sender<bool>,
+    stalls: Arc<SinkStalls>,
 }
 
 impl std::fmt::Debug for AsyncQueues {
@@ -75,13 +95,17 @@ impl AsyncQueues {
             keepalive: rpc.keepalive,
         };
         let (closing, _) = watch::channel(false);
+        let stalls = Arc::new(SinkStalls::default());
         let consumers = instances
             .iter()
             .map(|instance| {
                 tokio::spawn(run(
                     instance.clone(),
-                    input.clone(),
-                    sink.clone(),
+                    Queues {
+                        input: input.clone(),
+                        sink: sink.clone(),
+                        stalls: Arc::clone(&stalls),
+                    },
                     config,
                     closing.subscribe(),
                 ))
@@ -92,7 +116,22 @@ impl AsyncQueues {
             sink,
             consumers: Mutex::new(consumers),
             closing,
+            stalls,
         }
+    }
+
+    /// How many times results stopped fitting into the sink (a stall begins when a first
+    /// result is held back and ends when every held result went in).
+    #[must_use]
+    pub fn sink_stalls(&self) -> u64 {
+        self.stalls.stalls.load(Ordering::Relaxed)
+    }
+
+    /// Results processed and held by the consumers now because the sink did not take them
+    /// (their input items stay uncommitted until they go in).
+    #[must_use]
+    pub fn held_results(&self) -> usize {
+        self.stalls.held.load(Ordering::Relaxed)
     }
 
     /// The input queue.
@@ -150,6 +189,72 @@ async fn futures_join(handles: Vec<JoinHandle<()>>) {
     }
 }
 
+/// What a consumer and its tasks work on.
+#[derive(Debug, Clone)]
+struct Queues {
+    input: DynQueue,
+    sink: DynQueue,
+    stalls: Arc<SinkStalls>,
+}
+
+/// The results held back because the sink did not take them, across a service's consumers.
+#[derive(Debug, Default)]
+struct SinkStalls {
+    /// Results held now.
+    held: AtomicUsize,
+    /// Stalls so far.
+    stalls: AtomicU64,
+    /// When the current stall began.
+    since: Mutex<Option<Instant>>,
+}
+
+impl SinkStalls {
+    /// A result could not be put: holds it (until the [`Held`] is dropped). Logs at warn when
+    /// this begins a stall.
+    fn hold(self: &Arc<Self>, sink: &str, error: &QueueError) -> Held {
+        if self.held.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.stalls.fetch_add(1, Ordering::Relaxed);
+            *self.since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            tracing::warn!(
+                queue = sink,
+                "results do not fit into the sink ({error}); the consumers hold them and retry, \
+                 their input items stay uncommitted until a client drains the sink"
+            );
+        } else {
+            tracing::debug!(queue = sink, "holding another result: {error}");
+        }
+        Held {
+            stalls: Arc::clone(self),
+            sink: sink.to_owned(),
+        }
+    }
+}
+
+/// A result held back from the sink; dropping it (put at last, or its task aborted) releases it.
+struct Held {
+    stalls: Arc<SinkStalls>,
+    sink: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.stalls.held.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let since = self
+                .stalls
+                .since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let waited = since.map_or(Duration::ZERO, |t| t.elapsed());
+            tracing::info!(
+                queue = %self.sink,
+                "the sink takes results again; the stall lasted {:.1} s",
+                waited.as_secs_f64()
+            );
+        }
+    }
+}
+
 fn is_dead(instance: &Replica) -> bool {
     matches!(
         instance.state(),
@@ -161,11 +266,11 @@ fn is_dead(instance: &Replica) -> bool {
 /// instance is gone for good.
 async fn run(
     instance: Replica,
-    input: DynQueue,
-    sink: DynQueue,
+    queues: Queues,
     config: ConsumerConfig,
     mut closing: watch::Receiver<bool>,
 ) {
+    let input = &queues.input;
     while !instance.is_ready() {
         if is_dead(&instance) || *closing.borrow() {
             return;
@@ -202,7 +307,7 @@ async fn run(
             items = consumer.next(config.batch) => match items {
                 Ok(items) => {
                     for item in items {
-                        tasks.spawn(handle(item, instance.clone(), input.clone(), sink.clone(), config.keepalive));
+                        tasks.spawn(handle(item, instance.clone(), queues.clone(), config.keepalive));
                     }
                 }
                 Err(error) => {
@@ -219,13 +324,12 @@ async fn run(
 }
 
 /// One item: through the instance, into the sink, then out of the input queue.
-async fn handle(
-    item: Item,
-    instance: Replica,
-    input: DynQueue,
-    sink: DynQueue,
-    keepalive: Duration,
-) {
+async fn handle(item: Item, instance: Replica, queues: Queues, keepalive: Duration) {
+    let Queues {
+        input,
+        sink,
+        stalls,
+    } = queues;
     let request = crate::request::build(
         item.data.clone(),
         "",
@@ -271,13 +375,17 @@ async fn handle(
     let result = NewItem::new(data)
         .with_tags(item.tags.clone())
         .with_message(message);
+    // Never dropped: held (and its input item left uncommitted) until the sink takes it.
+    let mut held = None;
+    let mut wait = SINK_RETRY;
     while let Err(error) = sink.put(result.clone()).await {
-        tracing::warn!(
-            queue = sink.name(),
-            "cannot put a result, retrying: {error}"
-        );
-        tokio::time::sleep(RETRY * 10).await;
+        if held.is_none() {
+            held = Some(stalls.hold(sink.name(), &error));
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(SINK_RETRY_MAX);
     }
+    drop(held);
     while let Err(error) = input.commit(&[item.index]).await {
         tracing::warn!(
             queue = input.name(),
@@ -285,5 +393,33 @@ async fn handle(
             item.index
         );
         tokio::time::sleep(RETRY * 10).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stall_should_be_counted_once_however_many_results_it_holds() {
+        let stalls = Arc::new(SinkStalls::default());
+        let full = QueueError::Full {
+            queue: "s/sink".to_owned(),
+            size: 1,
+        };
+        let first = stalls.hold("s/sink", &full);
+        let second = stalls.hold("s/sink", &full);
+        assert_eq!(stalls.stalls.load(Ordering::Relaxed), 1);
+        assert_eq!(stalls.held.load(Ordering::Relaxed), 2);
+        drop(first);
+        assert!(
+            stalls.since.lock().expect("lock").is_some(),
+            "still stalled"
+        );
+        drop(second);
+        assert_eq!(stalls.held.load(Ordering::Relaxed), 0);
+        assert!(stalls.since.lock().expect("lock").is_none(), "stall over");
+        drop(stalls.hold("s/sink", &full));
+        assert_eq!(stalls.stalls.load(Ordering::Relaxed), 2, "a new stall");
     }
 }

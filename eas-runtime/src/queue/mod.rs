@@ -289,7 +289,7 @@ impl WatchOptions {
 /// in the queue's terms ([`QueueError`]); the HTTP edge turns them into statuses.
 ///
 /// A third-party backend proves itself with the conformance suite in
-/// [`conformance`](crate::queue::conformance), which every built-in backend runs too.
+/// [`conformance`], which every built-in backend runs too.
 #[async_trait]
 pub trait QueueBackend: Send + Sync + Debug + 'static {
     /// The queue's name (`service` or `service/sink`).
@@ -335,8 +335,8 @@ pub trait Watch: Send + Debug {
     async fn next(&mut self, max: usize) -> Result<Vec<Item>, QueueError>;
 }
 
-/// Opens the queues of async services: the input queue `service` (bounded by
-/// `rpc.max_queue_size`) and the sink queue `service/sink`.
+/// Opens the queues of async services: the input queue `service` and the sink queue
+/// `service/sink`, each bounded by `rpc.max_queue_size`.
 pub trait QueueFactory: Send + Sync + Debug {
     /// The queue called `name`, holding at most `max_length` items (`None`: unbounded).
     fn open(&self, name: &str, max_length: Option<usize>) -> crate::Result<DynQueue>;

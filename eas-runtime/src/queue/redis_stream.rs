@@ -62,7 +62,8 @@ redis.call('HSET', KEYS[3], ARGV[2], n)
 return n
 ";
 
-/// Removes entries by index (ARGV) or, with ARGV[1] == 'below', every index below ARGV[2].
+/// Removes entries by index (ARGV; an index listed twice counts once) or, with
+/// ARGV[1] == 'below', every index below ARGV[2].
 const REMOVE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
@@ -71,9 +72,13 @@ if ARGV[1] == 'below' then
   if tonumber(ARGV[2]) <= 1 then return 0 end
   entries = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[2] .. '-0')
 else
+  local seen = {}
   for i = 1, #ARGV do
-    local e = redis.call('XRANGE', KEYS[1], ARGV[i] .. '-0', ARGV[i] .. '-0')
-    if #e > 0 then table.insert(entries, e[1]) end
+    if not seen[ARGV[i]] then
+      seen[ARGV[i]] = true
+      local e = redis.call('XRANGE', KEYS[1], ARGV[i] .. '-0', ARGV[i] .. '-0')
+      if #e > 0 then table.insert(entries, e[1]) end
+    end
   end
 end
 for _, e in ipairs(entries) do
