@@ -12,7 +12,7 @@
 //! | [`service`] | one service: spec, token, replicas, request log, async queues |
 //! | [`queue`] | the queue service's backends, consumers and batch jobs (beside the instances) |
 //! | [`replica`] | one running replica of a service (an EAS "instance"; eas-core's `Instance` is the control plane's record of one): batcher, workers, crash recovery, instance-level admission |
-//! | [`registry`], [`onnx`](crate::onnx) | processors by name; the ONNX Runtime processor |
+//! | [`registry`], `onnx` | processors by name; the ONNX Runtime processor |
 //! | [`auth`], [`limit`], [`request`], [`metrics`], [`request_log`], [`proto`] | leaves: signatures, token bucket, the request builder, metrics, request logs, EAS protobufs |
 //!
 //! Compose a server in your own binary:

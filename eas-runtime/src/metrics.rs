@@ -13,6 +13,8 @@
 //! | `eas_instance_restarts_total` | counter | service, instance |
 //! | `eas_sink_dropped_total` | counter | service |
 //! | `eas_queue_backlog` | gauge: items in an async service's input queue, waiting or in process | service |
+//! | `eas_queue_sink_held_results` | gauge: results held by an async service's consumers because its sink queue is full | service |
+//! | `eas_queue_sink_stalls` | gauge: times the sink queue stopped taking results since start | service |
 //! | `eas_request_body_bytes_buffered` | gauge: bytes of request bodies being read, all services | |
 //! | `eas_connections` | gauge: open client connections | |
 //! | `eas_connections_evicted_total` | counter: idle connections closed to make room for new ones (the connection limit) | |
@@ -95,6 +97,10 @@ pub struct Metrics {
     pub sink_dropped: Family<ServiceLabels, Counter<u64, AtomicU64>>,
     /// Items in an async service's input queue, waiting or being processed.
     pub queue_backlog: Family<ServiceLabels, Gauge>,
+    /// Results held by an async service's consumers because its sink queue is full.
+    pub sink_held: Family<ServiceLabels, Gauge>,
+    /// Times the sink queue stopped taking results since the service started.
+    pub sink_stalls: Family<ServiceLabels, Gauge>,
     /// Bytes of request bodies being read now (set at scrape time).
     pub body_bytes_buffered: Gauge,
     /// Open client connections.
@@ -180,6 +186,18 @@ impl Metrics {
             "Items in an async service's input queue, waiting or being processed",
             queue_backlog.clone(),
         );
+        let sink_held = Family::default();
+        registry.register(
+            "queue_sink_held_results",
+            "Results held by an async service's consumers because its sink queue is full",
+            sink_held.clone(),
+        );
+        let sink_stalls = Family::default();
+        registry.register(
+            "queue_sink_stalls",
+            "Times the sink queue stopped taking results since the service started",
+            sink_stalls.clone(),
+        );
         let body_bytes_buffered = Gauge::default();
         registry.register(
             "request_body_bytes_buffered",
@@ -217,6 +235,8 @@ impl Metrics {
             instance_restarts,
             sink_dropped,
             queue_backlog,
+            sink_held,
+            sink_stalls,
             body_bytes_buffered,
             connections,
             connections_evicted,

@@ -1,4 +1,4 @@
-//! A server: services started from their specs, the [`Gateway`] routes on a TCP socket, and a
+//! A server: services started from their specs, the [`Edge`]'s routes on a TCP socket, and a
 //! graceful shutdown the caller triggers (the library installs no signal handlers).
 //!
 //! Specs whose `model_path` (or `processor_path`, or `storage[]`) is remote or an archive are

@@ -224,14 +224,20 @@ impl Service {
 
     /// Sets `eas_queue_backlog` to the input queue's length (async services only).
     pub async fn publish_queue_backlog(&self) {
-        if let Some(queues) = &self.queues
-            && let Ok(backlog) = queues.backlog().await
-        {
+        let Some(queues) = &self.queues else {
+            return;
+        };
+        let labels = Metrics::service(&self.name);
+        if let Ok(backlog) = queues.backlog().await {
             self.metrics
                 .queue_backlog
-                .get_or_create(&Metrics::service(&self.name))
+                .get_or_create(&labels)
                 .set(i64::try_from(backlog).unwrap_or(i64::MAX));
         }
+        let held = i64::try_from(queues.held_results()).unwrap_or(i64::MAX);
+        self.metrics.sink_held.get_or_create(&labels).set(held);
+        let stalls = i64::try_from(queues.sink_stalls()).unwrap_or(i64::MAX);
+        self.metrics.sink_stalls.get_or_create(&labels).set(stalls);
     }
 
     /// The service name.

@@ -144,7 +144,7 @@ impl fmt::Display for BucketScheme {
     }
 }
 
-/// What a spec path points at, read from its text alone. See the [module docs](self) for the
+/// What a spec path points at, read from its text alone. See the module docs of `eas_core::spec` (`location.rs`) for the
 /// forms and for why an unknown scheme is accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind<'a> {

@@ -1,9 +1,9 @@
 //! The HTTP edge: the only module that serves HTTP and knows status codes. Its routes are an
-//! axum [`Router`] (test it with `oneshot`, no socket; [`serve`] puts it on one).
+//! axum [`Router`] (test it with `oneshot`, no socket; the server puts it on one).
 //!
 //! | route | what |
 //! |---|---|
-//! | `POST /api/predict/{service}[/{sub-path}]` | run the service's processor on the body ([`predict`]) |
+//! | `POST /api/predict/{service}[/{sub-path}]` | run the service's processor on the body (`predict.rs`) |
 //! | any method on `/api/predict/{service}[/sink]` of an async service | the queue service ([`queue`]) |
 //! | `GET /api/v1/servicediscovery/upstreams/{service}` | the service's ready endpoints, as the EAS SDK's direct mode reads them |
 //! | `GET /api/services` | services and the state of each instance (JSON) |

@@ -184,7 +184,7 @@ impl QueueBackend for MemoryQueue {
     }
 
     async fn get(&self, query: &GetQuery) -> Result<Vec<Item>, QueueError> {
-        let deadline = tokio::time::Instant::now() + query.timeout;
+        let deadline = crate::limit::deadline(query.timeout);
         loop {
             let notified = self.inner.changed.notified();
             tokio::pin!(notified);

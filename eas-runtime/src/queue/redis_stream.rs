@@ -387,7 +387,7 @@ impl QueueBackend for RedisQueue {
     }
 
     async fn get(&self, query: &GetQuery) -> Result<Vec<Item>, QueueError> {
-        let deadline = Instant::now() + query.timeout;
+        let deadline = crate::limit::deadline(query.timeout);
         loop {
             let items = self.shared.matching(query).await?;
             if !items.is_empty() {
@@ -397,7 +397,7 @@ impl QueueBackend for RedisQueue {
                 }
                 return Ok(items);
             }
-            if Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 return Ok(Vec::new());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

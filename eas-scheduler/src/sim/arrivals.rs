@@ -59,7 +59,7 @@ impl Arrivals {
         })
     }
 
-    /// Reads an Azure or a Mooncake CSV (see the [module docs](self)), choosing by header.
+    /// Reads an Azure or a Mooncake CSV (see the `sim::arrivals` module docs), choosing by header.
     ///
     /// # Errors
     /// [`Error::Trace`] naming the line of the first bad row (missing column, bad timestamp,

@@ -85,7 +85,7 @@ pub struct LatencySummary {
 }
 
 /// A fluid FIFO queue in front of the serving instances, with the latency distribution of the
-/// requests it served (see the [module docs](self)).
+/// requests it served (see the `sim::queue` module docs).
 #[derive(Debug, Clone)]
 pub struct FluidQueue {
     service_ms: f64,
