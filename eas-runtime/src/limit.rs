@@ -76,7 +76,10 @@ mod tests {
     async fn a_deadline_past_the_clocks_range_should_be_far_away_not_a_panic() {
         let far = deadline(Duration::MAX);
         assert!(far > Instant::now() + Duration::from_secs(86_400 * 365 * 29));
-        assert_eq!(deadline(Duration::from_secs(1)), Instant::now() + Duration::from_secs(1));
+        assert_eq!(
+            deadline(Duration::from_secs(1)),
+            Instant::now() + Duration::from_secs(1)
+        );
     }
 
     #[tokio::test(start_paused = true)]
