@@ -24,7 +24,8 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
 
 use crate::metrics::Metrics;
 
@@ -64,38 +65,36 @@ impl ConnectionLimits {
 struct Connection {
     /// Requests of this connection being served now.
     in_service: AtomicUsize,
-    /// Told when the connection must close (to make room for a new one).
-    close: Notify,
 }
 
-/// The open connections, oldest first.
+/// The open connections, oldest first, with what closes each one at once.
 #[derive(Debug, Default)]
 struct Table {
     next: u64,
-    open: BTreeMap<u64, Arc<Connection>>,
+    open: BTreeMap<u64, (Arc<Connection>, AbortHandle)>,
 }
 
 impl Table {
-    /// Room for one more connection: closes the oldest idle one when full. `false` when full
+    /// Room for one more connection: when full, takes the oldest idle one out and hands back
+    /// its task to close (after the lock is let go: its end takes the lock). `None` when full
     /// and none is idle.
-    fn make_room(&mut self, max: usize, metrics: &Metrics) -> bool {
+    fn make_room(&mut self, max: usize, metrics: &Metrics) -> Option<Option<AbortHandle>> {
         if self.open.len() < max {
-            return true;
+            return Some(None);
         }
         let idle = self
             .open
             .iter()
-            .find(|(_, c)| c.in_service.load(Ordering::Acquire) == 0)
+            .find(|(_, (c, _))| c.in_service.load(Ordering::Acquire) == 0)
             .map(|(id, _)| *id);
         match idle.and_then(|id| self.open.remove(&id)) {
-            Some(evicted) => {
-                evicted.close.notify_one();
+            Some((_, task)) => {
                 metrics.connections_evicted.inc();
-                true
+                Some(Some(task))
             }
             None => {
                 metrics.connections_refused.inc();
-                false
+                None
             }
         }
     }
@@ -182,20 +181,8 @@ pub(crate) async fn accept_loop(
                     }
                 };
                 backoff.succeeded();
-                let (id, connection) = {
-                    let mut table = table.lock().unwrap_or_else(|e| e.into_inner());
-                    if !table.make_room(limits.max_connections, &metrics) {
-                        drop(stream);
-                        continue;
-                    }
-                    let id = table.next;
-                    table.next += 1;
-                    let connection = Arc::new(Connection::default());
-                    table.open.insert(id, Arc::clone(&connection));
-                    (id, connection)
-                };
-                metrics.connections.inc();
                 let _ = stream.set_nodelay(true);
+                let connection = Arc::new(Connection::default());
                 let service = TowerToHyperService::new(Tracked {
                     inner: router.clone(),
                     connection: Arc::clone(&connection),
@@ -203,16 +190,30 @@ pub(crate) async fn accept_loop(
                 let serving = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades();
+                // One critical section from making room to recording the task, so that a task
+                // ending at once (its drop takes the lock) finds its entry to remove.
+                let mut open = table.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(evicted) = open.make_room(limits.max_connections, &metrics) else {
+                    continue; // drops the connection unserved
+                };
+                let id = open.next;
+                open.next += 1;
+                metrics.connections.inc();
+                let entry = OpenConnection {
+                    id,
+                    table: Arc::clone(&table),
+                    metrics: Arc::clone(&metrics),
+                };
                 let mut stopping = stop.clone();
-                let table = Arc::clone(&table);
-                let metrics = Arc::clone(&metrics);
-                tasks.spawn(async move {
+                let in_service = Arc::clone(&connection);
+                let task = tasks.spawn(async move {
+                    // Dropped however the task ends (aborted to make room, too).
+                    let _entry = entry;
                     tokio::pin!(serving);
                     let ended = tokio::select! {
                         ended = serving.as_mut() => ended,
-                        () = connection.close.notified() => Ok(()),
                         _ = stopping.changed() => {
-                            if connection.in_service.load(Ordering::Acquire) == 0 {
+                            if in_service.in_service.load(Ordering::Acquire) == 0 {
                                 Ok(())
                             } else {
                                 serving.as_mut().graceful_shutdown();
@@ -223,9 +224,12 @@ pub(crate) async fn accept_loop(
                     if let Err(e) = ended {
                         tracing::debug!("connection ended: {e}");
                     }
-                    table.lock().unwrap_or_else(|e| e.into_inner()).open.remove(&id);
-                    metrics.connections.dec();
                 });
+                open.open.insert(id, (connection, task));
+                drop(open);
+                if let Some(evicted) = evicted {
+                    evicted.abort();
+                }
                 while tasks.try_join_next().is_some() {}
             }
             _ = stop.changed() => break,
@@ -238,6 +242,21 @@ pub(crate) async fn accept_loop(
             "connections still open after the grace period of {} s",
             grace.as_secs()
         );
+    }
+}
+
+/// Takes a connection out of the table and the gauge when its task ends.
+struct OpenConnection {
+    id: u64,
+    table: Arc<Mutex<Table>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.open.remove(&self.id);
+        self.metrics.connections.dec();
     }
 }
 
