@@ -35,7 +35,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eas_core::processor::Request;
 use eas_core::spec::ServiceSpec;
-use tower::{Layer, ServiceExt as _};
+use tower::{Layer, Service as _, ServiceExt as _};
 
 pub use auth::AuthLayer;
 pub use body::{BodyBudget, BodyLayer};
@@ -151,6 +151,17 @@ impl Admission {
         self.stacks.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The layers one predict request passes, taken together under one lock, so that a swap
+    /// in between cannot give it the old limits on the way in and the new ones after.
+    #[must_use]
+    pub fn enter(&self) -> Entered {
+        let stacks = self.stacks();
+        Entered {
+            receive: stacks.receive.clone(),
+            predict: stacks.predict.clone(),
+        }
+    }
+
     /// Authenticates an HTTP request and reads its body ([`auth`], [`body`]).
     pub async fn receive<B>(
         &self,
@@ -171,6 +182,38 @@ impl Admission {
     pub async fn predict(&self, request: Request) -> Result<Answered, PredictError> {
         let predict = self.stacks().predict.clone();
         predict.oneshot(request).await
+    }
+}
+
+/// One request's copy of its service's layers ([`Admission::enter`]).
+#[derive(Debug)]
+pub struct Entered {
+    receive: ReceiveStack,
+    predict: PredictStack,
+}
+
+impl Entered {
+    /// Authenticates the request and reads its body ([`auth`], [`body`]); then
+    /// [`predict`](Self::predict) with what came in.
+    pub async fn receive<B>(
+        &mut self,
+        request: http::Request<B>,
+    ) -> Result<http::Request<Bytes>, PredictError>
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<tower::BoxError>,
+    {
+        tower::ServiceExt::<http::Request<B>>::ready(&mut self.receive)
+            .await?
+            .call(request)
+            .await
+    }
+
+    /// Runs the received request through the service's limits to an instance and waits for
+    /// its answer ([`rate`] to the instance's admission).
+    pub async fn predict(self, request: Request) -> Result<Answered, PredictError> {
+        self.predict.oneshot(request).await
     }
 }
 

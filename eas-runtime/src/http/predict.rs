@@ -51,7 +51,8 @@ pub(super) async fn predict(
     let _in_flight = InFlight(gauge);
 
     let mut received = None;
-    let outcome = match entry.admission.receive(request).await {
+    let mut layers = entry.admission.enter();
+    let outcome = match layers.receive(request).await {
         Err(refused) => Err(refused),
         Ok(request) => {
             let (parts, body) = request.into_parts();
@@ -61,7 +62,7 @@ pub(super) async fn predict(
                 .iter()
                 .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
             let request = crate::request::build(body, sub_path, headers);
-            entry.admission.predict(request).await
+            layers.predict(request).await
         }
     };
 
