@@ -162,7 +162,8 @@ impl Admission {
         }
     }
 
-    /// Authenticates an HTTP request and reads its body ([`auth`], [`body`]).
+    /// Authenticates an HTTP request and reads its body ([`auth`], [`body`]); what the queue
+    /// protocol does before its own dispatch.
     pub async fn receive<B>(
         &self,
         request: http::Request<B>,
@@ -172,9 +173,7 @@ impl Admission {
         B::Data: Send,
         B::Error: Into<tower::BoxError>,
     {
-        // Cloned under the lock, which is not held across the await.
-        let receive = self.stacks().receive.clone();
-        receive.oneshot(request).await
+        self.enter().receive(request).await
     }
 
     /// Runs a received request through the service's limits to an instance and waits for
