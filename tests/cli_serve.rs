@@ -150,3 +150,64 @@ fn serve_should_run_an_elastic_job_and_resume_it() {
         "only the new input ran: {results}"
     );
 }
+
+/// The attack: a flood of connections that send nothing, against a server whose process may
+/// open only 64 descriptors. Without a bound it runs out of them and a real request is never
+/// accepted; with the default bound (derived from that limit) the idle ones are closed to make
+/// room and the real request is answered.
+#[cfg(unix)]
+#[test]
+fn a_connection_flood_should_not_exhaust_the_descriptors_of_eas_serve() {
+    let mut child = Command::new("sh")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec '{}' serve '{}' --listen 127.0.0.1:0",
+            env!("CARGO_BIN_EXE_eas"),
+            example("echo.json")
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("eas serve starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first = lines.next().expect("a line").expect("text");
+    let addr = first
+        .strip_prefix("eas: listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
+        .to_owned();
+    let service = lines.next().expect("a line").expect("text");
+    let token = service
+        .split("token ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a token is printed")
+        .to_owned();
+
+    let flood: Vec<TcpStream> = (0..120)
+        .filter_map(|_| TcpStream::connect(&addr).ok())
+        .collect();
+    assert!(
+        flood.len() > 64,
+        "the flood opened {} connections",
+        flood.len()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let answered = std::thread::spawn({
+        let addr = addr.clone();
+        move || post(&addr, "/api/predict/echo", &token, "real")
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !answered.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let finished = answered.is_finished();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        finished,
+        "a real request got no answer within 5 s under the flood"
+    );
+    assert_eq!(answered.join().expect("joins"), (200, "real".into()));
+    drop(flood);
+}
