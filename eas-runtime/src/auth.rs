@@ -107,6 +107,14 @@ impl Authenticator {
         headers: &HeaderMap,
     ) -> Result<BodyCheck, String> {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        // A signed header that is present but not text would be signed as if absent (the
+        // Content-Type as the SDK's default): a replay could change it unnoticed.
+        let signed = header("authorization").is_some_and(|a| a.trim().starts_with("EAS "));
+        for name in ["content-md5", "content-type", "date"] {
+            if signed && headers.get(name).is_some() && header(name).is_none() {
+                return Err(format!("the {name} header is not visible ASCII"));
+            }
+        }
         let parts = SignedParts {
             path,
             authorization: header("authorization"),
@@ -293,6 +301,20 @@ mod tests {
 
     fn at(date: &str) -> SystemTime {
         httpdate::parse_http_date(date).expect("test date")
+    }
+
+    #[test]
+    fn a_signed_header_that_is_not_text_should_be_refused_not_read_as_absent() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", http::HeaderValue::from_static("EAS x"));
+        headers.insert(
+            "content-type",
+            http::HeaderValue::from_bytes(b"text/\xff").expect("a header value"),
+        );
+        let refused = Authenticator::new(TOKEN)
+            .check_headers(&Method::POST, PATH, &headers)
+            .expect_err("refused");
+        assert!(refused.contains("content-type"), "{refused}");
     }
 
     #[test]
