@@ -4,7 +4,7 @@
 //! | layer | decides | refuses with | HTTP predict | queue protocol | queue consumer, batch job |
 //! |---|---|---|---|---|---|
 //! | [`auth`] | token or EAS signature, from the headers before the body is read | [`PredictError::Unauthorized`] | yes | yes | no |
-//! | [`body`] | `Content-Length` and the body read: size limit, read timeout, signed `Content-MD5` | `BodyTooLarge`, `BodyTimeout`, `BadBody` | yes | yes | no |
+//! | [`body`] | `Content-Length` and the body read: size limit, read timeout, the server's budget for bodies being read, signed `Content-MD5` | `BodyTooLarge`, `BodyTimeout`, `Busy`, `BadBody` | yes | yes | no |
 //! | [`rate`] | `networking.gateway_policy.rate_limit` | `RateLimited` | yes | no | no |
 //! | [`concurrency`] | `networking.gateway_policy.concurrency_limit` | `ConcurrencyLimited` | yes | no | no |
 //! | [`route`] | readiness: the least-loaded ready instance | `NoReadyInstance` | yes | no | no (each consumer has its instance) |
@@ -18,9 +18,11 @@
 //!
 //! The last two are the instance's own ([`crate::replica::admission`]), below the service,
 //! so the queue consumer reaches them without coming back up here. Every layer speaks
-//! [`PredictError`] ([`crate::outcome`]); only [`crate::http`] turns it into a status. The stacks of
-//! a service are swapped atomically by [`Admission::update`] when its limits change: requests
-//! in flight finish on the stack they entered.
+//! [`PredictError`] ([`crate::outcome`]); only [`crate::http`] turns it into a status. The
+//! stacks of a service are swapped atomically by [`Admission::update`] when its limits
+//! change: a request takes both of its stacks at once ([`Admission::enter`]) and finishes on
+//! them. Connection-level bounds (open connections, header read timeout) are the accept
+//! loop's, in `crate::http`.
 
 pub mod auth;
 pub mod body;
