@@ -33,12 +33,14 @@ fn post(addr: &str, path: &str, token: &str, body: &str) -> (u16, String) {
     (status, body)
 }
 
+/// What `eas serve` goes on printing; dropping it would close the pipe under the server.
 #[cfg(unix)]
-#[test]
-fn serve_should_answer_requests_and_exit_cleanly_on_sigint() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eas"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["serve", &example("echo.json"), "--listen", "127.0.0.1:0"])
+type Output = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts `command` (an `eas serve`), reads the address and the service's token it prints.
+#[cfg(unix)]
+fn spawn_serve(mut command: Command) -> (std::process::Child, String, String, Output) {
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -57,6 +59,20 @@ fn serve_should_answer_requests_and_exit_cleanly_on_sigint() {
         .and_then(|rest| rest.split_whitespace().next())
         .expect("a token is printed")
         .to_owned();
+    (child, addr, token, lines)
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_should_answer_requests_and_exit_cleanly_on_sigint() {
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_eas"));
+    serve.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "serve",
+        &example("echo.json"),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let (mut child, addr, token, _output) = spawn_serve(serve);
 
     assert_eq!(
         post(&addr, "/api/predict/echo", &token, "hi"),
@@ -158,31 +174,16 @@ fn serve_should_run_an_elastic_job_and_resume_it() {
 #[cfg(unix)]
 #[test]
 fn a_connection_flood_should_not_exhaust_the_descriptors_of_eas_serve() {
-    let mut child = Command::new("sh")
+    let mut serve = Command::new("sh");
+    serve
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("-c")
         .arg(format!(
             "ulimit -n 64 && exec '{}' serve '{}' --listen 127.0.0.1:0",
             env!("CARGO_BIN_EXE_eas"),
             example("echo.json")
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("eas serve starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let first = lines.next().expect("a line").expect("text");
-    let addr = first
-        .strip_prefix("eas: listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-        .to_owned();
-    let service = lines.next().expect("a line").expect("text");
-    let token = service
-        .split("token ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("a token is printed")
-        .to_owned();
+        ));
+    let (mut child, addr, token, _output) = spawn_serve(serve);
 
     let flood: Vec<TcpStream> = (0..120)
         .filter_map(|_| TcpStream::connect(&addr).ok())
