@@ -291,7 +291,8 @@ pub struct Rpc {
     pub max_batch_timeout: Duration,
 
     /// The maximum number of requests queued at an instance; past it the server answers 450.
-    /// Default: 64.
+    /// For an async service (`type: "Async"`) it also bounds its input queue and its sink
+    /// queue, each. Default: 64.
     #[schemars(range(min = 1))]
     pub max_queue_size: u32,
 
