@@ -762,7 +762,20 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn zip(&mut self, reader: impl Read + std::io::Seek) -> Result<()> {
+    fn zip(&mut self, mut reader: impl Read + std::io::Seek) -> Result<()> {
+        // The zip reader holds the whole central directory in memory: count its entries from
+        // the end record first, so a directory of millions of empty entries costs nothing.
+        if let Some(entries) = zip_entry_count(&mut reader).map_err(|e| self.bad(e))?
+            && entries > self.limits.max_entries
+        {
+            return Err(self.limit(
+                "(central directory)",
+                format!(
+                    "it has {entries} entries, more than {} (UnpackLimits::max_entries)",
+                    self.limits.max_entries
+                ),
+            ));
+        }
         let mut archive = zip::ZipArchive::new(reader).map_err(|e| self.bad(e))?;
         for index in 0..archive.len() {
             let mut file = archive.by_index(index).map_err(|e| self.bad(e))?;
@@ -1093,6 +1106,53 @@ fn plain_relative(raw: &str) -> Option<PathBuf> {
     rel.components()
         .all(|c| matches!(c, Component::Normal(_)))
         .then_some(rel)
+}
+
+/// The number of entries a zip's end-of-central-directory record declares (its zip64 record's
+/// when the 16-bit field is full), read from the last 64 KiB; `None` when there is no such
+/// record (the zip reader then says what is wrong). Leaves the reader at its start.
+fn zip_entry_count(reader: &mut (impl Read + std::io::Seek)) -> std::io::Result<Option<u64>> {
+    use std::io::SeekFrom;
+    const EOCD: [u8; 4] = [0x50, 0x4b, 0x05, 0x06];
+    const ZIP64_LOCATOR: [u8; 4] = [0x50, 0x4b, 0x06, 0x07];
+    const ZIP64_EOCD: [u8; 4] = [0x50, 0x4b, 0x06, 0x06];
+    let size = reader.seek(SeekFrom::End(0))?;
+    let tail_len = size.min(22 + 0xFFFF);
+    reader.seek(SeekFrom::Start(size - tail_len))?;
+    let mut tail = vec![0; tail_len as usize];
+    reader.read_exact(&mut tail)?;
+    reader.seek(SeekFrom::Start(0))?;
+    let Some(at) = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..i + 4] == EOCD)
+    else {
+        return Ok(None);
+    };
+    let entries = u16::from_le_bytes([tail[at + 10], tail[at + 11]]);
+    if entries != u16::MAX {
+        return Ok(Some(u64::from(entries)));
+    }
+    // Zip64: the locator (20 bytes) stands just before the end record and names the zip64
+    // end record, whose total entry count is at offset 32.
+    let Some(locator) = at
+        .checked_sub(20)
+        .filter(|&l| tail[l..l + 4] == ZIP64_LOCATOR)
+    else {
+        return Ok(Some(u64::from(entries)));
+    };
+    let mut offset = [0; 8];
+    offset.copy_from_slice(&tail[locator + 8..locator + 16]);
+    let offset = u64::from_le_bytes(offset);
+    let mut record = [0; 40];
+    reader.seek(SeekFrom::Start(offset))?;
+    let read = reader.read_exact(&mut record);
+    reader.seek(SeekFrom::Start(0))?;
+    if read.is_err() || record[..4] != ZIP64_EOCD {
+        return Ok(None);
+    }
+    let mut total = [0; 8];
+    total.copy_from_slice(&record[32..40]);
+    Ok(Some(u64::from_le_bytes(total)))
 }
 
 #[cfg(test)]

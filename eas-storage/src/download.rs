@@ -228,7 +228,7 @@ mod tests {
     use crate::verify::crc32c;
 
     #[tokio::test]
-    async fn sink_should_write_hash_and_keep_what_streams_in() {
+    async fn download_should_write_hash_and_keep_what_streams_in() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data: Vec<u8> = (0..3 * BATCH + 17).map(|i| (i % 251) as u8).collect();
         let mut download = Download::new("t", data.len() as u64, Some(dir.path()), true, true);
@@ -250,7 +250,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sink_should_refuse_more_than_its_limit() {
+    async fn download_should_refuse_more_than_its_limit() {
         let mut download = Download::new("t", 4, None, true, false);
         download
             .push(Bytes::from_static(b"abc"))

@@ -653,6 +653,23 @@ async fn archive_bombs_should_be_refused_naming_the_limit_and_the_entry() {
         "{error:?}"
     );
 
+    // A zip is counted from its central directory's end record, before the zip reader loads
+    // the directory (millions of empty entries would otherwise cost memory first).
+    let entries: Vec<ZipEntry<'_>> = names.iter().map(|n| ZipEntry::File(n, b"x")).collect();
+    let error = refused(
+        dir.path(),
+        "many.zip",
+        ArchiveFormat::Zip,
+        &zip_bytes(&entries),
+        Some(limits),
+    )
+    .await;
+    assert!(
+        matches!(&error, Error::ArchiveLimit { entry, limit, .. }
+            if entry == "(central directory)" && limit.contains("10 entries")),
+        "{error:?}"
+    );
+
     assert_eq!(
         stray_entries(&dir.path().join("targets"), &[]),
         Vec::<String>::new(),
