@@ -422,17 +422,15 @@ impl RunningServer {
 
     /// Waits until every service has a ready instance (`true`), a service can no longer
     /// become ready (`false`), or `timeout` passes (`false`). A timeout too long to add to
-    /// the clock (`Duration::MAX`) never passes.
+    /// the clock (`Duration::MAX`) ends decades from now ([`crate::limit::deadline`]).
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        // `Instant + Duration` panics on overflow.
-        let deadline = tokio::time::Instant::now().checked_add(timeout);
+        let deadline = crate::limit::deadline(timeout);
         loop {
             if self.edge.is_ready() {
                 return true;
             }
             let dead = self.edge.services().values().any(|s| s.is_dead());
-            let passed = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-            if dead || passed {
+            if dead || tokio::time::Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

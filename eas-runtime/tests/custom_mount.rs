@@ -66,7 +66,8 @@ impl StorageMount for MemMount {
             }
             let failed =
                 |e: std::io::Error| eas_core::Error::storage(&self.uri, format!("{name}: {e}"));
-            std::fs::create_dir_all(&self.target).map_err(failed)?;
+            let dir = local.parent().unwrap_or(&self.target);
+            std::fs::create_dir_all(dir).map_err(failed)?;
             std::fs::write(&local, bytes).map_err(failed)?;
             report.fetched_bytes += bytes.len() as u64;
             if let Some(progress) = progress {

@@ -199,8 +199,9 @@ where
     B::Error: Into<BoxError>,
 {
     let mut body = std::pin::pin!(Limited::new(body, limit));
-    let mut first: Option<Bytes> = None;
-    let mut rest: Option<BytesMut> = None;
+    // Chunks are kept as they came (counted exactly against the budget) and joined once at
+    // the end: a growing buffer would hold up to twice what was counted.
+    let mut chunks: Vec<Bytes> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             if e.is::<LengthLimitError>() {
@@ -216,21 +217,18 @@ where
         if declared.is_none() {
             reservation.take(chunk.len())?;
         }
-        match (&mut first, &mut rest) {
-            (None, _) => first = Some(chunk),
-            (Some(head), None) => {
-                let mut all = BytesMut::with_capacity(declared.unwrap_or(head.len() + chunk.len()));
-                all.extend_from_slice(head);
-                all.extend_from_slice(&chunk);
-                rest = Some(all);
-            }
-            (Some(_), Some(all)) => all.extend_from_slice(&chunk),
-        }
+        chunks.push(chunk);
     }
-    Ok(match (first, rest) {
-        (_, Some(all)) => all.freeze(),
-        (Some(one), None) => one,
-        (None, None) => Bytes::new(),
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut all = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for chunk in &chunks {
+                all.extend_from_slice(chunk);
+            }
+            all.freeze()
+        }
     })
 }
 

@@ -142,8 +142,10 @@ impl Admission {
         &self.service
     }
 
-    /// Rebuilds the layers from `spec` (new limits, keepalive, token) and swaps them in at
-    /// once; requests in flight finish on the old ones.
+    /// Rebuilds the layers from `spec` and swaps them in at once; requests in flight finish
+    /// on the old ones. What changes: `networking.gateway_policy` (rate and concurrency
+    /// limits) and `rpc.keepalive`. The token and the replicas' own limits (`rpc.rate_limit`,
+    /// `rpc.max_queue_size`) stay as the service started: changing them needs new replicas.
     pub fn update(&self, spec: &ServiceSpec) {
         let stacks = build(&self.service, spec, &self.body);
         *self.stacks.write().unwrap_or_else(|e| e.into_inner()) = stacks;
@@ -178,8 +180,10 @@ impl Admission {
         self.enter().receive(request).await
     }
 
-    /// Runs a received request through the service's limits to an instance and waits for
-    /// its answer ([`rate`] to the instance's admission).
+    /// Runs a request through the service's limits to an instance and waits for its answer
+    /// ([`rate`] to the instance's admission): the entry for code that calls a service in
+    /// process, already trusted (no token, no body to read). HTTP goes through
+    /// [`enter`](Self::enter).
     pub async fn predict(&self, request: Request) -> Result<Answered, PredictError> {
         let predict = self.stacks().predict.clone();
         predict.oneshot(request).await

@@ -43,10 +43,6 @@ pub enum ApiError {
     #[error("service unavailable: {0}")]
     NotReady(String),
 
-    /// Something in the server itself went wrong.
-    #[error("internal error: {0}")]
-    Internal(String),
-
     /// Admission refused the request, or its processor failed it.
     #[error(transparent)]
     Predict(#[from] PredictError),
@@ -67,7 +63,6 @@ impl ApiError {
             Self::NotFound(_) => (404, "not_found"),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed"),
             Self::NotReady(_) => (503, "unavailable"),
-            Self::Internal(_) => (500, "internal"),
             Self::Predict(error) => match error {
                 PredictError::Unauthorized(_) => (401, "unauthorized"),
                 PredictError::BodyTooLarge { .. } => (413, "body_too_large"),

@@ -28,9 +28,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
-use axum::http::StatusCode;
 use axum::routing::{any, get};
-use serde_json::json;
 
 pub use error::ApiError;
 pub use serve::ConnectionLimits;
@@ -124,11 +122,7 @@ impl Edge {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(admin::readiness))
             .fallback(|| async {
-                (
-                    StatusCode::NOT_FOUND,
-                    axum::Json(json!({"code": 404, "error": "not_found",
-                        "message": "no such route; predict with POST /api/predict/{service}"})),
-                )
+                ApiError::NotFound("no such route; predict with POST /api/predict/{service}".into())
             })
             .with_state(Arc::clone(self));
         match &self.peer_cache {

@@ -1,6 +1,7 @@
 //! `POST /api/predict/{service}[/{sub-path}]`: the EAS predict protocol. The request passes
-//! its service's admission ([`Admission::receive`](crate::admission::Admission::receive), then
-//! [`Admission::predict`](crate::admission::Admission::predict)); the answer, or the reason
+//! its service's admission ([`Admission::enter`](crate::admission::Admission::enter), then
+//! [`Entered::receive`](crate::admission::Entered::receive) and
+//! [`Entered::predict`](crate::admission::Entered::predict)); the answer, or the reason
 //! there is none, goes back with its status, into the service's sink (answers and processor
 //! failures; not refusals) and into the request metrics.
 
