@@ -5,12 +5,15 @@
 //! [`Clock`](eas_core::Clock) reading).
 //!
 //! - [`autoscale`]: `Autoscaler`s (Kubernetes-HPA-compatible, EAS strategies, schedules);
+//! - [`control`]: the controller's decisions per service (desired replicas and why, which
+//!   local instances to start and stop), the same for the live loop and the simulator;
 //! - [`placement`]: the default `Scheduler` (dedicated first, bursting, ordered instance
 //!   types with spot bids and capacity caps, spread, preemption, rebalancing);
 //! - [`pricing`]: `PricingOracle`s (static tables, replays of real price traces);
 //! - [`sim`]: the trace-driven simulator that drives these policies in virtual time.
 
 pub mod autoscale;
+pub mod control;
 pub mod error;
 pub mod placement;
 pub mod pricing;

@@ -11,7 +11,9 @@ use super::values::{CronExpr, TimeZone};
 ///
 /// Each strategy recommends `ceil(current × observed / target)` replicas (queue backlog:
 /// `ceil(backlog / target)`); the largest recommendation wins, within the bounds in force:
-/// `min`/`max`, or those of the latest scheduled entry.
+/// `min`/`max`, or those of the latest scheduled entry. `algorithm` (an eas extension)
+/// chooses the policy that reads the block: the EAS autoscaler (default) or the Kubernetes
+/// HPA.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -34,6 +36,12 @@ pub struct AutoscalerSpec {
     /// bounds (or a fixed count) until the next entry's occurrence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<ScheduledScaling>,
+
+    /// Which autoscaler reads this block: `eas` (default: the EAS strategies, scaling to and
+    /// from zero) or `hpa` (the Kubernetes Horizontal Pod Autoscaler on the same targets).
+    /// An eas extension, not in the EAS reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<AutoscalerAlgorithm>,
 }
 
 impl AutoscalerSpec {
@@ -46,7 +54,34 @@ impl AutoscalerSpec {
             strategies: Strategies::default(),
             behavior: None,
             schedules: Vec::new(),
+            algorithm: None,
         }
+    }
+
+    /// The algorithm in force: `algorithm`, or `eas` when unset.
+    ///
+    /// ```
+    /// use eas_core::spec::ServiceSpec;
+    ///
+    /// let spec = ServiceSpec::from_json_str(r#"{
+    ///     "metadata": {"name": "demo", "instance": 1},
+    ///     "containers": [{"image": "i", "command": "run"}],
+    ///     "autoscaler": {"min": 1, "max": 4, "strategies": {"qps": 10}, "algorithm": "hpa"}
+    /// }"#).expect("valid");
+    /// let algorithm = spec.autoscaler.expect("present").algorithm();
+    /// assert_eq!(algorithm.as_str(), "hpa");
+    /// assert_eq!(algorithm, "hpa".parse().expect("known"));
+    /// ```
+    #[must_use]
+    pub fn algorithm(&self) -> AutoscalerAlgorithm {
+        self.algorithm.unwrap_or_default()
+    }
+
+    /// This autoscaler read by `algorithm`.
+    #[must_use]
+    pub const fn with_algorithm(mut self, algorithm: AutoscalerAlgorithm) -> Self {
+        self.algorithm = Some(algorithm);
+        self
     }
 
     /// This autoscaler with a QPS-per-instance target.
@@ -61,6 +96,53 @@ impl AutoscalerSpec {
     pub fn with_schedule(mut self, entry: ScheduledScaling) -> Self {
         self.schedules.push(entry);
         self
+    }
+}
+
+/// `autoscaler.algorithm`: which autoscaler reads the block. An eas extension, not in the
+/// EAS reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AutoscalerAlgorithm {
+    /// The EAS autoscaler: each strategy's target, the largest count wins, with the HPA's
+    /// tolerance and behaviour; scales to zero without load (`min` 0) and from zero on load.
+    #[default]
+    Eas,
+    /// The Kubernetes Horizontal Pod Autoscaler: each strategy as an HPA metric target
+    /// (tolerance 0.1 and the HPA's default behaviour unless `behavior` overrides it).
+    Hpa,
+}
+
+impl AutoscalerAlgorithm {
+    /// Every algorithm, in the order they are documented.
+    pub const ALL: [Self; 2] = [Self::Eas, Self::Hpa];
+
+    /// Its name in a spec: `eas` or `hpa`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Eas => "eas",
+            Self::Hpa => "hpa",
+        }
+    }
+}
+
+impl std::fmt::Display for AutoscalerAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AutoscalerAlgorithm {
+    type Err = String;
+
+    /// `eas` or `hpa`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("unknown autoscaler algorithm `{s}`; expected eas or hpa"))
     }
 }
 
@@ -193,5 +275,75 @@ impl ScheduledScaling {
     pub fn in_timezone(mut self, timezone: TimeZone) -> Self {
         self.timezone = timezone;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::ServiceSpec;
+
+    fn read(autoscaler: &str) -> Result<ServiceSpec, Vec<String>> {
+        ServiceSpec::from_json_str(&format!(
+            r#"{{"metadata": {{"name": "demo", "instance": 1}},
+                "containers": [{{"image": "i", "command": "run"}}],
+                "autoscaler": {autoscaler}}}"#
+        ))
+        .map_err(|errors| errors.errors().iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn algorithm_should_default_to_eas_and_read_hpa() {
+        // (block, algorithm field, algorithm in force)
+        let cases = [
+            (
+                r#"{"min": 1, "max": 2, "strategies": {"qps": 5}}"#,
+                None,
+                "eas",
+            ),
+            (
+                r#"{"min": 1, "max": 2, "strategies": {"qps": 5}, "algorithm": "eas"}"#,
+                Some(AutoscalerAlgorithm::Eas),
+                "eas",
+            ),
+            (
+                r#"{"min": 1, "max": 2, "strategies": {"qps": 5}, "algorithm": "hpa"}"#,
+                Some(AutoscalerAlgorithm::Hpa),
+                "hpa",
+            ),
+        ];
+        for (block, field, in_force) in cases {
+            let spec = read(block).unwrap_or_else(|e| panic!("{block}: {e:?}"));
+            let autoscaler = spec.autoscaler.expect("present");
+            assert_eq!(autoscaler.algorithm, field, "{block}");
+            assert_eq!(autoscaler.algorithm().to_string(), in_force, "{block}");
+        }
+    }
+
+    #[test]
+    fn unknown_algorithms_should_be_refused_naming_the_field() {
+        for value in [r#""keda""#, r#""HPA""#, "1"] {
+            let block = format!(
+                r#"{{"min": 1, "max": 2, "strategies": {{"qps": 5}}, "algorithm": {value}}}"#
+            );
+            let errors = read(&block).expect_err("refused");
+            assert!(
+                errors.iter().any(|e| e.starts_with("autoscaler.algorithm")),
+                "{value}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn algorithm_should_round_trip_and_parse_by_name() {
+        let spec = AutoscalerSpec::new(1, 2).with_algorithm(AutoscalerAlgorithm::Hpa);
+        let json = serde_json::to_value(&spec).expect("serializes");
+        assert_eq!(json["algorithm"], "hpa");
+        let unset = serde_json::to_value(AutoscalerSpec::new(1, 2)).expect("serializes");
+        assert!(unset.get("algorithm").is_none(), "left out when unset");
+        for algorithm in AutoscalerAlgorithm::ALL {
+            assert_eq!(algorithm.as_str().parse(), Ok(algorithm));
+        }
+        assert!("keda".parse::<AutoscalerAlgorithm>().is_err());
     }
 }

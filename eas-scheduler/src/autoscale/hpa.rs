@@ -1,10 +1,12 @@
 //! [`HpaAutoscaler`]: the Kubernetes Horizontal Pod Autoscaler as an
 //! [`eas_core::Autoscaler`].
 //!
-//! Each call: a current count above `max` or below `min` goes straight to the bound;
-//! otherwise every metric target gives a count ([`replica_count`]), the largest wins, and
-//! the behaviour ([`HpaBehavior`]) stabilises it, limits its rate and keeps it within
-//! `[min, max]`. If every metric fails, or some fail and the others would scale down, the
+//! Each call: the bounds are `[min, max]`, or those of the `schedules` entry in force when
+//! the HPA was given schedules ([`HpaAutoscaler::with_schedules`], read as [`bounds_at`]
+//! reads them for the EAS autoscaler); a current count above `max` or below `min` goes
+//! straight to the bound; otherwise every metric target gives a count ([`replica_count`]),
+//! the largest wins, and the behaviour ([`HpaBehavior`]) stabilises it, limits its rate and
+//! keeps it within `[min, max]`. If every metric fails, or some fail and the others would scale down, the
 //! current count is kept (as Kubernetes does).
 //!
 //! ```
@@ -28,12 +30,15 @@
 //! assert!(recommendation.reason.contains("qps"));
 //! ```
 
+use std::time::Duration;
+
 use eas_core::Autoscaler;
 use eas_core::autoscaler::{Observation, Recommendation};
+use eas_core::spec::{AutoscalerSpec, ScheduledScaling};
 
 use super::behavior::{BehaviorState, HpaBehavior};
 use super::calc::{DEFAULT_TOLERANCE, MetricTarget, replica_count};
-use super::schedule::Bounds;
+use super::schedule::{Bounds, DEFAULT_SCHEDULE_LOOKBACK, bounds_at};
 use crate::{Error, Result};
 
 /// A metric proposal (or why there is none), before behaviour.
@@ -153,6 +158,9 @@ pub struct HpaAutoscaler {
     min: u32,
     max: u32,
     metrics: Vec<(String, MetricTarget)>,
+    /// `[min, max]` with the schedules, when there are any (what [`bounds_at`] reads).
+    schedules: Option<AutoscalerSpec>,
+    lookback: Duration,
     engine: Engine,
 }
 
@@ -173,8 +181,43 @@ impl HpaAutoscaler {
             min,
             max,
             metrics: Vec::new(),
+            schedules: None,
+            lookback: DEFAULT_SCHEDULE_LOOKBACK,
             engine: Engine::new(),
         })
+    }
+
+    /// This HPA with scheduled scaling: from each occurrence of an entry's cron expression
+    /// on, the entry's bounds (or fixed count) replace `[min, max]`, as for the EAS
+    /// autoscaler ([`bounds_at`]). Replaces any schedules before; none removes them.
+    #[must_use]
+    pub fn with_schedules(mut self, schedules: Vec<ScheduledScaling>) -> Self {
+        self.schedules = (!schedules.is_empty()).then(|| {
+            let mut spec = AutoscalerSpec::new(self.min, self.max);
+            spec.schedules = schedules;
+            spec
+        });
+        self
+    }
+
+    /// This HPA looking back `lookback` for schedule occurrences (default 8 days).
+    #[must_use]
+    pub const fn with_schedule_lookback(mut self, lookback: Duration) -> Self {
+        self.lookback = lookback;
+        self
+    }
+
+    /// The bounds in force for `observation`: `[min, max]`, or a schedule entry's.
+    #[must_use]
+    pub fn bounds(&self, observation: &Observation) -> Bounds {
+        match &self.schedules {
+            Some(spec) => bounds_at(spec, observation.at, self.lookback),
+            None => Bounds::new(
+                self.min,
+                self.max,
+                format!("bounds [{}, {}]", self.min, self.max),
+            ),
+        }
     }
 
     /// This HPA with one more metric target.
@@ -212,11 +255,7 @@ impl HpaAutoscaler {
 
 impl Autoscaler for HpaAutoscaler {
     fn recommend(&mut self, observation: &Observation) -> Recommendation {
-        let bounds = Bounds::new(
-            self.min,
-            self.max,
-            format!("bounds [{}, {}]", self.min, self.max),
-        );
+        let bounds = self.bounds(observation);
         let proposal = self.engine.propose(observation, &self.metrics);
         self.engine.decide(observation, &bounds, proposal)
     }

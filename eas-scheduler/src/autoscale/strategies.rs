@@ -62,19 +62,7 @@ impl EasAutoscaler {
     ///
     /// [`Error::Policy`] when `min > max`, or a target is not a positive number.
     pub fn from_spec(spec: &AutoscalerSpec) -> Result<Self> {
-        if spec.min > spec.max {
-            return Err(Error::Policy(format!(
-                "autoscaler min {} is above max {}",
-                spec.min, spec.max
-            )));
-        }
-        for (name, target) in spec.strategies.targets() {
-            if !(target.is_finite() && target > 0.0) {
-                return Err(Error::Policy(format!(
-                    "autoscaler strategy {name}: the target {target} must be positive"
-                )));
-            }
-        }
+        check_spec(spec)?;
         let mut engine = Engine::new();
         if let Some(behavior) = &spec.behavior {
             engine.behavior = HpaBehavior::from_spec(behavior);
@@ -204,6 +192,24 @@ impl EasAutoscaler {
         }
         proposal
     }
+}
+
+/// Whether `spec` can drive an autoscaler: `min <= max` and every target positive.
+pub(crate) fn check_spec(spec: &AutoscalerSpec) -> Result<()> {
+    if spec.min > spec.max {
+        return Err(Error::Policy(format!(
+            "autoscaler min {} is above max {}",
+            spec.min, spec.max
+        )));
+    }
+    for (name, target) in spec.strategies.targets() {
+        if !(target.is_finite() && target > 0.0) {
+            return Err(Error::Policy(format!(
+                "autoscaler strategy {name}: the target {target} must be positive"
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl Autoscaler for EasAutoscaler {

@@ -1,8 +1,10 @@
 //! The simulated cloud's markets: [`SimCloud`] (prices, spot availability, when a spot machine
 //! is reclaimed) and [`Availability`] (a SkyPilot trace replayed from the simulation start).
 //!
-//! - **Prices** come from a [`TraceOracle`]: spot prices per (type, zone) as step curves,
-//!   on-demand list prices per type.
+//! - **Prices** come from a [`PricingOracle`]: a [`TraceOracle`] ([`SimCloud::new`]: spot
+//!   prices per (type, zone) as step curves, on-demand list prices per type, its series
+//!   naming the spot markets), or any oracle with the spot markets listed by the caller
+//!   ([`SimCloud::from_oracle`]).
 //! - **Availability**: where a SkyPilot trace is given for a (type, zone), the spot market is
 //!   open while the trace's count is above 0; otherwise it is always open. While it is closed
 //!   [`SimCloud`] (as the [`PricingOracle`] the scheduler sees) has no spot price there, so the
@@ -35,7 +37,8 @@
 //! # Ok::<(), eas_scheduler::Error>(())
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use eas_core::PricingOracle;
@@ -144,20 +147,49 @@ impl Availability {
     }
 }
 
-/// The simulated cloud's markets: prices from a [`TraceOracle`], spot availability from
+/// The simulated cloud's markets: prices from a [`PricingOracle`], spot availability from
 /// [`Availability`] traces. As a [`PricingOracle`] it hides the spot price of a closed market.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SimCloud {
-    oracle: TraceOracle,
+    oracle: Arc<dyn PricingOracle>,
+    /// The (type, zone) pairs with a spot market.
+    markets: BTreeSet<(String, Zone)>,
     availability: BTreeMap<(String, Zone), Availability>,
 }
 
+impl Default for SimCloud {
+    /// No prices, no markets.
+    fn default() -> Self {
+        Self::new(TraceOracle::new())
+    }
+}
+
 impl SimCloud {
-    /// A cloud with these prices and every spot market always open.
+    /// A cloud with these prices, a spot market for each of the oracle's series, and every
+    /// spot market always open.
     #[must_use]
     pub fn new(oracle: TraceOracle) -> Self {
+        let markets = oracle
+            .series_keys()
+            .map(|(t, z)| (t.to_owned(), z.clone()))
+            .collect();
+        Self {
+            oracle: Arc::new(oracle),
+            markets,
+            availability: BTreeMap::new(),
+        }
+    }
+
+    /// A cloud with prices from any oracle and spot markets for these (type, zone) pairs
+    /// (the [`PricingOracle`] trait cannot list them), every one always open.
+    #[must_use]
+    pub fn from_oracle(
+        oracle: Arc<dyn PricingOracle>,
+        spot_markets: impl IntoIterator<Item = (String, Zone)>,
+    ) -> Self {
         Self {
             oracle,
+            markets: spot_markets.into_iter().collect(),
             availability: BTreeMap::new(),
         }
     }
@@ -173,10 +205,15 @@ impl SimCloud {
         self
     }
 
-    /// The price oracle underneath.
+    /// The price oracle underneath (spot prices regardless of availability).
     #[must_use]
-    pub const fn oracle(&self) -> &TraceOracle {
-        &self.oracle
+    pub fn oracle(&self) -> &dyn PricingOracle {
+        self.oracle.as_ref()
+    }
+
+    /// The (type, zone) pairs with a spot market, by type then zone.
+    pub fn spot_markets(&self) -> impl Iterator<Item = (&str, &Zone)> {
+        self.markets.iter().map(|(t, z)| (t.as_str(), z))
     }
 
     /// The availability trace of (type, zone), if one was given.

@@ -1,5 +1,6 @@
-//! The simulation loop: one pass over virtual time, one second a tick, driving the autoscaler
-//! and the scheduler every control period and the cloud and the queue every tick.
+//! The simulation loop: one pass over virtual time, one second a tick, driving the replica
+//! controller (and its autoscaler) and the scheduler every control period and the cloud and
+//! the queue every tick.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -10,14 +11,14 @@ use eas_core::resources::{
 };
 use eas_core::scheduler::{Action, ClusterState, ScheduleInput, ServiceDemand};
 use eas_core::spec::ServiceSpec;
-use eas_core::{Autoscaler, PricingOracle, Scheduler};
+use eas_core::{PricingOracle, Scheduler};
 use rand_core::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use super::queue::{FluidQueue, LatencySummary};
 use super::report::{MarketHours, TimelinePoint};
 use super::{HedgePolicy, SPOT_UNPROTECTED_DISCOUNT, Simulation};
-use crate::autoscale::EasAutoscaler;
+use crate::control::ReplicaController;
 use crate::placement::PlacementScheduler;
 
 /// Machines the simulated cloud can sell of each (type, zone) in one round: plenty.
@@ -74,8 +75,8 @@ pub(crate) struct Engine<'s> {
     sim: &'s Simulation,
     spec: ServiceSpec,
     hedge: HedgePolicy,
-    autoscaler: Option<EasAutoscaler>,
-    scheduler: PlacementScheduler,
+    controller: ReplicaController,
+    scheduler: Box<dyn Scheduler>,
     rng: Pcg64Mcg,
     zones: Vec<Zone>,
     types: Vec<String>,
@@ -97,17 +98,15 @@ impl<'s> Engine<'s> {
         hedge: HedgePolicy,
     ) -> crate::Result<Self> {
         let config = &sim.config;
-        let autoscaler = spec
-            .autoscaler
-            .as_ref()
-            .map(EasAutoscaler::from_spec)
-            .transpose()?;
-        let desired = spec
-            .autoscaler
-            .as_ref()
-            .map_or(spec.metadata.instance, |a| {
-                spec.metadata.instance.clamp(a.min, a.max)
-            });
+        let mut controller = ReplicaController::from_spec(&spec)?;
+        if let Some(factory) = &sim.autoscaler {
+            controller.set_autoscaler(Some(factory(&spec)));
+        }
+        let desired = controller.desired();
+        let scheduler = sim.scheduler.as_ref().map_or_else(
+            || Box::new(PlacementScheduler::new()) as Box<dyn Scheduler>,
+            |factory| factory(&spec),
+        );
         let spot_factor = if ServiceDemand::from_spec(&spec, 0).spot_protection {
             1.0
         } else {
@@ -116,8 +115,8 @@ impl<'s> Engine<'s> {
         Ok(Self {
             sim,
             hedge,
-            autoscaler,
-            scheduler: PlacementScheduler::new(),
+            controller,
+            scheduler,
             rng: Pcg64Mcg::seed_from_u64(config.seed),
             zones: sim.zones(),
             types: sim.instance_types(&spec),
@@ -314,13 +313,10 @@ impl<'s> Engine<'s> {
         }
     }
 
-    /// One control round: observe, ask the autoscaler, ask the scheduler, apply its actions.
+    /// One control round: observe, ask the controller, ask the scheduler, apply its actions.
     fn control(&mut self, now: SystemTime, lambda: f64, warm: bool) {
         let observation = self.observe(now, lambda);
-        self.desired = match self.autoscaler.as_mut() {
-            Some(a) => a.recommend(&observation).replicas,
-            None => self.spec.metadata.instance,
-        };
+        self.desired = self.controller.decide(&observation).desired;
         self.asked = if self.desired > 0 {
             self.desired.saturating_add(self.hedge.over_provision)
         } else {

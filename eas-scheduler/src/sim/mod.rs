@@ -1,16 +1,23 @@
 //! The trace-driven simulator: the same policies as in production (the
-//! [`PlacementScheduler`](crate::placement::PlacementScheduler), the
-//! [`EasAutoscaler`](crate::autoscale::EasAutoscaler) of the spec, prices from a
-//! [`TraceOracle`](crate::pricing::TraceOracle)) driven in virtual time against a simulated
-//! cloud and a recorded arrival trace. Deterministic: the same inputs and seed give the same
-//! [`Report`], byte for byte.
+//! [`PlacementScheduler`](crate::placement::PlacementScheduler), the autoscaler the spec
+//! selects through the same [`ReplicaController`](crate::control::ReplicaController) the live
+//! control loop uses, prices from a [`TraceOracle`](crate::pricing::TraceOracle)) driven in
+//! virtual time against a simulated cloud and a recorded arrival trace. Deterministic: the
+//! same inputs and seed give the same [`Report`], byte for byte.
+//!
+//! Any policy can take their place: an autoscaler factory
+//! ([`Simulation::with_autoscaler`]), a scheduler factory ([`Simulation::with_scheduler`]),
+//! and any [`PricingOracle`](eas_core::PricingOracle) under the cloud ([`SimCloud::from_oracle`]). Factories, because a
+//! run may simulate twice (the on-demand shadow run below) and each run starts from a fresh
+//! policy.
 //!
 //! # The models
 //!
 //! - **Time.** A virtual clock moves one second a tick from `start` for `duration`. Every
 //!   `control_period` (15 s, the HPA sync period) the controller observes the service, asks the
-//!   autoscaler for a replica count (plus the hedge's extra, if any) and the scheduler for
-//!   actions, and applies them. Nothing reads the wall clock.
+//!   [`ReplicaController`](crate::control::ReplicaController) for a replica count (the
+//!   autoscaler's, or `metadata.instance` without one; plus the hedge's extra, if any) and the
+//!   scheduler for actions, and applies them. Nothing reads the wall clock.
 //! - **Arrivals** ([`Arrivals`]): requests per second from the Azure or Mooncake trace,
 //!   shifted to `start` and repeated to fill the duration.
 //! - **Cloud** ([`SimCloud`]): spot prices from the trace (billing at market, not at the bid;
@@ -90,11 +97,13 @@ mod queue;
 mod report;
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use eas_core::PricingOracle;
 use eas_core::resources::Zone;
 use eas_core::spec::{InstanceTypeSpec, ServiceSpec};
+use eas_core::{Autoscaler, Scheduler};
 
 pub use arrivals::Arrivals;
 pub use cloud::{Availability, SimCloud};
@@ -281,13 +290,35 @@ impl SimConfig {
     }
 }
 
+/// Builds the autoscaler of one run from the spec it simulates (the on-demand shadow run
+/// passes its own copy of the spec).
+pub type AutoscalerFactory = Arc<dyn Fn(&ServiceSpec) -> Box<dyn Autoscaler> + Send + Sync>;
+
+/// Builds the scheduler of one run from the spec it simulates.
+pub type SchedulerFactory = Arc<dyn Fn(&ServiceSpec) -> Box<dyn Scheduler> + Send + Sync>;
+
 /// A simulation of one service spec on a simulated cloud and an arrival trace.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Simulation {
     spec: ServiceSpec,
     cloud: SimCloud,
     arrivals: Arrivals,
     config: SimConfig,
+    autoscaler: Option<AutoscalerFactory>,
+    scheduler: Option<SchedulerFactory>,
+}
+
+impl fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Simulation")
+            .field("spec", &self.spec)
+            .field("cloud", &self.cloud)
+            .field("arrivals", &self.arrivals)
+            .field("config", &self.config)
+            .field("custom_autoscaler", &self.autoscaler.is_some())
+            .field("custom_scheduler", &self.scheduler.is_some())
+            .finish()
+    }
 }
 
 impl Simulation {
@@ -317,7 +348,7 @@ impl Simulation {
             if cloud.oracle().on_demand_price(t).is_err() {
                 missing.insert(format!("{t} (no on-demand price)"));
             }
-            let has_spot = cloud.oracle().series_keys().any(|(ty, _)| ty == t);
+            let has_spot = cloud.spot_markets().any(|(ty, _)| ty == t);
             if entry.is_spot() && !has_spot {
                 missing.insert(format!("{t} (no spot price in any zone)"));
             }
@@ -329,14 +360,34 @@ impl Simulation {
             )));
         }
         if let Some(a) = &spec.autoscaler {
-            crate::autoscale::EasAutoscaler::from_spec(a)?;
+            crate::control::autoscaler_for(a)?;
         }
         Ok(Self {
             spec,
             cloud,
             arrivals,
             config,
+            autoscaler: None,
+            scheduler: None,
         })
+    }
+
+    /// The same with every run's autoscaler built by `factory` instead of the one the spec
+    /// selects ([`autoscaler_for`](crate::control::autoscaler_for)); it decides even for a
+    /// spec without an `autoscaler` block. The first desired count stays `metadata.instance`
+    /// (clamped to the block's bounds when there is one).
+    #[must_use]
+    pub fn with_autoscaler(mut self, factory: AutoscalerFactory) -> Self {
+        self.autoscaler = Some(factory);
+        self
+    }
+
+    /// The same with every run's scheduler built by `factory` instead of a
+    /// [`PlacementScheduler`](crate::placement::PlacementScheduler).
+    #[must_use]
+    pub fn with_scheduler(mut self, factory: SchedulerFactory) -> Self {
+        self.scheduler = Some(factory);
+        self
     }
 
     /// The configuration.
@@ -350,15 +401,15 @@ impl Simulation {
     #[must_use]
     pub fn zones(&self) -> Vec<Zone> {
         let types = self.instance_types(&self.spec);
-        let oracle = self.cloud.oracle();
-        let mut zones: BTreeSet<Zone> = oracle
-            .series_keys()
+        let mut zones: BTreeSet<Zone> = self
+            .cloud
+            .spot_markets()
             .chain(self.cloud.availability_keys())
             .filter(|(t, _)| types.iter().any(|ty| ty == t))
             .map(|(_, z)| z.clone())
             .collect();
         if zones.is_empty() {
-            zones = oracle.series_keys().map(|(_, z)| z.clone()).collect();
+            zones = self.cloud.spot_markets().map(|(_, z)| z.clone()).collect();
         }
         if zones.is_empty() {
             zones.insert(Zone::from("default"));
@@ -423,7 +474,7 @@ impl Simulation {
         })
     }
 
-    /// The policy for a person: the ordered list, the spread, the hedge.
+    /// The policy for a person: the ordered list, the spread, the hedge, custom policies.
     fn describe(&self) -> String {
         let list: Vec<String> = instance_entries(&self.spec)
             .iter()
@@ -437,6 +488,12 @@ impl Simulation {
         text.push_str(&format!("; spread {spread:?}"));
         if self.config.hedge.over_provision > 0 {
             text.push_str(&format!("; hedge +{}", self.config.hedge.over_provision));
+        }
+        if self.autoscaler.is_some() {
+            text.push_str("; custom autoscaler");
+        }
+        if self.scheduler.is_some() {
+            text.push_str("; custom scheduler");
         }
         text
     }
