@@ -33,6 +33,7 @@ mod json;
 mod location;
 mod metadata;
 mod networking;
+mod notice;
 mod sinker;
 mod storage;
 mod validate;
@@ -44,7 +45,9 @@ use std::sync::OnceLock;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use autoscaler::{AutoscalerSpec, Behavior, ScaleRules, ScheduledScaling, Strategies};
+pub use autoscaler::{
+    AutoscalerAlgorithm, AutoscalerSpec, Behavior, ScaleRules, ScheduledScaling, Strategies,
+};
 pub use cloud::{Cloud, CloudNetworking, Computing, InstanceTypeSpec};
 pub use container::{Container, EnvVar, Prepare, RESERVED_PORTS};
 pub use error::{SpecError, SpecErrors};
@@ -54,6 +57,7 @@ pub use metadata::{
     WorkloadType,
 };
 pub use networking::{GatewayPolicy, Limit, Networking};
+pub use notice::{CONTAINERS_NOT_SUPPORTED, CUSTOM_PROCESSORS_NOT_SUPPORTED, FieldNotice};
 pub use sinker::{FileSink, MaxComputeSink, Sinker, SinkerConfig, SinkerType, SlsSink};
 pub use storage::{CacheMount, LocalDir, MountSource, MountSpec, NfsMount, OssMount};
 pub use values::{ByteSize, CountOrPercent, CronExpr, TimeZone};

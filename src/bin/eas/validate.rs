@@ -1,11 +1,14 @@
-//! `eas validate FILE`: every problem of a service.json, or a one-line summary.
+//! `eas validate FILE`: every problem of a service.json, or a one-line summary and a warning
+//! for each field that takes no effect here (`warning: FIELD: REASON` on stderr; the exit
+//! status stays 0).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use eas::core::spec::ServiceSpec;
 
-/// Checks `file`, prints what is wrong (or a summary) and says how the command should exit.
+/// Checks `file`, prints what is wrong (or a summary and the fields that take no effect) and
+/// says how the command should exit.
 pub fn run(file: &Path) -> ExitCode {
     let shown = file.display();
     let text = match std::fs::read(file) {
@@ -18,6 +21,9 @@ pub fn run(file: &Path) -> ExitCode {
     match ServiceSpec::from_json_slice(&text) {
         Ok(spec) => {
             println!("{shown}: valid: {}", spec.summary());
+            for notice in spec.notices() {
+                eprintln!("warning: {notice}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
