@@ -21,6 +21,7 @@ pub mod autoscaler;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod control;
 pub mod error;
 pub mod pricing;
 pub mod processor;

@@ -2,6 +2,7 @@
 //! replay policies in the simulator.
 
 mod serve;
+mod service;
 mod simulate;
 mod validate;
 
@@ -35,6 +36,9 @@ enum Command {
     /// Serve services from their service.json files until Ctrl-C: the EAS predict protocol,
     /// batching, limits and metrics.
     Serve(Box<serve::ServeArgs>),
+    /// Manage the services of a running eas server through its control API: create, list,
+    /// describe, update, delete, start, stop, restart, instances, autoscaler, cron scaler.
+    Service(Box<service::ServiceArgs>),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Command::Schema => print_schema(),
         Command::Simulate(args) => simulate::run(&args),
         Command::Serve(args) => serve::run(&args),
+        Command::Service(args) => service::run(&args),
     }
 }
 
