@@ -55,7 +55,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             "token": "example-token"
         }"#,
     )?;
-    let server = Server::builder()
+    let server = Platform::builder()
         .registry(registry)
         .service(spec)
         .bind("127.0.0.1:0".parse()?)

@@ -37,6 +37,6 @@ pub mod prelude {
     pub use eas_core::spec::{ServiceSpec, SpecError, SpecErrors};
     pub use eas_core::storage::StorageMount;
     pub use eas_core::{Error, Result};
+    pub use eas_runtime::platform::{Platform, RunningPlatform};
     pub use eas_runtime::registry::ProcessorRegistry;
-    pub use eas_runtime::server::{RunningServer, Server};
 }

@@ -71,6 +71,7 @@ fn serve_should_answer_requests_and_exit_cleanly_on_sigint() {
         &example("echo.json"),
         "--listen",
         "127.0.0.1:0",
+        "--no-state",
     ]);
     let (mut child, addr, token, _output) = spawn_serve(serve);
 
@@ -101,7 +102,13 @@ fn serve_should_refuse_a_bad_spec_naming_the_field() {
     )
     .expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_eas"))
-        .args(["serve", &bad.to_string_lossy(), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            &bad.to_string_lossy(),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-state",
+        ])
         .output()
         .expect("eas runs");
     assert_eq!(out.status.code(), Some(1));
@@ -110,7 +117,13 @@ fn serve_should_refuse_a_bad_spec_naming_the_field() {
     assert!(err.contains("did you mean max_batch_size"), "{err}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_eas"))
-        .args(["serve", &example("echo.json"), "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            &example("echo.json"),
+            "--listen",
+            "127.0.0.1:0",
+            "--no-state",
+        ])
         .arg(example("echo.json"))
         .output()
         .expect("eas runs");
@@ -139,7 +152,13 @@ fn serve_should_run_an_elastic_job_and_resume_it() {
     let _ = std::fs::remove_file(&output);
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_eas"))
-            .args(["serve", &spec.to_string_lossy(), "--listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                &spec.to_string_lossy(),
+                "--listen",
+                "127.0.0.1:0",
+                "--no-state",
+            ])
             .args(["--job-input", &inputs.to_string_lossy()])
             .args(["--job-output", &output.to_string_lossy()])
             .output()

@@ -42,8 +42,52 @@
 //! assert_eq!(out[1].as_ref().map_err(|e| e.status), Err(400));
 //! # Ok::<(), eas_core::Error>(())
 //! ```
+//!
+//! # Custom metrics
+//!
+//! A processor can report gauges of its own (a cache hit ratio, tokens per second, a GPU
+//! queue's length) through the [`MetricReporter`] in its [`InitContext`]: it keeps a clone from
+//! `initialize` and calls [`MetricReporter::report`] from `process`. The runtime reads the
+//! latest values of each instance, exports them as `eas_custom_metric{name=...}` and hands them
+//! to the autoscaler, which can scale on them by name.
+//!
+//! ```
+//! use eas_core::Processor;
+//! use eas_core::processor::{InitContext, MetricReporter, ProcessError, Request, Response};
+//!
+//! /// Echoes, and reports the size of the last batch it saw.
+//! #[derive(Default)]
+//! struct Echo {
+//!     metrics: Option<MetricReporter>,
+//! }
+//!
+//! impl Processor for Echo {
+//!     fn initialize(&mut self, ctx: &InitContext) -> eas_core::Result<()> {
+//!         self.metrics = Some(ctx.metrics().clone());
+//!         Ok(())
+//!     }
+//!
+//!     fn process(&self, batch: &[Request]) -> Vec<Result<Response, ProcessError>> {
+//!         if let Some(metrics) = &self.metrics {
+//!             metrics.report("last_batch_size", batch.len() as f64);
+//!         }
+//!         batch.iter().map(|r| Ok(Response::ok(r.body.clone()))).collect()
+//!     }
+//! }
+//!
+//! // Without a runtime, the context's own reporter keeps the values.
+//! let ctx = InitContext::new("echo");
+//! let mut echo = Echo::default();
+//! echo.initialize(&ctx)?;
+//! echo.process(&[Request::new("a"), Request::new("b")]);
+//! assert_eq!(ctx.metrics().get("last_batch_size"), Some(2.0));
+//! # Ok::<(), eas_core::Error>(())
+//! ```
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -62,6 +106,9 @@ pub trait Processor: Send + Sync + 'static {
     fn initialize(&mut self, ctx: &InitContext) -> Result<()>;
 
     /// Runs one batch. Returns one result per request, in the same order as `batch`.
+    ///
+    /// May report custom metrics through the [`MetricReporter`] of the [`InitContext`] it
+    /// was initialized with (see [the module docs](self#custom-metrics)).
     fn process(&self, batch: &[Request]) -> Vec<Result<Response, ProcessError>>;
 
     /// Describes the model's inputs and outputs, in the Open Inference Protocol's terms (shown
@@ -106,6 +153,8 @@ pub struct InitContext {
     pub device: Device,
     /// The number of threads the processor may use for inference.
     pub threads: usize,
+    /// Where the processor reports custom metrics; see [`InitContext::metrics`].
+    pub metrics: MetricReporter,
 }
 
 impl InitContext {
@@ -120,7 +169,24 @@ impl InitContext {
             model_config: None,
             device: Device::Cpu,
             threads: 1,
+            metrics: MetricReporter::new(),
         }
+    }
+
+    /// Where the processor reports custom metrics: keep a clone and call
+    /// [`MetricReporter::report`] from [`Processor::process`]. A context made with
+    /// [`new`](Self::new) has a reporter of its own that only keeps the values (read them with
+    /// [`MetricReporter::values`]); the runtime gives each instance its own and reads it.
+    #[must_use]
+    pub const fn metrics(&self) -> &MetricReporter {
+        &self.metrics
+    }
+
+    /// The same, reporting custom metrics to `reporter`.
+    #[must_use]
+    pub fn with_metrics(mut self, reporter: MetricReporter) -> Self {
+        self.metrics = reporter;
+        self
     }
 
     /// The same for instance `index`.
@@ -163,6 +229,175 @@ impl InitContext {
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self
+    }
+}
+
+/// Where a processor reports custom metrics: named gauges, each holding its latest value.
+///
+/// Cheap to clone; clones share the gauges. Reporting a name seen before takes no lock and
+/// allocates nothing (a scan of at most [`MAX_NAMES`](Self::MAX_NAMES) short names and one
+/// atomic store), so it can be called from [`Processor::process`] on every batch.
+///
+/// Bounded, because each name becomes a time series: at most [`MAX_NAMES`](Self::MAX_NAMES)
+/// distinct names, each 1 to [`MAX_NAME_LEN`](Self::MAX_NAME_LEN) characters of
+/// `[a-zA-Z0-9_:]`. A report that breaks a bound, or whose value is NaN or infinite, is
+/// ignored and counted in [`rejected`](Self::rejected).
+///
+/// Two reporters are equal when they are clones of one another.
+///
+/// ```
+/// use eas_core::processor::MetricReporter;
+///
+/// let metrics = MetricReporter::new();
+/// metrics.report("cache_hit_ratio", 0.25);
+/// metrics.report("cache_hit_ratio", 0.75);
+/// metrics.report("bad name!", 1.0);
+/// assert_eq!(metrics.get("cache_hit_ratio"), Some(0.75));
+/// assert_eq!(metrics.values().len(), 1);
+/// assert_eq!(metrics.rejected(), 1);
+/// ```
+#[derive(Clone, Default)]
+pub struct MetricReporter {
+    gauges: Arc<Gauges>,
+}
+
+/// The gauges of one reporter. A slot, once named, keeps its name: readers scan the named
+/// slots without a lock; only naming a new slot takes `naming`.
+#[derive(Default)]
+struct Gauges {
+    slots: [OnceLock<Gauge>; MetricReporter::MAX_NAMES],
+    /// Slots `0..named` have a name.
+    named: AtomicUsize,
+    naming: Mutex<()>,
+    rejected: AtomicU64,
+}
+
+/// One named gauge; the value is an `f64`'s bits.
+struct Gauge {
+    name: Box<str>,
+    value: AtomicU64,
+}
+
+impl MetricReporter {
+    /// The most distinct names one reporter keeps.
+    pub const MAX_NAMES: usize = 32;
+    /// The longest name, in characters.
+    pub const MAX_NAME_LEN: usize = 64;
+
+    /// A reporter with no gauges.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the gauge `name` to `value`. Ignored, and counted in
+    /// [`rejected`](Self::rejected), when `value` is NaN or infinite, the name is empty, too
+    /// long or has characters outside `[a-zA-Z0-9_:]`, or it is new and the reporter already
+    /// has [`MAX_NAMES`](Self::MAX_NAMES) names.
+    pub fn report(&self, name: &str, value: f64) {
+        if !value.is_finite() {
+            self.reject();
+            return;
+        }
+        match self.find(name) {
+            Some(gauge) => gauge.value.store(value.to_bits(), Ordering::Relaxed),
+            None => {
+                if !self.name_slot(name, value) {
+                    self.reject();
+                }
+            }
+        }
+    }
+
+    /// The latest value of `name`, if it was ever reported.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.find(name)
+            .map(|gauge| f64::from_bits(gauge.value.load(Ordering::Relaxed)))
+    }
+
+    /// The latest value of every name reported so far.
+    #[must_use]
+    pub fn values(&self) -> BTreeMap<String, f64> {
+        self.named()
+            .map(|gauge| {
+                let value = f64::from_bits(gauge.value.load(Ordering::Relaxed));
+                (gauge.name.to_string(), value)
+            })
+            .collect()
+    }
+
+    /// Reports ignored so far: a bad name or value, or a new name past the limit.
+    #[must_use]
+    pub fn rejected(&self) -> u64 {
+        self.gauges.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Whether `name` may name a gauge: 1 to [`MAX_NAME_LEN`](Self::MAX_NAME_LEN)
+    /// characters of `[a-zA-Z0-9_:]`.
+    #[must_use]
+    pub fn is_valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= Self::MAX_NAME_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+    }
+
+    fn reject(&self) {
+        self.gauges.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The slots that have a name, in the order they were named.
+    fn named(&self) -> impl Iterator<Item = &Gauge> {
+        let named = self.gauges.named.load(Ordering::Acquire);
+        self.gauges.slots[..named].iter().filter_map(OnceLock::get)
+    }
+
+    fn find(&self, name: &str) -> Option<&Gauge> {
+        self.named().find(|gauge| &*gauge.name == name)
+    }
+
+    /// Names a new slot `name` holding `value` (or sets it, if another thread just named it);
+    /// `false` when the name is not valid or every slot is taken.
+    fn name_slot(&self, name: &str, value: f64) -> bool {
+        if !Self::is_valid_name(name) {
+            return false;
+        }
+        let _naming = self
+            .gauges
+            .naming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(gauge) = self.find(name) {
+            gauge.value.store(value.to_bits(), Ordering::Relaxed);
+            return true;
+        }
+        let named = self.gauges.named.load(Ordering::Acquire);
+        let Some(slot) = self.gauges.slots.get(named) else {
+            return false;
+        };
+        let _ = slot.set(Gauge {
+            name: name.into(),
+            value: AtomicU64::new(value.to_bits()),
+        });
+        self.gauges.named.store(named + 1, Ordering::Release);
+        true
+    }
+}
+
+impl std::fmt::Debug for MetricReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricReporter")
+            .field("values", &self.values())
+            .field("rejected", &self.rejected())
+            .finish()
+    }
+}
+
+impl PartialEq for MetricReporter {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.gauges, &other.gauges)
     }
 }
 
@@ -397,6 +632,78 @@ mod tests {
         assert_eq!(ctx.model_dir, Some(PathBuf::from("/m")));
         assert_eq!(ctx.device, Device::Cuda { ordinal: 1 });
         assert_eq!(ctx.threads, 1, "at least one thread");
+    }
+
+    #[test]
+    fn metric_reporter_should_keep_the_latest_value_of_each_name() {
+        let ctx = InitContext::new("s");
+        let reporter = ctx.metrics().clone();
+        reporter.report("tokens_per_second", 10.0);
+        reporter.report("gpu:queue", 3.0);
+        reporter.report("tokens_per_second", 12.5);
+        assert_eq!(ctx.metrics().get("tokens_per_second"), Some(12.5));
+        assert_eq!(
+            ctx.metrics().values(),
+            BTreeMap::from([
+                ("gpu:queue".to_owned(), 3.0),
+                ("tokens_per_second".to_owned(), 12.5),
+            ])
+        );
+        assert_eq!(reporter.rejected(), 0);
+        assert_eq!(ctx.metrics(), &reporter, "clones are the same reporter");
+        assert_ne!(&MetricReporter::new(), &reporter);
+    }
+
+    #[test]
+    fn metric_reporter_should_ignore_a_33rd_name() {
+        let reporter = MetricReporter::new();
+        for i in 0..MetricReporter::MAX_NAMES {
+            reporter.report(&format!("m{i}"), i as f64);
+        }
+        reporter.report("one_too_many", 1.0);
+        assert_eq!(reporter.values().len(), MetricReporter::MAX_NAMES);
+        assert_eq!(reporter.get("one_too_many"), None);
+        assert_eq!(reporter.rejected(), 1);
+        reporter.report("m31", -1.0);
+        assert_eq!(reporter.get("m31"), Some(-1.0), "known names still update");
+        assert_eq!(reporter.rejected(), 1);
+    }
+
+    #[test]
+    fn metric_reporter_should_ignore_bad_names_and_values() {
+        let reporter = MetricReporter::new();
+        let longest = "x".repeat(MetricReporter::MAX_NAME_LEN);
+        reporter.report(&longest, 1.0);
+        reporter.report(&"x".repeat(MetricReporter::MAX_NAME_LEN + 1), 1.0);
+        reporter.report("", 1.0);
+        reporter.report("has space", 1.0);
+        reporter.report("dash-ed", 1.0);
+        reporter.report("ok", f64::NAN);
+        reporter.report("ok", f64::INFINITY);
+        reporter.report("ok", f64::NEG_INFINITY);
+        assert_eq!(reporter.values().keys().collect::<Vec<_>>(), vec![&longest]);
+        assert_eq!(reporter.rejected(), 7);
+    }
+
+    #[test]
+    fn metric_reporter_should_count_each_name_once_across_threads() {
+        let reporter = MetricReporter::new();
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let reporter = reporter.clone();
+                scope.spawn(move || {
+                    for i in 0..40 {
+                        reporter.report(&format!("m{i}"), f64::from(t));
+                    }
+                });
+            }
+        });
+        assert_eq!(reporter.values().len(), MetricReporter::MAX_NAMES);
+        assert_eq!(
+            reporter.rejected(),
+            8 * 8,
+            "names m32..m39, from each thread"
+        );
     }
 
     #[test]

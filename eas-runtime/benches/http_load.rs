@@ -49,8 +49,8 @@ use axum::body::Bytes;
 use axum::routing::post;
 use eas_core::spec::ServiceSpec;
 use eas_runtime::onnx::{runtime, testing};
+use eas_runtime::platform::{Platform, RunningPlatform};
 use eas_runtime::proto::{DataProto, DataType, Message, TensorProto};
-use eas_runtime::server::{RunningServer, Server};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -205,7 +205,7 @@ impl Bench {
                 "processor": "echo", "model_path": ".", "token": TOKEN,
             }))
             .expect("the echo spec is valid");
-            let server = Server::builder()
+            let server = Platform::builder()
                 .service(spec)
                 .bind("127.0.0.1:0".parse().expect("an address"))
                 .start()
@@ -1043,8 +1043,8 @@ fn config_name(size: u32, timeout_ms: u64, workers: u32) -> String {
 }
 
 /// The eas server with one `onnx` service per entry of [`EAS_CONFIGS`].
-async fn start_onnx_server(dir: &Path) -> RunningServer {
-    let mut builder = Server::builder().bind("127.0.0.1:0".parse().expect("an address"));
+async fn start_onnx_server(dir: &Path) -> RunningPlatform {
+    let mut builder = Platform::builder().bind("127.0.0.1:0".parse().expect("an address"));
     for (size, timeout, workers) in EAS_CONFIGS {
         let spec = ServiceSpec::from_json_value(json!({
             "metadata": {
@@ -1067,7 +1067,7 @@ async fn start_onnx_server(dir: &Path) -> RunningServer {
 }
 
 /// The sum and count of the batch-size histogram of `service`.
-fn batch_stats(server: &RunningServer, service: Option<&str>) -> (f64, f64) {
+fn batch_stats(server: &RunningPlatform, service: Option<&str>) -> (f64, f64) {
     let Some(service) = service else {
         return (0.0, 0.0);
     };

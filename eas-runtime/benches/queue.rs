@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use eas_core::spec::ServiceSpec;
+use eas_runtime::platform::Platform;
 use eas_runtime::queue::{DynQueue, MemoryQueue, NewItem, WatchOptions};
-use eas_runtime::server::Server;
 
 const RUNS: usize = 5;
 const PAYLOAD: usize = 64;
@@ -117,7 +117,7 @@ async fn end_to_end(items: usize, outstanding: usize, batching: bool) {
         "processor": "echo", "model_path": ".", "token": "bench",
     }))
     .expect("spec");
-    let server = Server::builder()
+    let server = Platform::builder()
         .service(spec)
         .bind("127.0.0.1:0".parse().expect("addr"))
         .start()

@@ -90,6 +90,10 @@ pub enum Error {
     #[error("two services are named `{0}`")]
     DuplicateService(String),
 
+    /// The desired-state store could not be opened or read.
+    #[error("state store: {0}")]
+    Store(String),
+
     /// An error from `eas-core`: an invalid spec, a processor or a mount that failed.
     #[error(transparent)]
     Core(#[from] eas_core::Error),

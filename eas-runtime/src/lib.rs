@@ -5,12 +5,18 @@
 //!
 //! | module | concern |
 //! |---|---|
-//! | [`server`] | composes a server: resolves storage, starts services, listens |
+//! | [`platform`] | composes a platform: storage, the control plane, the store, the control API, the listener |
 //! | [`http`] | the edge: routes, the queue protocol, status codes (the only module that knows HTTP statuses) |
+//! | [`control`] | the control plane: services' desired state, operations, the control loop |
+//! | [`controller`] | one service's live controller: observe, decide (eas-scheduler), plan, act |
+//! | [`directory`] | the services by name, swapped as a whole while requests flow |
 //! | [`admission`] | tower layers per service: auth, body, rate, concurrency, routing, keepalive, instance admission |
 //! | [`job`] | elastic (batch) jobs: inputs through an async service's queues into a results file |
-//! | [`service`] | one service: spec, token, replicas, request log, async queues |
+//! | [`fetch`] | a service's files: local, or fetched through `eas-storage` |
+//! | [`service`] | one service: spec, token, its changing replica set, request log, async queues |
+//! | [`store`] | desired state across restarts (redb) |
 //! | [`queue`] | the queue service's backends, consumers and batch jobs (beside the instances) |
+//! | [`provider`] | where instances run: in process (default), later child processes and clusters |
 //! | [`replica`] | one running replica of a service (an EAS "instance"; eas-core's `Instance` is the control plane's record of one): batcher, workers, crash recovery, instance-level admission |
 //! | [`registry`], `onnx` | processors by name; the ONNX Runtime processor |
 //! | [`auth`], [`limit`], [`request`], [`metrics`], [`request_log`], [`proto`] | leaves: signatures, token bucket, the request builder, metrics, request logs, EAS protobufs |
@@ -20,13 +26,13 @@
 //! ```no_run
 //! use eas_core::spec::ServiceSpec;
 //! use eas_runtime::registry::ProcessorRegistry;
-//! use eas_runtime::server::Server;
+//! use eas_runtime::platform::Platform;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let spec = ServiceSpec::from_json_str(
 //!     r#"{"metadata": {"name": "echo", "instance": 1}, "processor": "echo", "token": "t"}"#,
 //! )?;
-//! let server = Server::builder()
+//! let server = Platform::builder()
 //!     .registry(ProcessorRegistry::with_builtins())
 //!     .service(spec)
 //!     .bind("127.0.0.1:8080".parse()?)
@@ -40,7 +46,11 @@
 
 pub mod admission;
 pub mod auth;
+pub mod control;
+pub mod controller;
+pub mod directory;
 pub mod error;
+pub mod fetch;
 pub mod http;
 pub mod job;
 pub mod limit;
@@ -48,13 +58,15 @@ pub mod metrics;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod outcome;
+pub mod platform;
 pub mod proto;
+pub mod provider;
 pub mod queue;
 pub mod registry;
 pub mod replica;
 pub mod request;
 pub mod request_log;
-pub mod server;
 pub mod service;
+pub mod store;
 
 pub use error::{Error, Result};

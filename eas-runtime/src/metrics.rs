@@ -19,13 +19,24 @@
 //! | `eas_connections` | gauge: open client connections | |
 //! | `eas_connections_evicted_total` | counter: idle connections closed to make room for new ones (the connection limit) | |
 //! | `eas_connections_refused_total` | counter: connections closed at once because every open one was busy (the connection limit) | |
+//! | `eas_replicas_desired` | gauge: replicas the controller wants | service |
+//! | `eas_replicas_ready` | gauge: replicas taking requests | service |
+//! | `eas_replicas_total` | gauge: replicas that exist, in any state | service |
+//! | `eas_scaling_decisions_total` | counter: changes of the desired replica count | service, direction (`up`, `down`) |
+//! | `eas_instance_cpu_utilization` | gauge: CPU in use, in percent of the instance's CPU request | service, instance |
+//! | `eas_custom_metric` | gauge: the latest value a processor reported | service, instance, name |
 //!
 //! `instance` is `-` where a request was answered before reaching an instance (a 401, 429, ...).
+//!
+//! Replicas come and go: [`Metrics::remove_instance`] drops the series of one that is gone
+//! (`Replica::remove_metrics` calls it), [`Metrics::remove_service_scaling`] those of a
+//! service's replica counts.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -58,6 +69,78 @@ pub struct RequestLabels {
     /// The HTTP status code answered.
     pub code: u16,
 }
+
+/// Labels of a custom metric a processor reported.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CustomMetricLabels {
+    /// The service name.
+    pub service: String,
+    /// The instance index.
+    pub instance: String,
+    /// The metric's name, as the processor reported it.
+    pub name: String,
+}
+
+/// Labels of the scaling-decision counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScalingLabels {
+    /// The service name.
+    pub service: String,
+    /// Which way the desired replica count went.
+    pub direction: ScaleDirection,
+}
+
+/// Which way a scaling decision moved the desired replica count.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum ScaleDirection {
+    /// More replicas.
+    Up,
+    /// Fewer replicas.
+    Down,
+}
+
+impl ScaleDirection {
+    /// The direction from `from` to `to` replicas; `None` when they are equal.
+    #[must_use]
+    pub const fn between(from: u32, to: u32) -> Option<Self> {
+        if to > from {
+            Some(Self::Up)
+        } else if to < from {
+            Some(Self::Down)
+        } else {
+            None
+        }
+    }
+
+    /// The label value: `up` or `down`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+impl EncodeLabelValue for ScaleDirection {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+/// A service's replica counts, as the controller sees them on one tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaCounts {
+    /// Replicas the controller wants.
+    pub desired: u32,
+    /// Replicas taking requests.
+    pub ready: u32,
+    /// Replicas that exist, in any state (starting, ready, restarting, failed, stopping).
+    pub total: u32,
+}
+
+/// A gauge that holds an `f64`.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~65 s.
@@ -109,6 +192,20 @@ pub struct Metrics {
     pub connections_evicted: Counter,
     /// Connections closed at once because the limit was reached and none was idle.
     pub connections_refused: Counter,
+    /// Replicas the controller wants, by service.
+    pub replicas_desired: Family<ServiceLabels, Gauge>,
+    /// Replicas taking requests, by service.
+    pub replicas_ready: Family<ServiceLabels, Gauge>,
+    /// Replicas that exist, in any state, by service.
+    pub replicas_total: Family<ServiceLabels, Gauge>,
+    /// Changes of the desired replica count, by service and direction.
+    pub scaling_decisions: Family<ScalingLabels, Counter>,
+    /// CPU an instance uses, in percent of its CPU request.
+    pub instance_cpu_utilization: Family<InstanceLabels, FloatGauge>,
+    /// The latest value of each custom metric an instance's processor reported.
+    pub custom_metric: Family<CustomMetricLabels, FloatGauge>,
+    /// The custom metric names set per instance, so that its series can be removed.
+    custom_names: Mutex<HashMap<InstanceLabels, BTreeSet<String>>>,
 }
 
 impl Default for Metrics {
@@ -222,6 +319,42 @@ impl Metrics {
             "Connections closed at once: the connection limit was reached and none was idle",
             connections_refused.clone(),
         );
+        let replicas_desired = Family::default();
+        registry.register(
+            "replicas_desired",
+            "Replicas the controller wants",
+            replicas_desired.clone(),
+        );
+        let replicas_ready = Family::default();
+        registry.register(
+            "replicas_ready",
+            "Replicas taking requests",
+            replicas_ready.clone(),
+        );
+        let replicas_total = Family::default();
+        registry.register(
+            "replicas_total",
+            "Replicas that exist, in any state",
+            replicas_total.clone(),
+        );
+        let scaling_decisions = Family::default();
+        registry.register(
+            "scaling_decisions",
+            "Changes of the desired replica count",
+            scaling_decisions.clone(),
+        );
+        let instance_cpu_utilization = Family::default();
+        registry.register(
+            "instance_cpu_utilization",
+            "CPU an instance uses, in percent of its CPU request",
+            instance_cpu_utilization.clone(),
+        );
+        let custom_metric = Family::default();
+        registry.register(
+            "custom_metric",
+            "The latest value of a metric the instance's processor reported",
+            custom_metric.clone(),
+        );
         Self {
             registry,
             requests,
@@ -241,6 +374,13 @@ impl Metrics {
             connections,
             connections_evicted,
             connections_refused,
+            replicas_desired,
+            replicas_ready,
+            replicas_total,
+            scaling_decisions,
+            instance_cpu_utilization,
+            custom_metric,
+            custom_names: Mutex::new(HashMap::new()),
         }
     }
 
@@ -267,6 +407,108 @@ impl Metrics {
         InstanceLabels {
             service: service.to_owned(),
             instance: instance.map_or_else(|| "-".to_owned(), |i| i.to_string()),
+        }
+    }
+
+    /// Sets a service's replica gauges.
+    pub fn set_replicas(&self, service: &str, counts: ReplicaCounts) {
+        let labels = Self::service(service);
+        let gauges = [
+            (&self.replicas_desired, counts.desired),
+            (&self.replicas_ready, counts.ready),
+            (&self.replicas_total, counts.total),
+        ];
+        for (family, count) in gauges {
+            family.get_or_create(&labels).set(i64::from(count));
+        }
+    }
+
+    /// Counts a scaling decision that moved a service's desired replicas from `from` to `to`;
+    /// one that changes nothing is not counted. Returns the direction counted.
+    pub fn record_scaling(&self, service: &str, from: u32, to: u32) -> Option<ScaleDirection> {
+        let direction = ScaleDirection::between(from, to)?;
+        self.scaling_decisions
+            .get_or_create(&ScalingLabels {
+                service: service.to_owned(),
+                direction,
+            })
+            .inc();
+        Some(direction)
+    }
+
+    /// Sets an instance's CPU use, in percent of its CPU request.
+    pub fn set_instance_cpu_utilization(&self, service: &str, index: u32, percent: f64) {
+        self.instance_cpu_utilization
+            .get_or_create(&Self::instance(service, Some(index)))
+            .set(percent);
+    }
+
+    /// Sets an instance's custom metrics to the latest values its processor reported.
+    pub fn set_custom_metrics(&self, service: &str, index: u32, values: &BTreeMap<String, f64>) {
+        if values.is_empty() {
+            return;
+        }
+        let instance = Self::instance(service, Some(index));
+        for (name, value) in values {
+            let labels = CustomMetricLabels {
+                service: instance.service.clone(),
+                instance: instance.instance.clone(),
+                name: name.clone(),
+            };
+            self.custom_metric.get_or_create(&labels).set(*value);
+        }
+        let mut names = self.custom_names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .entry(instance)
+            .or_default()
+            .extend(values.keys().cloned());
+    }
+
+    /// Drops the per-instance series of an instance that is gone: its histograms, gauges,
+    /// restarts, CPU use and custom metrics. `eas_requests_total` stays: a service's request
+    /// metrics hold handles to its counters, and a counter that no longer grows does no harm.
+    ///
+    /// Call it once the instance has stopped (see `Replica::remove_metrics`), or it may
+    /// publish some of them again.
+    pub fn remove_instance(&self, service: &str, index: u32) {
+        let labels = Self::instance(service, Some(index));
+        for family in [&self.queue_wait, &self.process_duration, &self.batch_size] {
+            family.remove(&labels);
+        }
+        for family in [&self.queue_depth, &self.instance_ready] {
+            family.remove(&labels);
+        }
+        self.instance_restarts.remove(&labels);
+        self.instance_cpu_utilization.remove(&labels);
+        let names = self
+            .custom_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&labels);
+        for name in names.into_iter().flatten() {
+            self.custom_metric.remove(&CustomMetricLabels {
+                service: labels.service.clone(),
+                instance: labels.instance.clone(),
+                name,
+            });
+        }
+    }
+
+    /// Drops a service's replica gauges and scaling counters (the service is gone).
+    pub fn remove_service_scaling(&self, service: &str) {
+        let labels = Self::service(service);
+        for family in [
+            &self.replicas_desired,
+            &self.replicas_ready,
+            &self.replicas_total,
+        ] {
+            family.remove(&labels);
+        }
+        for direction in [ScaleDirection::Up, ScaleDirection::Down] {
+            self.scaling_decisions.remove(&ScalingLabels {
+                service: service.to_owned(),
+                direction,
+            });
         }
     }
 }
@@ -400,5 +642,72 @@ mod tests {
             text.contains("# HELP eas_requests_total Requests answered"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn encoding_should_show_replica_counts_scaling_cpu_and_custom_metrics() {
+        let metrics = Metrics::new();
+        metrics.set_replicas(
+            "echo",
+            ReplicaCounts {
+                desired: 3,
+                ready: 1,
+                total: 2,
+            },
+        );
+        assert_eq!(
+            metrics.record_scaling("echo", 2, 3),
+            Some(ScaleDirection::Up)
+        );
+        assert_eq!(metrics.record_scaling("echo", 3, 3), None);
+        metrics.record_scaling("echo", 3, 1);
+        metrics.record_scaling("echo", 1, 2);
+        metrics.set_instance_cpu_utilization("echo", 1, 42.5);
+        metrics.set_custom_metrics("echo", 1, &BTreeMap::from([("tokens".to_owned(), 7.25)]));
+        let text = metrics.encode();
+        for line in [
+            r#"eas_replicas_desired{service="echo"} 3"#,
+            r#"eas_replicas_ready{service="echo"} 1"#,
+            r#"eas_replicas_total{service="echo"} 2"#,
+            "# TYPE eas_scaling_decisions_total counter",
+            r#"eas_scaling_decisions_total{service="echo",direction="up"} 2"#,
+            r#"eas_scaling_decisions_total{service="echo",direction="down"} 1"#,
+            "# TYPE eas_instance_cpu_utilization gauge",
+            r#"eas_instance_cpu_utilization{service="echo",instance="1"} 42.5"#,
+            "# TYPE eas_custom_metric gauge",
+            r#"eas_custom_metric{service="echo",instance="1",name="tokens"} 7.25"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn removing_an_instance_should_drop_its_series_and_keep_the_others() {
+        let metrics = Metrics::new();
+        for index in [0, 1] {
+            let labels = Metrics::instance("echo", Some(index));
+            metrics.instance_ready.get_or_create(&labels).set(1);
+            metrics.batch_size.get_or_create(&labels).observe(1.0);
+            metrics.set_instance_cpu_utilization("echo", index, 10.0);
+            metrics.set_custom_metrics("echo", index, &BTreeMap::from([("m".to_owned(), 1.0)]));
+        }
+        metrics.set_replicas("echo", ReplicaCounts::default());
+        metrics.record_scaling("echo", 1, 2);
+
+        metrics.remove_instance("echo", 0);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"instance="0""#), "{text}");
+        for line in [
+            r#"eas_instance_ready{service="echo",instance="1"} 1"#,
+            r#"eas_instance_cpu_utilization{service="echo",instance="1"} 10.0"#,
+            r#"eas_custom_metric{service="echo",instance="1",name="m"} 1.0"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+
+        metrics.remove_service_scaling("echo");
+        let text = metrics.encode();
+        assert!(!text.contains("eas_replicas_desired{"), "{text}");
+        assert!(!text.contains("eas_scaling_decisions_total{"), "{text}");
     }
 }

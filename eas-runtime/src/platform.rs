@@ -1,12 +1,22 @@
-//! A server: services started from their specs, the [`Edge`]'s routes on a TCP socket, and a
+//! The platform: the one object an application builds to embed eas. It composes the
+//! processor registry, storage (fetches, mounts, the peer-shared memory cache), async queues,
+//! the control plane (one controller per service, deciding through eas-scheduler's policies
+//! with time from a [`Clock`], acting through an [`InstanceProvider`]), the desired-state
+//! store, the control API and the data plane (the [`Edge`]'s routes on a TCP socket), and a
 //! graceful shutdown the caller triggers (the library installs no signal handlers).
 //!
+//! Services come from [`PlatformBuilder::service`] (started with the platform; the start fails
+//! if one cannot start), from the store of an earlier run ([`PlatformBuilder::state_dir`]:
+//! started as they were left, stopped or not; one that cannot start is logged and skipped) and
+//! from the control API while it runs. A service given to the builder replaces a stored one of
+//! the same name.
+//!
 //! Specs whose `model_path` (or `processor_path`, or `storage[]`) is remote or an archive are
-//! fetched through `eas-storage` into [`ServerBuilder::work_dir`] before their instances start.
+//! fetched through `eas-storage` into [`PlatformBuilder::work_dir`] before their instances start.
 //!
 //! Connections are HTTP/1.1 with keep-alive. A client that does not finish sending its headers
-//! within [`ServerBuilder::header_read_timeout`] is disconnected without ever taking a worker.
-//! [`RunningServer::shutdown`] stops accepting, lets in-flight requests finish within the
+//! within [`PlatformBuilder::header_read_timeout`] is disconnected without ever taking a worker.
+//! [`RunningPlatform::shutdown`] stops accepting, lets in-flight requests finish within the
 //! longest `metadata.termination_grace_period` of the services, then stops the instances.
 
 use std::net::SocketAddr;
@@ -14,10 +24,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use eas_core::Clock;
+use eas_core::clock::SystemClock;
 use eas_core::spec::ServiceSpec;
 use eas_core::storage::Progress;
 use eas_storage::peer::PeerSecret;
-use eas_storage::resolve::{ResolveOptions, resolve};
 use eas_storage::{Credentials, MemoryCache};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -26,30 +37,38 @@ use tokio::task::JoinHandle;
 use crate::admission::{
     BodyLimits, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_BUFFERED_BODY_BYTES,
 };
+use crate::control::{
+    AutoscalerFactory, ControlPlane, DEFAULT_CONTROL_PERIOD, PlaneError, PlaneParts,
+};
+use crate::directory::Directory;
 use crate::error::{Error, Result};
+use crate::fetch::Fetcher;
 use crate::http::{ConnectionLimits, Edge, accept_loop};
 use crate::metrics::Metrics;
+use crate::provider::{InProcess, InstanceProvider};
 use crate::queue::{MemoryQueues, QueueFactory};
 use crate::registry::ProcessorRegistry;
 use crate::service::{LocalPaths, Service};
+use crate::store::StateStore;
 
 /// The default time a client has to send a request's headers.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Entry point: `Server::builder()`.
+/// Entry point: `Platform::builder()`.
 #[derive(Debug)]
-pub struct Server;
+pub struct Platform;
 
-impl Server {
-    /// A builder with the built-in processors, listening on `127.0.0.1:8080`.
-    pub fn builder() -> ServerBuilder {
-        ServerBuilder::default()
+impl Platform {
+    /// A builder with the built-in processors, listening on `127.0.0.1:8080`, instances in
+    /// process, no store and no control API.
+    pub fn builder() -> PlatformBuilder {
+        PlatformBuilder::default()
     }
 }
 
-/// Configures and starts a server.
+/// Configures and starts a platform.
 #[must_use]
-pub struct ServerBuilder {
+pub struct PlatformBuilder {
     registry: ProcessorRegistry,
     services: Vec<(ServiceSpec, Option<LocalPaths>)>,
     addr: SocketAddr,
@@ -68,11 +87,18 @@ pub struct ServerBuilder {
     cache: Option<Arc<MemoryCache>>,
     credentials: Option<Credentials>,
     mounts: eas_storage::MountRegistry,
+    provider: Arc<dyn InstanceProvider>,
+    clock: Arc<dyn Clock>,
+    autoscalers: Option<AutoscalerFactory>,
+    control_period: Duration,
+    state_dir: Option<PathBuf>,
+    admin_token: Option<String>,
+    cluster: String,
 }
 
-impl std::fmt::Debug for ServerBuilder {
+impl std::fmt::Debug for PlatformBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerBuilder")
+        f.debug_struct("PlatformBuilder")
             .field("registry", &self.registry)
             .field("services", &self.services.len())
             .field("addr", &self.addr)
@@ -81,7 +107,7 @@ impl std::fmt::Debug for ServerBuilder {
     }
 }
 
-impl Default for ServerBuilder {
+impl Default for PlatformBuilder {
     fn default() -> Self {
         Self {
             registry: ProcessorRegistry::with_builtins(),
@@ -102,14 +128,67 @@ impl Default for ServerBuilder {
             cache: None,
             credentials: None,
             mounts: eas_storage::MountRegistry::with_builtins(),
+            provider: Arc::new(InProcess::new()),
+            clock: Arc::new(SystemClock::new()),
+            autoscalers: None,
+            control_period: DEFAULT_CONTROL_PERIOD,
+            state_dir: None,
+            admin_token: None,
+            cluster: "local".to_owned(),
         }
     }
 }
 
-impl ServerBuilder {
+impl PlatformBuilder {
     /// The processors specs may name (default: the built-ins).
     pub fn registry(mut self, registry: ProcessorRegistry) -> Self {
         self.registry = registry;
+        self
+    }
+
+    /// Where instances run (default: [`InProcess`], replicas in this process).
+    pub fn provider(mut self, provider: Arc<dyn InstanceProvider>) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// Where controllers read the time (default: the system clock). A `ManualClock` moves
+    /// cron schedules and stabilisation windows in tests; rates still use real time.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Makes services' autoscalers: where it answers `Some`, that autoscaler decides
+    /// instead of the one the spec's `autoscaler` block selects.
+    pub fn autoscalers(mut self, factory: AutoscalerFactory) -> Self {
+        self.autoscalers = Some(factory);
+        self
+    }
+
+    /// The time between two control rounds (default 1 s).
+    pub fn control_period(mut self, period: Duration) -> Self {
+        self.control_period = period;
+        self
+    }
+
+    /// Keeps the desired state (services, specs, stopped flags) in `dir` and starts what it
+    /// holds (default: none; desired state lives in memory only). See [`StateStore`].
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Turns the control API on (`/api/v2/services...`), behind `token` (sent as
+    /// `Authorization: T` or `Authorization: Bearer T`). Without one the control API is off.
+    pub fn admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(token.into());
+        self
+    }
+
+    /// The name of this deployment in the control API's paths (default `local`).
+    pub fn cluster(mut self, name: impl Into<String>) -> Self {
+        self.cluster = name.into();
         self
     }
 
@@ -126,7 +205,7 @@ impl ServerBuilder {
         self
     }
 
-    /// Where to listen (port 0: any free port; see [`RunningServer::local_addr`]).
+    /// Where to listen (port 0: any free port; see [`RunningPlatform::local_addr`]).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.addr = addr;
         self
@@ -262,75 +341,77 @@ impl ServerBuilder {
         })
     }
 
-    /// The local paths of `spec`: fetched through `eas-storage` when it names remote files,
-    /// archives or mounts, else its local paths.
-    async fn local_paths(&self, spec: &ServiceSpec) -> Result<LocalPaths> {
-        let local = LocalPaths::local(spec, &self.base_dir);
-        if !LocalPaths::needs_storage(spec) {
-            return Ok(local);
+    /// Starts every service's instances, the control loop and the listener. Instances
+    /// become ready in the background; see [`RunningPlatform::wait_ready`].
+    pub async fn start(mut self) -> Result<RunningPlatform> {
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(Error::Core(eas_core::Error::Unsupported(
+                "the admin token is blank: give a real one, or none to turn the control API off"
+                    .to_owned(),
+            )));
         }
-        let name = &spec.metadata.name;
-        let mut options =
-            ResolveOptions::new(self.work_dir.join(name)).with_mounts(self.mounts.clone());
-        if let Some(progress) = &self.storage_progress {
-            options = options.with_progress(Arc::clone(progress));
-        }
-        if let Some(cache) = &self.cache {
-            options = options.with_cache(Arc::clone(cache));
-        }
-        if let Some(credentials) = &self.credentials {
-            options = options.with_credentials(credentials.clone());
-        }
-        let resolved = resolve(spec, &options)
-            .await
-            .map_err(|source| Error::Storage {
-                service: name.clone(),
-                source,
-            })?;
-        let mut paths = LocalPaths::new();
-        if let Some(dir) = resolved.model_dir {
-            paths = paths.with_model_dir(dir);
-        }
-        if let Some(entry) = resolved.model_entry {
-            paths = paths.with_model_entry(entry);
-        }
-        if let Some(warm_up) = local.warm_up {
-            paths = paths.with_warm_up(warm_up);
-        }
-        Ok(paths)
-    }
-
-    /// Starts every service's instances and listens. Instances become ready in the
-    /// background; see [`RunningServer::wait_ready`].
-    pub async fn start(mut self) -> Result<RunningServer> {
         let metrics = Arc::new(Metrics::new());
-        let mut grace = Duration::ZERO;
         self.cache = self.shared_cache();
-        let mut resolved = Vec::with_capacity(self.services.len());
-        for (spec, paths) in &self.services {
-            resolved.push(match paths {
-                Some(paths) => paths.clone(),
-                None => self.local_paths(spec).await?,
-            });
-        }
-        let specs = std::mem::take(&mut self.services);
-        let mut services = Vec::with_capacity(specs.len());
-        for ((spec, _), paths) in specs.into_iter().zip(resolved) {
-            grace = grace.max(spec.metadata.termination_grace_period);
-            services.push(Service::start_with_queues(
-                spec,
-                &self.registry,
-                &paths,
-                Arc::clone(&metrics),
-                self.queues.as_ref(),
-            )?);
-        }
+        let fetcher = Fetcher {
+            base_dir: self.base_dir.clone(),
+            work_dir: self.work_dir.clone(),
+            mounts: self.mounts.clone(),
+            progress: self.storage_progress.clone(),
+            cache: self.cache.clone(),
+            credentials: self.credentials.clone(),
+        };
         let body = BodyLimits {
             max_bytes: self.max_body_bytes,
             read_timeout: self.body_read_timeout,
             max_buffered_bytes: self.max_buffered_body_bytes,
         };
-        let mut edge = Edge::new(services, metrics, body)?;
+        let directory = Arc::new(Directory::new(metrics, body));
+        let store = match &self.state_dir {
+            Some(dir) => Some(StateStore::open(dir).map_err(|e| Error::Store(e.to_string()))?),
+            None => None,
+        };
+        let plane = Arc::new(ControlPlane::new(PlaneParts {
+            cluster: self.cluster.clone(),
+            directory: Arc::clone(&directory),
+            registry: self.registry.clone(),
+            queues: Arc::clone(&self.queues),
+            provider: Arc::clone(&self.provider),
+            fetcher,
+            clock: Arc::clone(&self.clock),
+            autoscalers: self.autoscalers.clone(),
+            store,
+        }));
+        let specs = std::mem::take(&mut self.services);
+        let given: Vec<&str> = specs
+            .iter()
+            .map(|(s, _)| s.metadata.name.as_str())
+            .collect();
+        let stored = plane.stored().map_err(|e| Error::Store(e.to_string()))?;
+        for (name, record) in stored {
+            if given.contains(&name.as_str()) {
+                continue;
+            }
+            if let Err(error) = plane.restore(record).await {
+                tracing::error!(service = %name, "a stored service could not start: {error}");
+            }
+        }
+        for (spec, paths) in specs {
+            let json = serde_json::to_value(&spec)
+                .map_err(|e| Error::Core(eas_core::Error::Unsupported(e.to_string())))?;
+            plane.create_from(json, paths).await.map_err(|e| match e {
+                PlaneError::Start(e) => e,
+                PlaneError::Exists(name) => Error::DuplicateService(name),
+                other => Error::Core(eas_core::Error::Unsupported(other.to_string())),
+            })?;
+        }
+        let mut edge = Edge::over(Arc::clone(&directory));
+        if let Some(token) = &self.admin_token {
+            edge = edge.with_control(Arc::clone(&plane), token.clone());
+        }
         if let Some(cache) = &self.cache {
             if cache.peer_secret().is_none() {
                 tracing::warn!(
@@ -359,6 +440,16 @@ impl ServerBuilder {
                 .unwrap_or_else(ConnectionLimits::default_max_connections),
             header_read_timeout: self.header_read_timeout,
         };
+        let control = tokio::spawn(Arc::clone(&plane).run(self.control_period, stopped.clone()));
+        // The longest grace period of the services there are when the platform stops.
+        let grace = move || {
+            directory
+                .services()
+                .values()
+                .map(|s| s.spec().metadata.termination_grace_period)
+                .max()
+                .unwrap_or(Duration::ZERO)
+        };
         let accept = tokio::spawn(accept_loop(
             listener,
             edge.router(),
@@ -367,24 +458,30 @@ impl ServerBuilder {
             stopped,
             grace,
         ));
-        Ok(RunningServer {
+        Ok(RunningPlatform {
             cache: self.cache.clone(),
             local_addr,
             edge,
+            plane,
+            admin_token: self.admin_token.clone(),
             stop,
             accept,
+            control,
         })
     }
 }
 
-/// A server that is listening.
+/// A platform that is running.
 #[derive(Debug)]
-pub struct RunningServer {
+pub struct RunningPlatform {
     cache: Option<Arc<MemoryCache>>,
     local_addr: SocketAddr,
     edge: Arc<Edge>,
+    plane: Arc<ControlPlane>,
+    admin_token: Option<String>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
+    control: JoinHandle<()>,
 }
 
 /// What a shutdown left behind.
@@ -395,7 +492,7 @@ pub struct ShutdownReport {
     pub abandoned: usize,
 }
 
-impl RunningServer {
+impl RunningPlatform {
     /// The address it listens on.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
@@ -414,9 +511,21 @@ impl RunningServer {
         &self.edge
     }
 
+    /// The control plane: create, update, stop, delete services from code.
+    #[must_use]
+    pub fn control(&self) -> &Arc<ControlPlane> {
+        &self.plane
+    }
+
+    /// The control API's admin token, when the control API is on.
+    #[must_use]
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
+    }
+
     /// The services, by name.
     #[must_use]
-    pub fn services(&self) -> &std::collections::BTreeMap<String, Arc<Service>> {
+    pub fn services(&self) -> std::collections::BTreeMap<String, Arc<Service>> {
         self.edge.services()
     }
 
@@ -441,6 +550,7 @@ impl RunningServer {
     /// every instance.
     pub async fn shutdown(self) -> ShutdownReport {
         let _ = self.stop.send(true);
+        let _ = self.control.await;
         let _ = self.accept.await;
         let mut abandoned = 0;
         for service in self.edge.services().values() {
@@ -462,7 +572,7 @@ mod tests {
                 "model_path": "."}"#,
         )
         .expect("a valid spec");
-        let server = Server::builder()
+        let server = Platform::builder()
             .service(spec)
             .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .start()

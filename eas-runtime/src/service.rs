@@ -6,8 +6,11 @@
 //! directly.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -15,10 +18,12 @@ use eas_core::processor::{Device, InitContext, Request};
 use eas_core::spec::ServiceSpec;
 use eas_core::spec::SinkerType;
 use eas_storage::location::Source;
+use tokio::task::JoinHandle;
 
 use crate::auth::generate_token;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::provider::{InProcess, InstanceProvider};
 use crate::queue::consumer::AsyncQueues;
 use crate::queue::{MemoryQueues, QueueFactory};
 use crate::registry::ProcessorRegistry;
@@ -109,22 +114,60 @@ impl LocalPaths {
 }
 
 /// A service being served.
+///
+/// Its replica set changes while requests flow: the controller adds replicas
+/// ([`scale_up`](Self::scale_up)) and retires them ([`retire`](Self::retire)); a request takes
+/// the set as it is when it is routed ([`instances`](Self::instances): one atomic load).
 pub struct Service {
     name: String,
     spec: Arc<ServiceSpec>,
     token: String,
-    instances: Vec<Replica>,
+    replicas: ArcSwap<Vec<Replica>>,
+    template: Template,
+    provider: Arc<dyn InstanceProvider>,
+    next_index: AtomicU32,
+    retiring: Mutex<Vec<JoinHandle<usize>>>,
     grace: Duration,
     sink: Option<LogWriter>,
     metrics: Arc<Metrics>,
     queues: Option<AsyncQueues>,
 }
 
+/// What every replica of a service starts from.
+struct Template {
+    config: ReplicaConfig,
+    make_processor: ProcessorMaker,
+    paths: LocalPaths,
+    warm_up: Vec<Request>,
+}
+
+/// The replicas of a service at one moment ([`Service::instances`]); derefs to a slice.
+pub struct Replicas(arc_swap::Guard<Arc<Vec<Replica>>>);
+
+impl std::ops::Deref for Replicas {
+    type Target = [Replica];
+
+    fn deref(&self) -> &[Replica] {
+        self.0.as_slice()
+    }
+}
+
+impl std::fmt::Debug for Replicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// How long a retired replica keeps taking requests after it left the routing set, so that a
+/// request routed to it just before cannot be refused as "shutting down".
+const RETIRE_DRAIN: Duration = Duration::from_millis(50);
+
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
             .field("name", &self.name)
-            .field("instances", &self.instances)
+            .field("instances", &self.instances())
+            .field("provider", &self.provider.name())
             .finish_non_exhaustive()
     }
 }
@@ -140,16 +183,40 @@ impl Service {
         Self::start_with_queues(spec, registry, paths, metrics, &MemoryQueues)
     }
 
-    /// Starts `spec.metadata.instance` instances (at least one) of the processor the spec
-    /// names. Must be called within a tokio runtime. Fails when the processor is unknown, the
-    /// sinker cannot be opened or the warm-up file cannot be read. An async service's queues
-    /// are opened by `queues` and one consumer per instance is started on them.
+    /// Starts the service with [`initial_replicas`] instances in process ([`InProcess`]).
+    /// Must be called within a tokio runtime. Fails when the processor is unknown, the sinker
+    /// cannot be opened or the warm-up file cannot be read. An async service's queues are
+    /// opened by `queues` and one consumer per instance is started on them.
     pub fn start_with_queues(
         spec: ServiceSpec,
         registry: &ProcessorRegistry,
         paths: &LocalPaths,
         metrics: Arc<Metrics>,
         queues: &dyn QueueFactory,
+    ) -> Result<Self> {
+        let initial = initial_replicas(&spec);
+        Self::launch(
+            spec,
+            registry,
+            paths,
+            metrics,
+            queues,
+            Arc::new(InProcess::new()),
+            initial,
+        )
+    }
+
+    /// Starts the service with `initial` instances from `provider` (0: none yet; the
+    /// controller adds them). Must be called within a tokio runtime. Fails when the processor
+    /// is unknown, the sinker cannot be opened or the warm-up file cannot be read.
+    pub fn launch(
+        spec: ServiceSpec,
+        registry: &ProcessorRegistry,
+        paths: &LocalPaths,
+        metrics: Arc<Metrics>,
+        queues: &dyn QueueFactory,
+        provider: Arc<dyn InstanceProvider>,
+        initial: u32,
     ) -> Result<Self> {
         // Specs built in code skip the parser's checks: bounds (durations a clock can add),
         // a non-empty token and the rest apply to them too.
@@ -189,31 +256,109 @@ impl Service {
             .processor
             .as_deref()
             .is_some_and(|name| registry.is_inline(name));
-        let count = spec.metadata.instance.max(1);
-        let instances: Vec<Replica> = (0..count)
-            .map(|index| {
-                Replica::start(ReplicaParts {
-                    service: name.clone(),
-                    index,
-                    config: config.clone(),
-                    make_processor: Arc::clone(&make_processor),
-                    init: init_context(&spec, paths, index),
-                    warm_up: warm_up.clone(),
-                    metrics: Arc::clone(&metrics),
-                })
-            })
-            .collect();
-        let queues = opened.map(|(input, sink)| AsyncQueues::start(&spec, &instances, input, sink));
-        Ok(Self {
+        let queues = opened.map(|(input, sink)| AsyncQueues::start(&spec, &[], input, sink));
+        let service = Self {
             grace: spec.metadata.termination_grace_period,
             token,
             name,
+            template: Template {
+                config,
+                make_processor,
+                paths: paths.clone(),
+                warm_up,
+            },
             spec,
-            instances,
+            replicas: ArcSwap::from_pointee(Vec::new()),
+            provider,
+            next_index: AtomicU32::new(0),
+            retiring: Mutex::new(Vec::new()),
             sink,
             metrics,
             queues,
-        })
+        };
+        service.scale_up(initial);
+        Ok(service)
+    }
+
+    /// Starts `count` more replicas (they become ready in the background) and returns their
+    /// indices. Indices are never reused within a service.
+    pub fn scale_up(&self, count: u32) -> Vec<u32> {
+        let started: Vec<Replica> = (0..count)
+            .map(|_| {
+                let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+                let replica = self.provider.launch(ReplicaParts {
+                    service: self.name.clone(),
+                    index,
+                    config: self.template.config.clone(),
+                    make_processor: Arc::clone(&self.template.make_processor),
+                    init: init_context(&self.spec, &self.template.paths, index),
+                    warm_up: self.template.warm_up.clone(),
+                    metrics: Arc::clone(&self.metrics),
+                });
+                if let Some(queues) = &self.queues {
+                    queues.add_consumer(&replica);
+                }
+                replica
+            })
+            .collect();
+        let indices = started.iter().map(Replica::index).collect();
+        if !started.is_empty() {
+            self.replicas.rcu(|current| {
+                let mut next = Vec::clone(current);
+                next.extend(started.iter().cloned());
+                next
+            });
+        }
+        indices
+    }
+
+    /// Takes the replicas numbered `indices` out of routing, then stops each in the
+    /// background after its in-flight work (up to `termination_grace_period`). Returns how
+    /// many it found.
+    pub fn retire(&self, indices: &[u32]) -> usize {
+        let mut gone = Vec::new();
+        self.replicas.rcu(|current| {
+            gone.clear();
+            let (out, kept): (Vec<Replica>, Vec<Replica>) = current
+                .iter()
+                .cloned()
+                .partition(|r| indices.contains(&r.index()));
+            gone = out;
+            kept
+        });
+        let grace = self.grace;
+        let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
+        retiring.retain(|task| !task.is_finished());
+        for replica in &gone {
+            let replica = replica.clone();
+            retiring.push(tokio::spawn(async move {
+                tokio::time::sleep(RETIRE_DRAIN).await;
+                let left = replica.shutdown(grace).await;
+                replica.remove_metrics();
+                left
+            }));
+        }
+        gone.len()
+    }
+
+    /// Replaces the replicas numbered `indices` with fresh ones: the new ones start first,
+    /// the old ones are retired ([`retire`](Self::retire)). Returns the new indices.
+    pub fn restart(&self, indices: &[u32]) -> Vec<u32> {
+        let known: Vec<u32> = self
+            .instances()
+            .iter()
+            .map(Replica::index)
+            .filter(|i| indices.contains(i))
+            .collect();
+        let fresh = self.scale_up(u32::try_from(known.len()).unwrap_or(u32::MAX));
+        self.retire(&known);
+        fresh
+    }
+
+    /// The provider its replicas run on.
+    #[must_use]
+    pub fn provider(&self) -> &Arc<dyn InstanceProvider> {
+        &self.provider
     }
 
     /// The input and sink queues of an async service (`None` for a synchronous one).
@@ -258,27 +403,31 @@ impl Service {
         &self.token
     }
 
-    /// Its instances.
+    /// Its replicas now (the routing set; retired replicas finishing their work are not in
+    /// it).
     #[must_use]
-    pub fn instances(&self) -> &[Replica] {
-        &self.instances
+    pub fn instances(&self) -> Replicas {
+        Replicas(self.replicas.load())
     }
 
     /// Whether at least one instance takes requests.
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.instances.iter().any(Replica::is_ready)
+        self.instances().iter().any(Replica::is_ready)
     }
 
-    /// Whether no instance can ever become ready again (all failed or crash-blocked).
+    /// Whether it has replicas and none can ever become ready again (all failed or
+    /// crash-blocked). A service scaled to zero is not dead.
     #[must_use]
     pub fn is_dead(&self) -> bool {
-        self.instances.iter().all(|i| {
-            matches!(
-                i.state(),
-                ReplicaState::Failed(_) | ReplicaState::CrashBlocked(_) | ReplicaState::Stopped
-            )
-        })
+        let instances = self.instances();
+        !instances.is_empty()
+            && instances.iter().all(|i| {
+                matches!(
+                    i.state(),
+                    ReplicaState::Failed(_) | ReplicaState::CrashBlocked(_) | ReplicaState::Stopped
+                )
+            })
     }
 
     /// Hands a request/answer pair to the sink, if the spec has one.
@@ -296,7 +445,7 @@ impl Service {
 
     /// Refreshes the gauges read at scrape time (queue depth per instance).
     pub fn publish_gauges(&self) {
-        for instance in &self.instances {
+        for instance in self.instances().iter() {
             self.metrics
                 .queue_depth
                 .get_or_create(&Metrics::instance(&self.name, Some(instance.index())))
@@ -311,14 +460,30 @@ impl Service {
             queues.shutdown(self.grace).await;
         }
         let mut left = 0;
-        for instance in &self.instances {
+        let instances = self.replicas.swap(Arc::new(Vec::new()));
+        for instance in instances.iter() {
             left += instance.shutdown(self.grace).await;
+        }
+        let retiring =
+            std::mem::take(&mut *self.retiring.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in retiring {
+            left += task.await.unwrap_or(0);
         }
         if let Some(sink) = self.sink.clone() {
             let _ = tokio::task::spawn_blocking(move || sink.close()).await;
         }
         left
     }
+}
+
+/// How many replicas a service starts with: `metadata.instance`, within the autoscaler's
+/// `[min, max]` when it has one (0 is allowed: none until the controller asks for some).
+#[must_use]
+pub fn initial_replicas(spec: &ServiceSpec) -> u32 {
+    let fixed = spec.metadata.instance;
+    spec.autoscaler
+        .as_ref()
+        .map_or(fixed, |a| fixed.clamp(a.min, a.max.max(a.min)))
 }
 
 fn processor_maker(

@@ -1,5 +1,5 @@
 //! The shape of eas-runtime, kept by a test: its top-level modules import each other without
-//! a cycle (the order reads top-down: server -> http -> admission -> service -> queue, replica
+//! a cycle (the order reads top-down: platform -> http -> control -> admission -> service -> queue, replica
 //! -> leaves), and only the HTTP edge (`src/http/`) names axum, hyper or an HTTP status.
 
 use std::collections::{BTreeMap, BTreeSet};

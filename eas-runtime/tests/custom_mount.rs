@@ -16,8 +16,8 @@ use eas_core::StorageMount;
 use eas_core::processor::{InitContext, ProcessError, Processor, Request, Response};
 use eas_core::spec::ServiceSpec;
 use eas_core::storage::{MountMode, MountReport, ObjectInfo, Progress, TransferProgress};
+use eas_runtime::platform::Platform;
 use eas_runtime::registry::ProcessorRegistry;
-use eas_runtime::server::Server;
 use eas_storage::{MountRegistry, MountRequest};
 use serde_json::json;
 
@@ -157,7 +157,7 @@ async fn a_model_should_come_through_a_mount_registered_for_its_scheme() {
     let mut processors = ProcessorRegistry::with_builtins();
     processors.register("model_bytes", |_spec| Ok(Box::new(ModelBytes::default())));
     let work = tempfile::tempdir().expect("tempdir");
-    let server = Server::builder()
+    let server = Platform::builder()
         .storage_mounts(mounts_with_mem(model.clone()))
         .registry(processors)
         .service(spec("mem://models/mlp/"))
@@ -192,7 +192,7 @@ async fn a_scheme_without_mount_should_stop_the_start_naming_it() {
     let mut processors = ProcessorRegistry::with_builtins();
     processors.register("model_bytes", |_spec| Ok(Box::new(ModelBytes::default())));
     let work = tempfile::tempdir().expect("tempdir");
-    let error = Server::builder()
+    let error = Platform::builder()
         .storage_mounts(mounts_with_mem(model_bytes()))
         .registry(processors)
         .service(spec("gs://models/mlp/"))

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use eas_core::processor::{InitContext, ProcessError, Processor, Request, Response};
 use eas_core::spec::ServiceSpec;
+use eas_runtime::platform::{Platform, RunningPlatform};
 use eas_runtime::queue::{MemoryQueues, QueueFactory};
 use eas_runtime::registry::ProcessorRegistry;
-use eas_runtime::server::{RunningServer, Server};
 use json_merge::merge;
 use require::skip;
 use serde_json::{Value, json};
@@ -101,8 +101,8 @@ fn spec(name: &str, extra: Value) -> ServiceSpec {
     ServiceSpec::from_json_value(doc).expect("test spec is valid")
 }
 
-async fn start(env: &Env, specs: Vec<ServiceSpec>, wait_ready: bool) -> RunningServer {
-    let mut builder = Server::builder()
+async fn start(env: &Env, specs: Vec<ServiceSpec>, wait_ready: bool) -> RunningPlatform {
+    let mut builder = Platform::builder()
         .registry(registry())
         .queues(Arc::clone(&env.queues))
         .max_body_bytes(4096)
@@ -233,7 +233,12 @@ def out(name, value):
 "#;
 
 /// Runs `script` with the SDK against `server`, killed after `limit`; its stdout.
-async fn run_sdk(python: String, server: &RunningServer, script: &str, limit: Duration) -> String {
+async fn run_sdk(
+    python: String,
+    server: &RunningPlatform,
+    script: &str,
+    limit: Duration,
+) -> String {
     let endpoint = format!("http://{}", server.local_addr());
     let script = format!("{PREAMBLE}{script}");
     tokio::task::spawn_blocking(move || {
@@ -677,7 +682,7 @@ out('unmarked', sum(1 for rid in sent if rid not in taken and results[rid][1] ==
 
 /// A raw call to a queue; status and body.
 async fn call(
-    server: &RunningServer,
+    server: &RunningPlatform,
     method: reqwest::Method,
     path_and_query: &str,
     body: impl Into<reqwest::Body>,
@@ -1179,7 +1184,7 @@ async fn items_of_a_consumer_aborted_mid_batch_should_reach_the_sink_through_ano
 
 /// The items of a raw get (`path_and_query` after `/api/predict/`): each one's data and tags.
 async fn get_items(
-    server: &RunningServer,
+    server: &RunningPlatform,
     path_and_query: &str,
 ) -> Vec<(String, std::collections::HashMap<String, String>)> {
     use eas_runtime::proto::Message as _;
@@ -1208,7 +1213,7 @@ async fn get_items(
 }
 
 /// A queue's attributes over HTTP (`queue`: `name` or `name/sink`).
-async fn attributes(server: &RunningServer, queue: &str) -> Value {
+async fn attributes(server: &RunningPlatform, queue: &str) -> Value {
     let (status, text) = call(
         server,
         reqwest::Method::GET,
@@ -1367,7 +1372,7 @@ fn signed_headers(method: &str, path: &str, body: &[u8]) -> reqwest::header::Hea
 
 /// Sends `headers` (a captured signed request) to `path_and_query`; status and body.
 async fn replay(
-    server: &RunningServer,
+    server: &RunningPlatform,
     method: reqwest::Method,
     path_and_query: &str,
     headers: &reqwest::header::HeaderMap,

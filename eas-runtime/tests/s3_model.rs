@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use eas_core::spec::ServiceSpec;
-use eas_runtime::server::{RunningServer, Server};
+use eas_runtime::platform::{Platform, RunningPlatform};
 use eas_storage::Credentials;
 use eas_storage::peer::PeerSecret;
 use require::skip;
@@ -65,8 +65,8 @@ async fn moto(test: &str) -> Option<Moto> {
 /// The cache secret both servers share.
 const CACHE_SECRET: &str = "5d0c8e9b2f4a4c1e8b7a6f3d2c1b0a99";
 
-async fn start(spec: ServiceSpec, work: &Path, peers: Vec<String>) -> RunningServer {
-    let server = Server::builder()
+async fn start(spec: ServiceSpec, work: &Path, peers: Vec<String>) -> RunningPlatform {
+    let server = Platform::builder()
         .service(spec)
         .work_dir(work)
         .memory_cache(64 << 20)
@@ -81,7 +81,7 @@ async fn start(spec: ServiceSpec, work: &Path, peers: Vec<String>) -> RunningSer
     server
 }
 
-async fn predict(server: &RunningServer) -> serde_json::Value {
+async fn predict(server: &RunningPlatform) -> serde_json::Value {
     reqwest::Client::new()
         .post(format!("http://{}/api/predict/remote", server.local_addr()))
         .header("Authorization", "t")

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use eas_core::spec::ServiceSpec;
-use eas_runtime::server::Server;
+use eas_runtime::platform::Platform;
 use require::skip;
 use serde_json::json;
 
@@ -76,7 +76,7 @@ async fn the_real_sdk_should_get_correct_answers_with_hmac_signed_requests() {
     }
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models");
     let spec = |doc: serde_json::Value| ServiceSpec::from_json_value(doc).expect("valid spec");
-    let server = Server::builder()
+    let server = Platform::builder()
         .service(spec(json!({
             "metadata": {"name": "echo", "instance": 2},
             "processor": "echo", "model_path": ".", "token": TOKEN,

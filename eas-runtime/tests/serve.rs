@@ -13,8 +13,8 @@ use std::time::Duration;
 use eas_core::processor::{InitContext, ProcessError, Processor, Request, Response};
 use eas_core::spec::ServiceSpec;
 use eas_runtime::auth::{content_md5, sign};
+use eas_runtime::platform::{Platform, RunningPlatform};
 use eas_runtime::registry::ProcessorRegistry;
-use eas_runtime::server::{RunningServer, Server};
 use json_merge::merge;
 use serde_json::{Value, json};
 
@@ -84,9 +84,9 @@ fn spec(extra: Value) -> ServiceSpec {
     ServiceSpec::from_json_value(doc).expect("test spec is valid")
 }
 
-async fn start(specs: Vec<ServiceSpec>) -> (RunningServer, Arc<AtomicUsize>) {
+async fn start(specs: Vec<ServiceSpec>) -> (RunningPlatform, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut builder = Server::builder()
+    let mut builder = Platform::builder()
         .registry(registry(&calls))
         .bind("127.0.0.1:0".parse().expect("addr"));
     for spec in specs {
@@ -97,11 +97,11 @@ async fn start(specs: Vec<ServiceSpec>) -> (RunningServer, Arc<AtomicUsize>) {
     (server, calls)
 }
 
-fn url(server: &RunningServer, path: &str) -> String {
+fn url(server: &RunningPlatform, path: &str) -> String {
     format!("http://{}{path}", server.local_addr())
 }
 
-async fn post(server: &RunningServer, service: &str, body: &str) -> (u16, String) {
+async fn post(server: &RunningPlatform, service: &str, body: &str) -> (u16, String) {
     let response = reqwest::Client::new()
         .post(url(server, &format!("/api/predict/{service}")))
         .header("Authorization", TOKEN)
@@ -113,7 +113,7 @@ async fn post(server: &RunningServer, service: &str, body: &str) -> (u16, String
     (status, response.text().await.expect("body"))
 }
 
-async fn metrics(server: &RunningServer) -> String {
+async fn metrics(server: &RunningPlatform) -> String {
     reqwest::get(url(server, "/metrics"))
         .await
         .expect("metrics")
@@ -339,7 +339,7 @@ async fn each_limit_should_answer_its_status_with_a_json_reason() {
 #[tokio::test]
 async fn oversized_body_should_get_413_and_slow_headers_should_be_cut_off() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let server = Server::builder()
+    let server = Platform::builder()
         .registry(registry(&calls))
         .service(spec(json!({})))
         .bind("127.0.0.1:0".parse().expect("addr"))
@@ -581,7 +581,7 @@ async fn inline_processor_should_answer_on_the_io_thread_and_recover_from_a_pani
             calls: Arc::clone(&inline_calls),
         }))
     });
-    let server = Server::builder()
+    let server = Platform::builder()
         .registry(registry)
         .service(spec(
             json!({"processor": "inline", "metadata": {"rpc": {"rate_limit": 100}}}),
@@ -655,10 +655,12 @@ async fn new_limits_should_apply_at_once_without_dropping_requests_in_flight() {
 
 async fn start_with(
     spec: ServiceSpec,
-    configure: impl FnOnce(eas_runtime::server::ServerBuilder) -> eas_runtime::server::ServerBuilder,
-) -> RunningServer {
+    configure: impl FnOnce(
+        eas_runtime::platform::PlatformBuilder,
+    ) -> eas_runtime::platform::PlatformBuilder,
+) -> RunningPlatform {
     let calls = Arc::new(AtomicUsize::new(0));
-    let builder = Server::builder()
+    let builder = Platform::builder()
         .registry(registry(&calls))
         .bind("127.0.0.1:0".parse().expect("addr"))
         .service(spec);
@@ -678,7 +680,7 @@ fn metric(text: &str, name: &str) -> f64 {
 /// Sends the head of a predict request with a Content-Length and `sent` bytes of its body,
 /// then stalls: the connection is returned open.
 async fn stalled_upload(
-    server: &RunningServer,
+    server: &RunningPlatform,
     length: usize,
     sent: usize,
 ) -> tokio::net::TcpStream {
@@ -802,7 +804,7 @@ async fn shutdown_should_not_wait_for_connections_without_a_request_in_service()
 async fn a_spec_built_in_code_should_be_validated_at_start() {
     let mut spec = spec(json!({}));
     spec.metadata.termination_grace_period = Duration::MAX;
-    let refused = Server::builder()
+    let refused = Platform::builder()
         .registry(registry(&Arc::new(AtomicUsize::new(0))))
         .bind("127.0.0.1:0".parse().expect("addr"))
         .service(spec)

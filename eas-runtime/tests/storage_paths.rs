@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use eas_core::spec::ServiceSpec;
-use eas_runtime::server::Server;
+use eas_runtime::platform::Platform;
 use serde_json::json;
 
 fn models() -> std::path::PathBuf {
@@ -49,7 +49,7 @@ async fn a_model_archive_should_be_unpacked_and_served() {
     tar(&["czf", "model.tar.gz", "model"], dir.path());
 
     let work = dir.path().join("work");
-    let server = Server::builder()
+    let server = Platform::builder()
         .service(spec(&dir.path().join("model.tar.gz")))
         .work_dir(&work)
         .bind("127.0.0.1:0".parse().expect("addr"))
@@ -90,7 +90,7 @@ async fn an_escaping_archive_should_stop_the_service_naming_the_entry() {
         &inside,
     );
     let work = dir.path().join("work");
-    let error = Server::builder()
+    let error = Platform::builder()
         .service(spec(&dir.path().join("evil.tar.gz")))
         .work_dir(&work)
         .bind("127.0.0.1:0".parse().expect("addr"))

@@ -16,7 +16,7 @@ pub(super) async fn discovery(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(service) = edge.services.get(name.trim_matches('/')) else {
+    let Some(entry) = edge.directory().get(name.trim_matches('/')) else {
         return ApiError::UnknownService(name).into_response();
     };
     let local = edge.local_addr.get().copied();
@@ -30,7 +30,8 @@ pub(super) async fn discovery(
     };
     let port = local.map_or(0, |a| a.port());
     // Every instance runs in this process, behind this address.
-    let items: Vec<_> = service
+    let items: Vec<_> = entry
+        .service()
         .instances()
         .iter()
         .filter(|i| i.is_ready())
@@ -41,7 +42,7 @@ pub(super) async fn discovery(
 
 pub(super) async fn status(State(edge): State<Arc<Edge>>) -> Response {
     let services: Vec<_> = edge
-        .services
+        .services()
         .values()
         .map(|service| {
             let instances: Vec<_> = service
@@ -82,12 +83,12 @@ pub(super) async fn status(State(edge): State<Arc<Edge>>) -> Response {
 }
 
 pub(super) async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
-    for service in edge.services.values() {
+    for service in edge.services().values() {
         service.publish_gauges();
         service.publish_queue_backlog().await;
     }
-    let buffered = edge.body_budget.buffered();
-    edge.metrics
+    let buffered = edge.body_budget().buffered();
+    edge.metrics()
         .body_bytes_buffered
         .set(i64::try_from(buffered).unwrap_or(i64::MAX));
     (
@@ -95,16 +96,16 @@ pub(super) async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        edge.metrics.encode(),
+        edge.metrics().encode(),
     )
         .into_response()
 }
 
 pub(super) async fn readiness(State(edge): State<Arc<Edge>>) -> Response {
-    let not_ready: Vec<&str> = edge
-        .services
+    let services = edge.services();
+    let not_ready: Vec<&str> = services
         .values()
-        .filter(|s| !s.is_ready())
+        .filter(|s| !s.is_ready() && !s.instances().is_empty())
         .map(|s| s.name())
         .collect();
     if not_ready.is_empty() {

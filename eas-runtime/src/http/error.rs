@@ -52,6 +52,20 @@ pub enum ApiError {
     Queue(#[from] QueueError),
 }
 
+/// The HTTP status of each control API error code (the control API answers in EAS's shape,
+/// `{"Code", "Message"}`, with these statuses).
+#[must_use]
+pub const fn control_status(code: eas_core::control::ErrorCode) -> u16 {
+    use eas_core::control::ErrorCode;
+    match code {
+        ErrorCode::Unauthorized => 401,
+        ErrorCode::NotFound => 404,
+        ErrorCode::Conflict => 409,
+        ErrorCode::InvalidParameter | ErrorCode::Unsupported => 400,
+        _ => 500,
+    }
+}
+
 impl ApiError {
     /// The HTTP status this error is answered with, and the short machine-readable name of the
     /// reason (the `error` field of the JSON body): the one table of the server.

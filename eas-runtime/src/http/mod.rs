@@ -8,6 +8,7 @@
 //! | `GET /api/v1/servicediscovery/upstreams/{service}` | the service's ready endpoints, as the EAS SDK's direct mode reads them |
 //! | `GET /api/services` | services and the state of each instance (JSON) |
 //! | `GET /metrics` | Prometheus metrics |
+//! | `/api/v2/services...` | the control API, behind the admin token ([`Edge::with_control`]; `control.rs`) |
 //! | `GET /healthz` | liveness: 200 while the server runs |
 //! | `GET /readyz` | readiness: 200 when every service has a ready instance, else 503 |
 //! | `GET /_eas/cache/v1/object?key=URI` | the memory cache, to peers holding the cache secret (`eas_storage::peer`; with [`Edge::with_peer_cache`]) |
@@ -18,6 +19,7 @@
 //! can be refused for maps to a status in one table, [`error`].
 
 mod admin;
+mod control;
 pub mod error;
 mod predict;
 pub mod queue;
@@ -37,30 +39,26 @@ pub(crate) use serve::accept_loop;
 use eas_storage::MemoryCache;
 
 use crate::admission::{Admission, BodyBudget, BodyLimits};
-use crate::metrics::{Metrics, ServiceMetrics};
+use crate::control::ControlPlane;
+use crate::directory::Directory;
+use crate::metrics::Metrics;
 use crate::service::Service;
-
-/// One service as the edge serves it: its admission layers and its request metrics.
-#[derive(Debug)]
-struct Entry {
-    admission: Admission,
-    metrics: ServiceMetrics,
-}
 
 /// Services by name, and what every route shares.
 pub struct Edge {
-    entries: BTreeMap<String, Entry>,
-    services: BTreeMap<String, Arc<Service>>,
-    metrics: Arc<Metrics>,
-    body_budget: Arc<BodyBudget>,
+    directory: Arc<Directory>,
     local_addr: OnceLock<SocketAddr>,
     peer_cache: Option<Arc<MemoryCache>>,
+    control: Option<(Arc<ControlPlane>, String)>,
 }
 
 impl std::fmt::Debug for Edge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Edge")
-            .field("services", &self.services.keys().collect::<Vec<_>>())
+            .field(
+                "services",
+                &self.directory.entries().keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -72,33 +70,29 @@ impl Edge {
         metrics: Arc<Metrics>,
         body: BodyLimits,
     ) -> crate::Result<Self> {
-        let mut by_name = BTreeMap::new();
+        let directory = Directory::new(metrics, body);
         for service in services {
-            let name = service.name().to_owned();
-            if by_name.insert(name.clone(), Arc::new(service)).is_some() {
-                return Err(crate::Error::DuplicateService(name));
-            }
+            directory.insert(service)?;
         }
-        let body_budget = Arc::new(BodyBudget::new(body.max_buffered_bytes));
-        let entries = by_name
-            .iter()
-            .map(|(name, service)| {
-                let instances = service.instances().len() as u32;
-                let entry = Entry {
-                    admission: Admission::new(Arc::clone(service), body, Arc::clone(&body_budget)),
-                    metrics: ServiceMetrics::new(&metrics, name, instances),
-                };
-                (name.clone(), entry)
-            })
-            .collect();
-        Ok(Self {
-            entries,
-            services: by_name,
-            metrics,
-            body_budget,
+        Ok(Self::over(Arc::new(directory)))
+    }
+
+    /// An edge over the services of `directory`, which may change while it serves.
+    #[must_use]
+    pub fn over(directory: Arc<Directory>) -> Self {
+        Self {
+            directory,
             local_addr: OnceLock::new(),
             peer_cache: None,
-        })
+            control: None,
+        }
+    }
+
+    /// Serves the control API of `plane` behind the admin `token`.
+    #[must_use]
+    pub fn with_control(mut self, plane: Arc<ControlPlane>, token: String) -> Self {
+        self.control = Some((plane, token));
+        self
     }
 
     /// Serves `cache` to the peers of this deployment (those holding its secret) at
@@ -125,6 +119,10 @@ impl Edge {
                 ApiError::NotFound("no such route; predict with POST /api/predict/{service}".into())
             })
             .with_state(Arc::clone(self));
+        let router = match &self.control {
+            Some((plane, token)) => router.merge(control::router(Arc::clone(plane), token.clone())),
+            None => router,
+        };
         match &self.peer_cache {
             Some(cache) => router.merge(eas_storage::peer::router(Arc::clone(cache))),
             None => router,
@@ -136,47 +134,43 @@ impl Edge {
         let _ = self.local_addr.set(addr);
     }
 
-    /// The services, by name.
+    /// The services now, by name.
     #[must_use]
-    pub fn services(&self) -> &BTreeMap<String, Arc<Service>> {
-        &self.services
+    pub fn services(&self) -> BTreeMap<String, Arc<Service>> {
+        self.directory.services()
+    }
+
+    /// The table of services the edge serves.
+    #[must_use]
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
     }
 
     /// The admission layers of the service called `name`.
     #[must_use]
-    pub fn admission(&self, name: &str) -> Option<&Admission> {
-        self.entries.get(name).map(|e| &e.admission)
+    pub fn admission(&self, name: &str) -> Option<Arc<Admission>> {
+        self.directory.get(name).map(|e| Arc::clone(e.admission()))
     }
 
     /// The bytes of request bodies being read now, and their bound.
     #[must_use]
     pub fn body_budget(&self) -> &BodyBudget {
-        &self.body_budget
+        self.directory.body_budget()
     }
 
     /// The metrics every route records into.
     #[must_use]
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
+        self.directory.metrics()
     }
 
-    /// Whether every service has at least one ready instance.
+    /// Whether every service has at least one ready instance (a service scaled to zero
+    /// on purpose counts as ready: it is where it was asked to be).
     #[must_use]
     pub fn is_ready(&self) -> bool {
-        self.services.values().all(|s| s.is_ready())
-    }
-
-    /// The entry a predict path names, and the rest of the path: the longest service name
-    /// that is the path or a prefix of it followed by `/`.
-    fn find<'a>(&'a self, path: &'a str) -> Option<(&'a Entry, &'a str)> {
-        let path = path.trim_start_matches('/');
-        let mut end = path.len();
-        loop {
-            let candidate = &path[..end];
-            if let Some(entry) = self.entries.get(candidate) {
-                return Some((entry, path[end..].trim_start_matches('/')));
-            }
-            end = candidate.rfind('/')?;
-        }
+        self.directory
+            .entries()
+            .values()
+            .all(|e| e.service().is_ready() || e.service().instances().is_empty())
     }
 }

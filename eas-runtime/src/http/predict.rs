@@ -31,12 +31,12 @@ pub(super) async fn predict(
     request: axum::extract::Request,
 ) -> Response {
     let started = Instant::now();
-    let Some((entry, sub_path)) = edge.find(&path) else {
+    let Some((entry, sub_path)) = edge.directory().find(&path) else {
         return ApiError::UnknownService(path).into_response();
     };
-    let service = entry.admission.service();
+    let service = entry.admission().service();
     if let Some(queues) = service.queues() {
-        return super::queue::serve(&edge, &entry.admission, queues, sub_path, request).await;
+        return super::queue::serve(&edge, entry.admission(), queues, sub_path, request).await;
     }
     if request.method() != Method::POST {
         return ApiError::MethodNotAllowed(format!(
@@ -46,13 +46,13 @@ pub(super) async fn predict(
         ))
         .into_response();
     }
-    let recorder = &entry.metrics;
+    let recorder = entry.metrics();
     let gauge = recorder.inflight().clone();
     gauge.inc();
     let _in_flight = InFlight(gauge);
 
     let mut received = None;
-    let mut layers = entry.admission.enter();
+    let mut layers = entry.admission().enter();
     let outcome = match layers.receive(request).await {
         Err(refused) => Err(refused),
         Ok(request) => {

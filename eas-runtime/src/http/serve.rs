@@ -147,14 +147,15 @@ impl AcceptBackoff {
 }
 
 /// Serves `router` on `listener` until `stop` turns, then lets the connections serving a
-/// request finish within `grace`.
+/// request finish within the grace period `grace` gives at that moment (services come and
+/// go while the server runs).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
-    grace: Duration,
+    grace: impl FnOnce() -> Duration + Send,
 ) {
     // Connections are tracked here rather than by hyper-util's `GracefulShutdown`, which cannot
     // watch a connection that may be upgraded (the queue service's WebSocket watch).
@@ -236,6 +237,7 @@ pub(crate) async fn accept_loop(
         }
     }
     drop(listener);
+    let grace = grace();
     let drained = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
@@ -336,7 +338,7 @@ mod tests {
             limits,
             Arc::new(Metrics::new()),
             stopped,
-            Duration::MAX,
+            || Duration::MAX,
         ));
         let open = tokio::net::TcpStream::connect(addr)
             .await

@@ -50,6 +50,7 @@ const SINK_RETRY_MAX: Duration = Duration::from_secs(1);
 pub struct AsyncQueues {
     input: DynQueue,
     sink: DynQueue,
+    config: ConsumerConfig,
     consumers: Mutex<Vec<JoinHandle<()>>>,
     closing: watch::Sender<bool>,
     stalls: Arc<SinkStalls>,
@@ -73,8 +74,8 @@ struct ConsumerConfig {
 }
 
 impl AsyncQueues {
-    /// Starts one consumer per instance on `input`, writing to `sink`. Must be called within a
-    /// tokio runtime.
+    /// Starts one consumer per instance on `input`, writing to `sink`; more join with
+    /// [`add_consumer`](Self::add_consumer). Must be called within a tokio runtime.
     #[must_use]
     pub fn start(
         spec: &ServiceSpec,
@@ -95,29 +96,37 @@ impl AsyncQueues {
             keepalive: rpc.keepalive,
         };
         let (closing, _) = watch::channel(false);
-        let stalls = Arc::new(SinkStalls::default());
-        let consumers = instances
-            .iter()
-            .map(|instance| {
-                tokio::spawn(run(
-                    instance.clone(),
-                    Queues {
-                        input: input.clone(),
-                        sink: sink.clone(),
-                        stalls: Arc::clone(&stalls),
-                    },
-                    config,
-                    closing.subscribe(),
-                ))
-            })
-            .collect();
-        Self {
+        let queues = Self {
             input,
             sink,
-            consumers: Mutex::new(consumers),
+            config,
+            consumers: Mutex::new(Vec::new()),
             closing,
-            stalls,
+            stalls: Arc::new(SinkStalls::default()),
+        };
+        for instance in instances {
+            queues.add_consumer(instance);
         }
+        queues
+    }
+
+    /// Starts a consumer feeding `instance` (a replica the controller just added). It takes
+    /// items once the instance is ready and stops when the instance stops or the service
+    /// shuts down; what it took and did not commit goes back to the queue.
+    pub fn add_consumer(&self, instance: &Replica) {
+        let task = tokio::spawn(run(
+            instance.clone(),
+            Queues {
+                input: self.input.clone(),
+                sink: self.sink.clone(),
+                stalls: Arc::clone(&self.stalls),
+            },
+            self.config,
+            self.closing.subscribe(),
+        ));
+        let mut consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        consumers.retain(|c| !c.is_finished());
+        consumers.push(task);
     }
 
     /// How many times results stopped fitting into the sink (a stall begins when a first

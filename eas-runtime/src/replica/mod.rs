@@ -16,16 +16,25 @@
 //! A processor that panics fails only the requests that make it panic: a batch that panics is
 //! run again one request at a time. Then the instance rebuilds its processor (a restart),
 //! unless `runtime.enable_crash_block` is set: then it stays down and says why.
+//!
+//! [`Replica::usage`] is what the controller samples each tick for the autoscaler: requests
+//! answered, CPU time of the threads that ran the processor, requests in flight, and the
+//! custom metrics the processor reported through the [`MetricReporter`] of its `InitContext`
+//! (each instance has its own). Counting costs two relaxed atomic additions and one read of
+//! the thread's CPU clock per batch (two for an inline processor), no lock and no allocation.
 
 pub mod admission;
 mod batcher;
 mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use eas_core::processor::{DynProcessor, InitContext, Processor, Request, Response};
+use eas_core::processor::{
+    DynProcessor, InitContext, MetricReporter, Processor, Request, Response,
+};
 use eas_core::spec::ServiceSpec;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, oneshot};
@@ -106,6 +115,32 @@ pub enum ReplicaState {
     Stopped,
 }
 
+/// What an instance has done since it started, for the autoscaler: sample it periodically and
+/// take differences of the monotonic counters (`completed`, `cpu_time`) to get rates.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ReplicaUsage {
+    /// Requests the processor answered since the instance started, successes and failures
+    /// (warm-up requests excluded). Never decreases.
+    pub completed: u64,
+    /// CPU time of the threads that ran the processor: the worker threads' whole CPU time (a
+    /// restart's rebuild included), or for an inline processor the time of its calls. Threads
+    /// the processor starts itself (an inference library's pool) are not counted. Never
+    /// decreases.
+    pub cpu_time: Duration,
+    /// Requests admitted and not yet finished: waiting plus running (as [`Replica::load`]).
+    pub in_flight: usize,
+    /// The latest value of each custom metric the processor reported.
+    pub custom: BTreeMap<String, f64>,
+    /// Custom metric reports ignored so far (a bad name or value, or too many names).
+    pub custom_rejected: u64,
+    /// Times its processor crashed and was rebuilt since the instance started (as
+    /// `eas_instance_restarts_total`; a crash-blocked instance is not restarted).
+    pub restarts: u64,
+    /// When the instance was created.
+    pub started_at: SystemTime,
+}
+
 /// A request waiting at an instance.
 struct Job {
     request: Request,
@@ -169,6 +204,19 @@ struct Shared {
     histograms: ReplicaHistograms,
     labels: InstanceLabels,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Requests the processor answered.
+    completed: AtomicU64,
+    /// CPU time of the threads that ran the processor, in nanoseconds.
+    cpu_nanos: AtomicU64,
+    /// Crashes after which the processor was rebuilt.
+    restarts: AtomicU64,
+    started_at: SystemTime,
+    /// Where the processor reports custom metrics (the one in `init`).
+    reporter: MetricReporter,
+    /// Whether usage() has warned about rejected custom metrics yet.
+    warned_rejected: AtomicBool,
+    /// Set once the instance's series were removed: publish none again.
+    metrics_removed: AtomicBool,
 }
 
 /// The per-request histograms of one instance.
@@ -188,7 +236,8 @@ pub struct ReplicaParts {
     pub config: ReplicaConfig,
     /// Makes its processor.
     pub make_processor: ProcessorMaker,
-    /// What the processor is initialized with.
+    /// What the processor is initialized with. Its metric reporter is replaced by one of the
+    /// instance's own, which [`Replica::usage`] reads.
     pub init: InitContext,
     /// Requests replayed through the processor before the instance is marked ready.
     pub warm_up: Vec<Request>,
@@ -227,6 +276,8 @@ impl Replica {
                 .get_or_create(&labels)
                 .clone(),
         };
+        let reporter = MetricReporter::new();
+        let init = parts.init.with_metrics(reporter.clone());
         let shared = Arc::new(Shared {
             limiter: parts.config.rate_limit.map(RateLimiter::per_second),
             service: parts.service,
@@ -239,12 +290,19 @@ impl Replica {
             queue: Mutex::new(Some(intake)),
             processor: RwLock::new(None),
             make_processor: parts.make_processor,
-            init: parts.init,
+            init,
             warm_up: parts.warm_up,
             histograms,
             metrics: parts.metrics,
             labels,
             workers: Mutex::new(Vec::new()),
+            completed: AtomicU64::new(0),
+            cpu_nanos: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            started_at: SystemTime::now(),
+            reporter,
+            warned_rejected: AtomicBool::new(false),
+            metrics_removed: AtomicBool::new(false),
         });
         shared.publish_readiness();
         if let Some(queue_rx) = batcher_queue {
@@ -302,6 +360,44 @@ impl Replica {
     #[must_use]
     pub fn queue_depth(&self) -> usize {
         self.shared.waiting.load(Ordering::Acquire)
+    }
+
+    /// What it has done since it started: requests answered, CPU time, requests in flight,
+    /// the processor's custom metrics. Cheap enough to call every second (it copies the custom
+    /// metrics, at most `MetricReporter::MAX_NAMES` of them).
+    #[must_use]
+    pub fn usage(&self) -> ReplicaUsage {
+        let shared = &self.shared;
+        let custom_rejected = shared.reporter.rejected();
+        if custom_rejected > 0 && !shared.warned_rejected.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                service = %shared.service,
+                instance = shared.index,
+                "the processor reported custom metrics that were ignored: a name must be 1 to \
+                 {} characters of [a-zA-Z0-9_:], at most {} names, values finite",
+                MetricReporter::MAX_NAME_LEN,
+                MetricReporter::MAX_NAMES,
+            );
+        }
+        ReplicaUsage {
+            completed: shared.completed.load(Ordering::Relaxed),
+            cpu_time: Duration::from_nanos(shared.cpu_nanos.load(Ordering::Relaxed)),
+            in_flight: self.load(),
+            custom: shared.reporter.values(),
+            custom_rejected,
+            restarts: shared.restarts.load(Ordering::Relaxed),
+            started_at: shared.started_at,
+        }
+    }
+
+    /// Drops this instance's metric series (see [`Metrics::remove_instance`]) and publishes
+    /// none again. Call it once the instance is gone for good, after [`shutdown`](Self::shutdown).
+    pub fn remove_metrics(&self) {
+        let shared = &self.shared;
+        shared.metrics_removed.store(true, Ordering::Release);
+        shared
+            .metrics
+            .remove_instance(&shared.service, shared.index);
     }
 
     /// The processor's description of its model, once initialized (`None` if it gives none).
@@ -377,7 +473,11 @@ impl Replica {
             reply,
         };
         shared.running.fetch_add(1, Ordering::AcqRel);
+        let before = worker::thread_cpu_time();
         worker::run_batch(shared, vec![job]);
+        if let (Some(before), Some(after)) = (before, worker::thread_cpu_time()) {
+            shared.add_cpu_time(after.saturating_sub(before));
+        }
         shared.running.fetch_sub(1, Ordering::AcqRel);
         Ok(answer)
     }
@@ -434,7 +534,20 @@ impl Shared {
         self.publish_readiness();
     }
 
+    /// Whether its metric series may be published (not removed yet).
+    fn publishes_metrics(&self) -> bool {
+        !self.metrics_removed.load(Ordering::Acquire)
+    }
+
+    fn add_cpu_time(&self, spent: Duration) {
+        let nanos = u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX);
+        self.cpu_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
     fn publish_readiness(&self) {
+        if !self.publishes_metrics() {
+            return;
+        }
         let ready = i64::from(self.ready.load(Ordering::Acquire));
         self.metrics
             .instance_ready
@@ -462,5 +575,178 @@ pub fn describe_state(state: &ReplicaState) -> String {
         }
         ReplicaState::Failed(why) => format!("failed to start: {why}"),
         ReplicaState::Stopped => "stopped".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eas_core::processor::{ProcessError, Response};
+
+    use super::*;
+
+    /// Echoes; `burn:MS` first burns MS milliseconds of its thread's CPU, `fail` fails, `panic`
+    /// panics. Reports how many requests it has seen as the custom metric `seen`.
+    #[derive(Default)]
+    struct Busy {
+        metrics: Option<MetricReporter>,
+        seen: AtomicU64,
+    }
+
+    impl Processor for Busy {
+        fn initialize(&mut self, ctx: &InitContext) -> eas_core::Result<()> {
+            self.metrics = Some(ctx.metrics().clone());
+            Ok(())
+        }
+
+        fn process(&self, batch: &[Request]) -> Vec<Result<Response, ProcessError>> {
+            let seen = self.seen.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            if let Some(metrics) = &self.metrics {
+                metrics.report("seen", (seen + batch.len() as u64) as f64);
+                metrics.report("not a name", 1.0);
+            }
+            batch
+                .iter()
+                .map(|request| {
+                    let body = std::str::from_utf8(&request.body).unwrap_or_default();
+                    if let Some(ms) = body.strip_prefix("burn:") {
+                        burn(Duration::from_millis(ms.parse().unwrap_or(0)));
+                    }
+                    assert_ne!(body, "panic", "asked to panic");
+                    if body == "fail" {
+                        return Err(ProcessError::bad_request("asked to fail"));
+                    }
+                    Ok(Response::ok(request.body.clone()))
+                })
+                .collect()
+        }
+    }
+
+    /// Spins until this thread has used `cpu` of CPU time (not wall time: a busy machine
+    /// only makes it take longer).
+    fn burn(cpu: Duration) {
+        let start = cpu_time::ThreadTime::now();
+        let mut x = 0u64;
+        while start.elapsed() < cpu {
+            for i in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+    }
+
+    fn config(inline: bool) -> ReplicaConfig {
+        ReplicaConfig {
+            max_batch_size: 1,
+            max_batch_timeout: Duration::ZERO,
+            max_queue_size: 64,
+            worker_threads: 2,
+            rate_limit: None,
+            crash_block: false,
+            inline,
+        }
+    }
+
+    async fn started(config: ReplicaConfig, metrics: &Arc<Metrics>) -> Replica {
+        let replica = Replica::start(ReplicaParts {
+            service: "svc".into(),
+            index: 0,
+            config,
+            make_processor: Arc::new(|| Ok(Box::new(Busy::default()))),
+            init: InitContext::new("svc"),
+            warm_up: vec![Request::new("warm")],
+            metrics: Arc::clone(metrics),
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !replica.is_ready() {
+            assert!(std::time::Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        replica
+    }
+
+    async fn ask(replica: &Replica, body: &'static str) -> Reply {
+        let answer = replica.submit(Request::new(body)).expect("admitted");
+        answer.await.expect("answered")
+    }
+
+    /// Waits until nothing is in flight, so that the last batch is counted.
+    async fn idle(replica: &Replica) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while replica.load() > 0 {
+            assert!(std::time::Instant::now() < deadline, "still busy");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn usage_should_count_answered_requests_successes_and_failures() {
+        let created = SystemTime::now();
+        let replica = started(config(false), &Arc::new(Metrics::new())).await;
+        assert_eq!(replica.usage().completed, 0, "warm-up is not counted");
+        for body in ["a", "b", "fail", "c"] {
+            let _ = ask(&replica, body).await;
+        }
+        let usage = replica.usage();
+        assert_eq!(usage.completed, 4);
+        assert!(usage.started_at >= created, "{usage:?}");
+        idle(&replica).await;
+        assert_eq!(replica.usage().in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn usage_should_count_restarts_after_a_crash() {
+        let replica = started(config(false), &Arc::new(Metrics::new())).await;
+        let answer = ask(&replica, "panic").await;
+        assert!(matches!(answer, Err(Failure::Panicked(_))), "{answer:?}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while replica.usage().restarts == 0 || !replica.is_ready() {
+            assert!(std::time::Instant::now() < deadline, "never restarted");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let usage = replica.usage();
+        assert_eq!((usage.restarts, usage.completed), (1, 1), "{usage:?}");
+    }
+
+    #[tokio::test]
+    async fn usage_should_grow_cpu_time_when_the_processor_burns_cpu() {
+        for inline in [false, true] {
+            let replica = started(config(inline), &Arc::new(Metrics::new())).await;
+            let before = replica.usage().cpu_time;
+            let answer = ask(&replica, "burn:50").await;
+            assert!(answer.is_ok(), "{answer:?}");
+            idle(&replica).await;
+            let spent = replica.usage().cpu_time - before;
+            assert!(
+                spent > Duration::from_millis(20),
+                "inline {inline}: {spent:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn usage_should_show_custom_metrics_reported_from_process() {
+        let replica = started(config(false), &Arc::new(Metrics::new())).await;
+        for body in ["a", "b", "c"] {
+            let _ = ask(&replica, body).await;
+        }
+        let usage = replica.usage();
+        // The warm-up request was seen too.
+        assert_eq!(usage.custom, BTreeMap::from([("seen".to_owned(), 4.0)]));
+        assert_eq!(usage.custom_rejected, 4, "`not a name`, once per call");
+    }
+
+    #[tokio::test]
+    async fn removed_metrics_should_stay_removed_after_shutdown() {
+        let metrics = Arc::new(Metrics::new());
+        let replica = started(config(false), &metrics).await;
+        let _ = ask(&replica, "a").await;
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"eas_instance_ready{service="svc",instance="0"} 1"#)
+        );
+        assert_eq!(replica.shutdown(Duration::from_secs(1)).await, 0);
+        replica.remove_metrics();
+        let text = metrics.encode();
+        assert!(!text.contains(r#"instance="0""#), "{text}");
     }
 }

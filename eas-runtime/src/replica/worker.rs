@@ -87,8 +87,18 @@ fn warm_up(shared: &Shared, processor: &dyn Processor) {
     }
 }
 
-/// One worker: takes batches until the batcher is gone.
+/// The CPU time the current thread has used; `None` where the OS cannot say.
+pub(super) fn thread_cpu_time() -> Option<std::time::Duration> {
+    cpu_time::ThreadTime::try_now()
+        .ok()
+        .map(|t| t.as_duration())
+}
+
+/// One worker: takes batches until the batcher is gone. After each batch it charges the
+/// instance with the thread's CPU time since the last one: one clock read per batch, and the
+/// time spent waiting for batches is (nearly) no CPU.
 fn run(shared: &Arc<Shared>, batches: &async_channel::Receiver<Vec<Job>>) {
+    let mut charged = thread_cpu_time();
     while let Ok(batch) = batches.recv_blocking() {
         let taken = batch.len();
         // Requests whose client already gave up (keepalive expired) are not run.
@@ -99,6 +109,12 @@ fn run(shared: &Arc<Shared>, batches: &async_channel::Receiver<Vec<Job>>) {
         if count > 0 {
             run_batch(shared, jobs);
         }
+        let now = thread_cpu_time();
+        if let (Some(before), Some(now)) = (charged, now) {
+            shared.add_cpu_time(now.saturating_sub(before));
+        }
+        charged = now.or(charged);
+        // After the CPU time: once `load()` reads 0, `usage()` includes this batch.
         shared.running.fetch_sub(count, Ordering::AcqRel);
     }
 }
@@ -155,6 +171,10 @@ pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
         }
         Err(why) => (vec![Err(Failure::Panicked(why.clone()))], Some(why)),
     };
+    // Counted before the answers go out: a client that has its answer sees it counted.
+    shared
+        .completed
+        .fetch_add(replies.len() as u64, Ordering::Relaxed);
     for (reply, answer) in replies.into_iter().zip(answers) {
         let _ = reply.send(answer);
     }
@@ -204,12 +224,15 @@ fn recover(shared: &Arc<Shared>, crashed: &Arc<dyn Processor>, why: String) {
         }
     }
     tracing::warn!(service = %shared.service, instance = shared.index, "crashed, restarting: {why}");
+    shared.restarts.fetch_add(1, Ordering::Relaxed);
     shared.set_state(ReplicaState::Restarting);
-    shared
-        .metrics
-        .instance_restarts
-        .get_or_create(&shared.labels)
-        .inc();
+    if shared.publishes_metrics() {
+        shared
+            .metrics
+            .instance_restarts
+            .get_or_create(&shared.labels)
+            .inc();
+    }
     if shared.config.inline {
         // An inline processor crashed on an I/O thread: rebuild it elsewhere.
         let shared = Arc::clone(shared);

@@ -1,5 +1,6 @@
-//! `eas serve SPEC...`: serve services locally until Ctrl-C (or SIGTERM), then shut down
-//! gracefully.
+//! `eas serve [SPEC...]`: run a platform until Ctrl-C (or SIGTERM), then shut down
+//! gracefully: the services of the given specs, the ones the state directory kept from an
+//! earlier run, and the ones the control API creates.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,18 +11,21 @@ use std::time::Duration;
 use eas::core::spec::{ServiceSpec, WorkloadType};
 use eas::core::storage::TransferProgress;
 use eas::runtime::job::{self, ElasticJob};
-use eas::runtime::server::{RunningServer, Server};
+use eas::runtime::platform::{Platform, RunningPlatform};
 use eas::storage::peer::PeerSecret;
 
 /// The environment variable `--cache-secret` falls back to.
 const CACHE_SECRET_ENV: &str = "EAS_CACHE_SECRET";
 
+/// The environment variable `--admin-token` falls back to.
+const ADMIN_TOKEN_ENV: &str = "EAS_ADMIN_TOKEN";
+
 /// The arguments of `eas serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// The service.json files to serve (relative local paths in them are resolved against
-    /// the current directory).
-    #[arg(required = true)]
+    /// the current directory). None: only the services the state directory kept and the
+    /// ones the control API creates.
     specs: Vec<PathBuf>,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -64,6 +68,23 @@ pub struct ServeArgs {
     /// How long to wait for every service to become ready, in seconds.
     #[arg(long, default_value_t = 300)]
     ready_timeout: u64,
+    /// The admin token of the control API (`/api/v2/services`, `eas service ...`), distinct
+    /// from the services' tokens. Prefer the environment variable EAS_ADMIN_TOKEN, which `ps`
+    /// does not show. Without either, a random one is generated and printed at start.
+    #[arg(long, value_name = "TOKEN")]
+    admin_token: Option<SecretArg>,
+    /// Where the desired state (services, specs, stopped flags) is kept across restarts.
+    /// Default: $EAS_STATE_DIR, else $XDG_STATE_HOME/eas, else ~/.local/state/eas. One
+    /// server at a time may use a directory.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_state")]
+    state_dir: Option<PathBuf>,
+    /// Keep the desired state in memory only: services created through the control API are
+    /// gone after a restart.
+    #[arg(long)]
+    no_state: bool,
+    /// The time between two control rounds (autoscaling decisions), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    control_period_ms: u64,
 }
 
 /// A secret as given on the command line: never printed (clap would quote a value it
@@ -120,10 +141,28 @@ pub fn run(args: &ServeArgs) -> ExitCode {
 }
 
 async fn serve(args: &ServeArgs) -> ExitCode {
-    let mut builder = Server::builder()
+    let mut builder = Platform::builder()
         .bind(args.listen)
         .max_body_bytes(args.max_body_bytes)
+        .control_period(Duration::from_millis(args.control_period_ms.max(10)))
         .storage_progress(Arc::new(show_progress));
+    let admin = match admin_token(args.admin_token.as_ref(), || {
+        std::env::var(ADMIN_TOKEN_ENV).ok()
+    }) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("eas serve: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    builder = builder.admin_token(admin.token.clone());
+    if !args.no_state {
+        let dir = args
+            .state_dir
+            .clone()
+            .unwrap_or_else(eas::runtime::store::StateStore::default_dir);
+        builder = builder.state_dir(dir);
+    }
     if let Some(dir) = &args.work_dir {
         builder = builder.work_dir(dir);
     }
@@ -174,7 +213,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
     let ready = server
         .wait_ready(Duration::from_secs(args.ready_timeout))
         .await;
-    announce(&server);
+    announce(&server, &admin);
     if !ready {
         eprintln!(
             "eas serve: not every service became ready (see the instance states above); stopping"
@@ -199,7 +238,7 @@ async fn serve(args: &ServeArgs) -> ExitCode {
 
 /// Runs the elastic job of every `elasticjob` service, prints each summary and shuts down;
 /// fails when a service is not a job or a result failed.
-async fn run_jobs(server: RunningServer, input: &Path, output: &Path) -> ExitCode {
+async fn run_jobs(server: RunningPlatform, input: &Path, output: &Path) -> ExitCode {
     let job = ElasticJob::new(input, output);
     let mut ok = true;
     let mut ran = 0;
@@ -266,7 +305,43 @@ fn load(path: &PathBuf) -> Result<ServiceSpec, Vec<String>> {
         .map_err(|errors| errors.errors().iter().map(ToString::to_string).collect())
 }
 
-fn announce(server: &RunningServer) {
+/// The control API's admin token and whether it was generated here.
+struct AdminToken {
+    token: String,
+    generated: bool,
+}
+
+/// The admin token: `--admin-token`, else `EAS_ADMIN_TOKEN` (unless empty), else a random one.
+/// The error names where the token came from, never the token.
+fn admin_token(
+    flag: Option<&SecretArg>,
+    env: impl FnOnce() -> Option<String>,
+) -> Result<AdminToken, String> {
+    let (token, source) = match flag {
+        Some(SecretArg(token)) => (token.clone(), "--admin-token"),
+        None => match env().filter(|s| !s.is_empty()) {
+            Some(token) => (token, ADMIN_TOKEN_ENV),
+            None => {
+                let token = eas::runtime::auth::generate_token().map_err(|e| e.to_string())?;
+                return Ok(AdminToken {
+                    token,
+                    generated: true,
+                });
+            }
+        },
+    };
+    if token.trim().is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{source}: the admin token must be visible characters, no spaces"
+        ));
+    }
+    Ok(AdminToken {
+        token,
+        generated: false,
+    })
+}
+
+fn announce(server: &RunningPlatform, admin: &AdminToken) {
     let addr = server.local_addr();
     println!("eas: listening on http://{addr}");
     for service in server.services().values() {
@@ -286,6 +361,15 @@ fn announce(server: &RunningServer) {
     println!(
         "  metrics http://{addr}/metrics  status http://{addr}/api/services  ready http://{addr}/readyz"
     );
+    if admin.generated {
+        println!(
+            "  control API http://{addr}/api/v2/services  admin token {} (generated; set \
+             EAS_ADMIN_TOKEN to choose one)",
+            admin.token
+        );
+    } else {
+        println!("  control API http://{addr}/api/v2/services  (admin token as given)");
+    }
 }
 
 async fn wait_for_signal() {

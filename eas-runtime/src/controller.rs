@@ -1,0 +1,322 @@
+//! The live controller of one service: every tick it samples the service's replicas, builds
+//! the autoscaler's [`Observation`], asks eas-scheduler's [`ReplicaController`] for the
+//! desired count (the very code `eas simulate` runs in virtual time), asks [`plan()`] which
+//! replicas to start or stop on this node, and carries the plan out through the service's
+//! [`InstanceProvider`](crate::provider::InstanceProvider).
+//!
+//! # What the autoscaler sees
+//!
+//! Per replica ([`InstanceSample`]), over the last tick (rates from monotonic counters, so a
+//! slow tick averages instead of losing samples):
+//! - `qps`: requests its processor answered per second;
+//! - `cpu_millis` and `cpu_util`: CPU time of its processor threads, in milli-cores and in
+//!   percent of its CPU request (`metadata.cpu`, one core when unset);
+//! - every custom metric its processor reported through `InitContext::metrics` (latest value);
+//! - phase and readiness from its state (starting: pending; failed: failed).
+//!
+//! For the service: total `qps`, `queue_backlog` (async services: the input queue's length)
+//! and the custom metrics clients report to the service
+//! ([`ServiceController::report_metric`]).
+//!
+//! Time: decisions read [`Clock::now`](eas_core::Clock::now) (a `ManualClock` in tests moves
+//! cron schedules and stabilisation windows); rates use the monotonic clock.
+//!
+//! # Replacing failed replicas
+//!
+//! A replica whose processor failed to start is stopped and replaced, with a back-off that
+//! doubles from 1 s to 60 s while replacements keep failing (crash-looping is reported in
+//! the decision's reason and in the log). A crash-blocked replica
+//! (`runtime.enable_crash_block`) is left down: it counts as an instance and is not replaced.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use eas_core::Autoscaler;
+use eas_core::autoscaler::{InstanceSample, Observation, PodPhase, metric};
+use eas_core::resources::{InstanceId, Resources};
+use eas_core::spec::ServiceSpec;
+use eas_scheduler::control::{NodeCapacity, ReplicaController, ReplicaView, ScaleDecision, plan};
+
+use crate::replica::{Replica, ReplicaState};
+use crate::service::Service;
+
+/// The shortest wait before a failed replica is replaced.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// The longest wait before a failed replica is replaced.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// The most custom metric names clients may report for one service.
+const MAX_SERVICE_METRICS: usize = 32;
+
+/// What the controller remembers of one replica between ticks.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    at: Instant,
+    completed: u64,
+    cpu: Duration,
+}
+
+/// The controller of one service.
+#[derive(Debug)]
+pub struct ServiceController {
+    decisions: ReplicaController,
+    per_instance: Resources,
+    seen: BTreeMap<u32, Seen>,
+    reported: BTreeMap<String, f64>,
+    failures: u32,
+    replace_after: Option<Instant>,
+    refused: Option<String>,
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Tick {
+    /// The decision.
+    pub decision: ScaleDecision,
+    /// Replicas started.
+    pub started: Vec<u32>,
+    /// Replicas retired.
+    pub stopped: Vec<u32>,
+    /// Why fewer replicas than desired were started, if so.
+    pub refused: Option<String>,
+    /// Each replica's CPU use over the tick, in percent of its request, by index.
+    pub cpu_utilization: Vec<(u32, f64)>,
+}
+
+impl ServiceController {
+    /// The controller `spec` describes ([`ReplicaController::from_spec`]).
+    ///
+    /// # Errors
+    ///
+    /// When its autoscaler block cannot work.
+    pub fn from_spec(spec: &ServiceSpec) -> eas_scheduler::Result<Self> {
+        Ok(Self::new(spec, ReplicaController::from_spec(spec)?))
+    }
+
+    /// A controller of `spec`'s service deciding with `decisions` (say, around a custom
+    /// [`Autoscaler`]).
+    #[must_use]
+    pub fn new(spec: &ServiceSpec, decisions: ReplicaController) -> Self {
+        Self {
+            decisions,
+            per_instance: Resources::per_instance(spec),
+            seen: BTreeMap::new(),
+            reported: BTreeMap::new(),
+            failures: 0,
+            replace_after: None,
+            refused: None,
+        }
+    }
+
+    /// The pure decisions: desired count, history, stopped flag.
+    #[must_use]
+    pub fn decisions(&self) -> &ReplicaController {
+        &self.decisions
+    }
+
+    /// The same, to change (autoscaler, fixed count, stopped).
+    pub fn decisions_mut(&mut self) -> &mut ReplicaController {
+        &mut self.decisions
+    }
+
+    /// Replaces the autoscaler (`None`: the fixed count).
+    pub fn set_autoscaler(&mut self, autoscaler: Option<Box<dyn Autoscaler>>) {
+        self.decisions.set_autoscaler(autoscaler);
+    }
+
+    /// Records a service-level custom metric a client reported; the autoscaler sees it from
+    /// the next tick on. Refuses a name that is not 1 to 64 characters of `[a-zA-Z0-9_:]`, a
+    /// value that is not finite, and a new name past 32 per service.
+    ///
+    /// # Errors
+    ///
+    /// The reason it was refused.
+    pub fn report_metric(&mut self, name: &str, value: f64) -> Result<(), String> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':');
+        if !valid {
+            return Err(format!(
+                "metric name {name:?}: 1 to 64 characters of [a-zA-Z0-9_:]"
+            ));
+        }
+        if !value.is_finite() {
+            return Err(format!("metric {name}: the value must be a finite number"));
+        }
+        if !self.reported.contains_key(name) && self.reported.len() >= MAX_SERVICE_METRICS {
+            return Err(format!(
+                "metric {name}: at most {MAX_SERVICE_METRICS} custom metrics per service"
+            ));
+        }
+        self.reported.insert(name.to_owned(), value);
+        Ok(())
+    }
+
+    /// Why the last tick started fewer replicas than desired, if it did.
+    #[must_use]
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    /// What the autoscaler would see of `service` now.
+    pub fn observe(
+        &mut self,
+        service: &Service,
+        at: SystemTime,
+        backlog: Option<u64>,
+    ) -> Observation {
+        let now = Instant::now();
+        let request_millis = if self.per_instance.cpu_millis > 0 {
+            self.per_instance.cpu_millis
+        } else {
+            1000
+        };
+        let instances = service.instances();
+        let mut samples = Vec::with_capacity(instances.len());
+        let mut total_qps = 0.0;
+        let mut seen = BTreeMap::new();
+        for replica in instances.iter() {
+            let usage = replica.usage();
+            let current = Seen {
+                at: now,
+                completed: usage.completed,
+                cpu: usage.cpu_time,
+            };
+            let mut sample = InstanceSample::new(instance_id(replica))
+                .with_started_at(usage.started_at)
+                .with_cpu_request_millis(request_millis);
+            let (phase, ready) = phase(&replica.state());
+            sample = sample.with_phase(phase).with_ready(ready);
+            if let Some(before) = self.seen.get(&replica.index()) {
+                let seconds = now.duration_since(before.at).as_secs_f64();
+                if seconds > 0.0 {
+                    #[allow(clippy::cast_precision_loss)]
+                    let qps = usage.completed.saturating_sub(before.completed) as f64 / seconds;
+                    let cpu_millis =
+                        usage.cpu_time.saturating_sub(before.cpu).as_secs_f64() * 1e3 / seconds;
+                    total_qps += qps;
+                    #[allow(clippy::cast_precision_loss)]
+                    let util = 100.0 * cpu_millis / request_millis as f64;
+                    sample = sample
+                        .with_metric(metric::QPS, qps)
+                        .with_metric(metric::CPU_MILLIS, cpu_millis)
+                        .with_metric(metric::CPU_UTILIZATION, util);
+                }
+            }
+            for (name, value) in &usage.custom {
+                sample = sample.with_metric(name.clone(), *value);
+            }
+            seen.insert(replica.index(), current);
+            samples.push(sample);
+        }
+        self.seen = seen;
+        let mut observation = Observation::new(at, self.decisions.desired())
+            .with_instances(samples)
+            .with_service_metric(metric::QPS, total_qps);
+        if let Some(backlog) = backlog {
+            #[allow(clippy::cast_precision_loss)]
+            let backlog = backlog as f64;
+            observation = observation.with_service_metric(metric::QUEUE_BACKLOG, backlog);
+        }
+        for (name, value) in &self.reported {
+            observation = observation.with_service_metric(name.clone(), *value);
+        }
+        observation
+    }
+
+    /// One round: observe, decide, plan on `node`, start and retire replicas.
+    pub fn tick(
+        &mut self,
+        service: &Service,
+        at: SystemTime,
+        backlog: Option<u64>,
+        node: &NodeCapacity,
+    ) -> Tick {
+        let observation = self.observe(service, at, backlog);
+        let cpu_utilization = service
+            .instances()
+            .iter()
+            .zip(&observation.instances)
+            .filter_map(|(r, s)| Some((r.index(), s.metric(metric::CPU_UTILIZATION)?)))
+            .collect();
+        let mut decision = self.decisions.decide(&observation);
+        let now = Instant::now();
+        let instances = service.instances();
+        let failed: Vec<u32> = instances
+            .iter()
+            .filter(|r| matches!(r.state(), ReplicaState::Failed(_)))
+            .map(Replica::index)
+            .collect();
+        // Failed replicas are replaced after the back-off; until then they count as there.
+        let replace = !failed.is_empty() && self.replace_after.is_none_or(|t| now >= t);
+        if failed.is_empty() {
+            self.failures = 0;
+            self.replace_after = None;
+        } else if replace {
+            self.failures = self.failures.saturating_add(1);
+            let backoff = BACKOFF_MIN
+                .saturating_mul(1 << self.failures.min(6).saturating_sub(1))
+                .min(BACKOFF_MAX);
+            self.replace_after = Some(now + backoff);
+            if self.failures > 1 {
+                let reason = format!(
+                    "; replicas keep failing to start ({} times in a row), next try in {} s",
+                    self.failures,
+                    backoff.as_secs()
+                );
+                decision.reason.push_str(&reason);
+                tracing::warn!(service = service.name(), "crash loop{reason}");
+            }
+        }
+        let views: Vec<ReplicaView> = instances
+            .iter()
+            .map(|r| {
+                ReplicaView::new(instance_id(r), r.usage().started_at, self.per_instance)
+                    .with_ready(r.is_ready())
+                    .with_failed(replace && failed.contains(&r.index()))
+                    .with_in_flight(r.load())
+            })
+            .collect();
+        let scale = plan(decision.desired, &self.per_instance, &views, node);
+        let stop: Vec<u32> = instances
+            .iter()
+            .filter(|r| scale.stop.contains(&instance_id(r)))
+            .map(Replica::index)
+            .collect();
+        drop(instances);
+        let started = service.scale_up(scale.start);
+        service.retire(&stop);
+        if scale.refused != self.refused {
+            if let Some(why) = &scale.refused {
+                tracing::warn!(service = service.name(), "scale-up refused: {why}");
+            }
+            self.refused.clone_from(&scale.refused);
+        }
+        Tick {
+            decision,
+            started,
+            stopped: stop,
+            refused: scale.refused,
+            cpu_utilization,
+        }
+    }
+}
+
+/// The id a replica has in observations and plans: `{service}-{index}`.
+#[must_use]
+pub fn instance_id(replica: &Replica) -> InstanceId {
+    InstanceId::from(format!("{}-{}", replica.service(), replica.index()).as_str())
+}
+
+/// A replica's state as a pod phase and readiness.
+fn phase(state: &ReplicaState) -> (PodPhase, bool) {
+    match state {
+        ReplicaState::Starting => (PodPhase::Pending, false),
+        ReplicaState::Ready => (PodPhase::Running, true),
+        ReplicaState::Restarting => (PodPhase::Running, false),
+        ReplicaState::Failed(_) | ReplicaState::CrashBlocked(_) => (PodPhase::Failed, false),
+        ReplicaState::Stopped => (PodPhase::Succeeded, false),
+    }
+}

@@ -1,0 +1,91 @@
+//! Instance providers: where the controller's "start an instance" and "stop that one" run.
+//!
+//! The controller ([`crate::controller`]) decides how many instances a service has and which
+//! one goes first; an [`InstanceProvider`] only carries the decisions out. [`InProcess`], the
+//! embedded default, runs each instance as a [`Replica`] in this process: its batcher on the
+//! tokio runtime and its workers on threads of their own. A provider that runs instances
+//! elsewhere (child processes, a cluster) implements the same trait and hands back a
+//! [`Replica`] handle whose state the controller watches like any other.
+//!
+//! The provider also says what the machine can hold ([`InstanceProvider::node`]): the
+//! controller's placement step counts every instance's request against it before it starts
+//! one, and refuses (with the reason in the service's scaling decisions) what does not fit.
+
+use eas_scheduler::control::NodeCapacity;
+
+use crate::replica::{Replica, ReplicaParts};
+
+/// Starts instances of services.
+pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
+    /// A short name for logs and the describe API (`in-process`).
+    fn name(&self) -> &'static str;
+
+    /// The one node it runs instances on, and what that node holds.
+    fn node(&self) -> NodeCapacity;
+
+    /// Starts one instance. It becomes ready in the background (model load, warm-up); the
+    /// controller watches [`Replica::state`]. Must be called within a tokio runtime.
+    fn launch(&self, parts: ReplicaParts) -> Replica;
+}
+
+/// Instances as replicas in this process: the embedded default.
+#[derive(Debug, Clone)]
+pub struct InProcess {
+    node: NodeCapacity,
+}
+
+impl InProcess {
+    /// On this machine, as [`detect_node`] reads it.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            node: detect_node(),
+        }
+    }
+
+    /// On a node of the given capacity (a share of the machine, or a test's).
+    #[must_use]
+    pub fn with_node(node: NodeCapacity) -> Self {
+        Self { node }
+    }
+}
+
+/// This machine as a node: its cores (as the process may use them:
+/// [`std::thread::available_parallelism`], which honours CPU affinity and cgroup quotas), its
+/// memory (`MemTotal` of `/proc/meminfo`; where that cannot be read, memory is not counted)
+/// and no GPU (the `cuda` feature will count them). CPU may be overcommitted by the default
+/// factor ([`eas_scheduler::control::DEFAULT_CPU_OVERCOMMIT`]): in-process instances share
+/// the cores, so a laptop can still run several small instances.
+#[must_use]
+pub fn detect_node() -> NodeCapacity {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let memory_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib / 1024)
+        })
+        .unwrap_or(u64::MAX);
+    NodeCapacity::new(cores as u64 * 1000, memory_mb, 0)
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InstanceProvider for InProcess {
+    fn name(&self) -> &'static str {
+        "in-process"
+    }
+
+    fn node(&self) -> NodeCapacity {
+        self.node
+    }
+
+    fn launch(&self, parts: ReplicaParts) -> Replica {
+        Replica::start(parts)
+    }
+}
