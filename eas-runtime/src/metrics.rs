@@ -521,33 +521,47 @@ pub struct ServiceMetrics {
     service: String,
     inflight: Gauge,
     duration: Histogram,
-    /// `eas_requests_total{code="200"}` by instance index.
-    ok: Vec<Counter>,
+    /// `eas_requests_total{code="200"}` by instance index, made on first use (replicas come
+    /// and go; their indices grow), for the first [`OK_SLOTS`] indices.
+    ok: Box<[std::sync::OnceLock<Counter>]>,
 }
 
+/// Instance indices whose 200 counter is kept at hand (one atomic load per answer); later
+/// ones (a service restarted or rescaled hundreds of times) look theirs up in the family.
+const OK_SLOTS: usize = 256;
+
 impl ServiceMetrics {
-    /// The handles of `service`, whose instances are numbered `0..instances`.
+    /// The handles of `service`; `instances` is how many it starts with (their counters are
+    /// made now, so that they show at 0 before the first request).
     #[must_use]
     pub fn new(metrics: &Arc<Metrics>, service: &str, instances: u32) -> Self {
         let labels = Metrics::service(service);
-        Self {
+        let this = Self {
             inflight: metrics.inflight.get_or_create(&labels).clone(),
             duration: metrics.request_duration.get_or_create(&labels).clone(),
-            ok: (0..instances)
-                .map(|i| {
-                    metrics
-                        .requests
-                        .get_or_create(&RequestLabels {
-                            service: service.to_owned(),
-                            instance: i.to_string(),
-                            code: 200,
-                        })
-                        .clone()
-                })
-                .collect(),
+            ok: (0..OK_SLOTS).map(|_| std::sync::OnceLock::new()).collect(),
             metrics: Arc::clone(metrics),
             service: service.to_owned(),
+        };
+        for index in 0..instances {
+            let _ = this.ok_counter(index);
         }
+        this
+    }
+
+    /// The 200 counter of instance `index`, when it has a slot.
+    fn ok_counter(&self, index: u32) -> Option<&Counter> {
+        let slot = self.ok.get(index as usize)?;
+        Some(slot.get_or_init(|| {
+            self.metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    service: self.service.clone(),
+                    instance: index.to_string(),
+                    code: 200,
+                })
+                .clone()
+        }))
     }
 
     /// The in-flight gauge.
@@ -560,7 +574,7 @@ impl ServiceMetrics {
     pub fn answered(&self, instance: Option<u32>, code: u16, seconds: f64) {
         self.duration.observe(seconds);
         if code == 200
-            && let Some(counter) = instance.and_then(|i| self.ok.get(i as usize))
+            && let Some(counter) = instance.and_then(|i| self.ok_counter(i))
         {
             counter.inc();
             return;

@@ -492,6 +492,18 @@ fn processor_maker(
 ) -> Result<ProcessorMaker> {
     let service = &spec.metadata.name;
     let Some(name) = spec.processor.as_deref() else {
+        let unsupported = if !spec.containers.is_empty() {
+            Some(eas_core::spec::CONTAINERS_NOT_SUPPORTED)
+        } else if spec.processor_type.is_some() {
+            Some(eas_core::spec::CUSTOM_PROCESSORS_NOT_SUPPORTED)
+        } else {
+            None
+        };
+        if let Some(reason) = unsupported {
+            return Err(Error::Core(eas_core::Error::Unsupported(format!(
+                "service `{service}` has no `processor`: {reason}"
+            ))));
+        }
         return Err(Error::UnknownProcessor {
             service: service.clone(),
             processor: spec.processor_type.map_or_else(
@@ -639,6 +651,24 @@ mod tests {
         std::fs::write(&bad, "{\"nobody\": 1}\n").expect("write");
         let error = read_warm_up(&bad).expect_err("no body");
         assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn a_container_service_should_be_refused_saying_containers_are_not_run() {
+        let spec = ServiceSpec::from_json_str(
+            r#"{"metadata": {"name": "c", "instance": 1},
+                "containers": [{"image": "registry/model:1", "command": "python app.py"}]}"#,
+        )
+        .expect("spec");
+        let error = processor_maker(&Arc::new(spec), &ProcessorRegistry::with_builtins())
+            .err()
+            .expect("refused");
+        let text = error.to_string();
+        assert!(
+            text.contains("running container images is not in scope"),
+            "{text}"
+        );
+        assert!(!text.contains("(none)"), "{text}");
     }
 
     #[test]

@@ -124,7 +124,8 @@ pub struct ReplicaUsage {
     /// (warm-up requests excluded). Never decreases.
     pub completed: u64,
     /// CPU time of the threads that ran the processor: the worker threads' whole CPU time (a
-    /// restart's rebuild included), or for an inline processor the time of its calls. Threads
+    /// restart's rebuild included), or for an inline processor the wall time of its calls
+    /// (inline processors do not block). Threads
     /// the processor starts itself (an inference library's pool) are not counted. Never
     /// decreases.
     pub cpu_time: Duration,
@@ -473,11 +474,12 @@ impl Replica {
             reply,
         };
         shared.running.fetch_add(1, Ordering::AcqRel);
-        let before = worker::thread_cpu_time();
+        // An inline processor runs on the I/O thread and must not block (see
+        // `register_inline`), so the wall time of its call is its CPU time; `Instant` reads a
+        // vDSO clock, where a thread CPU clock is a system call (about 1.4 us here) per request.
+        let started = std::time::Instant::now();
         worker::run_batch(shared, vec![job]);
-        if let (Some(before), Some(after)) = (before, worker::thread_cpu_time()) {
-            shared.add_cpu_time(after.saturating_sub(before));
-        }
+        shared.add_cpu_time(started.elapsed());
         shared.running.fetch_sub(1, Ordering::AcqRel);
         Ok(answer)
     }
