@@ -109,6 +109,21 @@ impl From<eas_core::control::ControlError> for Refusal {
 
 type Answer = Result<Response, Refusal>;
 
+/// A request that carries the admin token: handlers take it as their first argument, so none
+/// can forget the check.
+struct Admin;
+
+impl axum::extract::FromRequestParts<Control> for Admin {
+    type Rejection = Refusal;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        control: &Control,
+    ) -> Result<Self, Refusal> {
+        authorize(control, &parts.headers).map(|()| Self)
+    }
+}
+
 /// Lets the request through when it carries the admin token.
 fn authorize(control: &Control, headers: &HeaderMap) -> Result<(), Refusal> {
     let given = headers
@@ -128,6 +143,9 @@ fn authorize(control: &Control, headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// The service a route names (`{cluster}` is any name for this deployment).
+type Named = Path<(String, String)>;
+
 fn json_body(body: &Bytes) -> Result<Value, Refusal> {
     serde_json::from_slice(body).map_err(|e| {
         Refusal(
@@ -146,8 +164,7 @@ fn message(text: impl Into<String>) -> Response {
     axum::Json(MessageResponse::new(text)).into_response()
 }
 
-async fn create(State(c): State<Control>, headers: HeaderMap, body: Bytes) -> Answer {
-    authorize(&c, &headers)?;
+async fn create(_: Admin, State(c): State<Control>, body: Bytes) -> Answer {
     let spec = json_body(&body)?;
     let name = c.plane.create(spec).await?;
     Ok(axum::Json(CreateServiceResponse {
@@ -159,8 +176,7 @@ async fn create(State(c): State<Control>, headers: HeaderMap, body: Bytes) -> An
     .into_response())
 }
 
-async fn list(State(c): State<Control>, headers: HeaderMap) -> Answer {
-    authorize(&c, &headers)?;
+async fn list(_: Admin, State(c): State<Control>) -> Answer {
     let services: Vec<ServiceSummary> = c
         .plane
         .list()
@@ -177,23 +193,12 @@ async fn list(State(c): State<Control>, headers: HeaderMap) -> Answer {
     .into_response())
 }
 
-async fn describe(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn describe(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
     let view = c.plane.describe(&name)?;
     Ok(axum::Json(summary(c.plane.cluster(), &view)).into_response())
 }
 
-async fn update(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-    body: Bytes,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn update(_: Admin, State(c): State<Control>, Path((_, name)): Named, body: Bytes) -> Answer {
     let patch = json_body(&body)?;
     let done = c
         .plane
@@ -205,42 +210,22 @@ async fn update(
     Ok(message(done))
 }
 
-async fn delete(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn delete(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
     c.plane.delete(&name).await?;
     Ok(message(format!("service `{name}` is being deleted")))
 }
 
-async fn start(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn start(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
     c.plane.set_stopped(&name, false).await?;
     Ok(message(format!("service `{name}` is starting")))
 }
 
-async fn stop(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn stop(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
     c.plane.set_stopped(&name, true).await?;
     Ok(message(format!("service `{name}` is stopping")))
 }
 
-async fn restart(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn restart(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
     let fresh = c.plane.restart(&name)?;
     Ok(message(format!(
         "service `{name}`: {} instances are being replaced",
@@ -248,12 +233,7 @@ async fn restart(
     )))
 }
 
-async fn instances(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn instances(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
     let view = c.plane.describe(&name)?;
     let instances: Vec<InstanceSummary> = view.replicas.iter().map(instance).collect();
     Ok(axum::Json(ListInstancesResponse {
@@ -264,12 +244,11 @@ async fn instances(
 }
 
 async fn restart_instances(
+    _: Admin,
     State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
+    Path((_, name)): Named,
     Query(query): Query<DeleteInstancesQuery>,
 ) -> Answer {
-    authorize(&c, &headers)?;
     let names = query.names();
     if names.is_empty() {
         return Err(Refusal(
@@ -319,12 +298,7 @@ async fn set_autoscaler(
     Ok(done)
 }
 
-async fn get_autoscaler(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn get_autoscaler(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
     let view = c.plane.describe(&name)?;
     match autoscaler_of(&view)? {
         Some(spec) => Ok(axum::Json(AutoscalerConfig::from_spec(&spec)).into_response()),
@@ -336,47 +310,35 @@ async fn get_autoscaler(
 }
 
 async fn put_autoscaler(
+    _: Admin,
     State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
+    Path((_, name)): Named,
     body: Bytes,
 ) -> Answer {
-    authorize(&c, &headers)?;
     let config: AutoscalerConfig = parse_body(&body)?;
     let view = c.plane.describe(&name)?;
     let block = config.apply_to(&name, autoscaler_of(&view)?.as_ref())?;
     Ok(message(set_autoscaler(&c.plane, &name, Some(block)).await?))
 }
 
-async fn delete_autoscaler(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn delete_autoscaler(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
     let view = c.plane.describe(&name)?;
     let block = AutoscalerConfig::remove_from(autoscaler_of(&view)?.as_ref());
     Ok(message(set_autoscaler(&c.plane, &name, block).await?))
 }
 
-async fn get_cronscaler(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn get_cronscaler(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
     let view = c.plane.describe(&name)?;
     let block = autoscaler_of(&view)?;
     Ok(axum::Json(CronScalerConfig::from_spec(block.as_ref())).into_response())
 }
 
 async fn put_cronscaler(
+    _: Admin,
     State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
+    Path((_, name)): Named,
     body: Bytes,
 ) -> Answer {
-    authorize(&c, &headers)?;
     let config: CronScalerConfig = parse_body(&body)?;
     let view = c.plane.describe(&name)?;
     let instance = view
@@ -388,12 +350,7 @@ async fn put_cronscaler(
     Ok(message(set_autoscaler(&c.plane, &name, block).await?))
 }
 
-async fn delete_cronscaler(
-    State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
-) -> Answer {
-    authorize(&c, &headers)?;
+async fn delete_cronscaler(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
     let view = c.plane.describe(&name)?;
     let block = CronScalerConfig::remove_from(autoscaler_of(&view)?.as_ref());
     Ok(message(set_autoscaler(&c.plane, &name, block).await?))
@@ -402,12 +359,11 @@ async fn delete_cronscaler(
 /// `POST .../metrics` with `{"name": value, ...}`: custom metrics for the service's
 /// autoscaler (a `custom` strategy names them), as a client or an exporter reports them.
 async fn report_metrics(
+    _: Admin,
     State(c): State<Control>,
-    headers: HeaderMap,
-    Path((_cluster, name)): Path<(String, String)>,
+    Path((_, name)): Named,
     body: Bytes,
 ) -> Answer {
-    authorize(&c, &headers)?;
     let values: std::collections::BTreeMap<String, f64> = parse_body(&body)?;
     for (metric, value) in &values {
         c.plane.report_metric(&name, metric, *value)?;
