@@ -331,8 +331,17 @@ impl Service {
         retiring.retain(|task| !task.is_finished());
         for replica in &gone {
             let replica = replica.clone();
+            // An async service's consumer of this replica stops taking items first and
+            // finishes the ones it holds on the replica, which runs until then.
+            let consumer = self
+                .queues
+                .as_ref()
+                .and_then(|q| q.retire_consumer(replica.index()));
             retiring.push(tokio::spawn(async move {
                 tokio::time::sleep(RETIRE_DRAIN).await;
+                if let Some(consumer) = consumer {
+                    let _ = tokio::time::timeout(grace, consumer).await;
+                }
                 let left = replica.shutdown(grace).await;
                 replica.remove_metrics();
                 left

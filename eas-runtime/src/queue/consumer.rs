@@ -51,7 +51,7 @@ pub struct AsyncQueues {
     input: DynQueue,
     sink: DynQueue,
     config: ConsumerConfig,
-    consumers: Mutex<Vec<JoinHandle<()>>>,
+    consumers: Mutex<Vec<Consumer>>,
     closing: watch::Sender<bool>,
     stalls: Arc<SinkStalls>,
 }
@@ -63,6 +63,13 @@ impl std::fmt::Debug for AsyncQueues {
             .field("sink", &self.sink)
             .finish_non_exhaustive()
     }
+}
+
+/// One consumer's task, the replica it feeds, and its own stop signal.
+struct Consumer {
+    index: u32,
+    task: JoinHandle<()>,
+    retire: watch::Sender<bool>,
 }
 
 /// How a consumer takes work.
@@ -114,6 +121,7 @@ impl AsyncQueues {
     /// items once the instance is ready and stops when the instance stops or the service
     /// shuts down; what it took and did not commit goes back to the queue.
     pub fn add_consumer(&self, instance: &Replica) {
+        let (retire, retired) = watch::channel(false);
         let task = tokio::spawn(run(
             instance.clone(),
             Queues {
@@ -122,11 +130,29 @@ impl AsyncQueues {
                 stalls: Arc::clone(&self.stalls),
             },
             self.config,
-            self.closing.subscribe(),
+            Stops {
+                closing: self.closing.subscribe(),
+                retired,
+            },
         ));
         let mut consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
-        consumers.retain(|c| !c.is_finished());
-        consumers.push(task);
+        consumers.retain(|c| !c.task.is_finished());
+        consumers.push(Consumer {
+            index: instance.index(),
+            task,
+            retire,
+        });
+    }
+
+    /// Stops the consumer of the replica numbered `index` (the controller retires it): it
+    /// takes nothing more, finishes the items it holds on its replica (which keeps running
+    /// until they are done), and gives back what it did not commit. Returns its task, to await.
+    pub fn retire_consumer(&self, index: u32) -> Option<JoinHandle<()>> {
+        let mut consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+        let at = consumers.iter().position(|c| c.index == index)?;
+        let consumer = consumers.swap_remove(at);
+        consumer.retire.send_replace(true);
+        Some(consumer.task)
     }
 
     /// How many times results stopped fitting into the sink (a stall begins when a first
@@ -180,8 +206,11 @@ impl AsyncQueues {
     /// what is unfinished then stays uncommitted in the input queue.
     pub async fn shutdown(&self, grace: Duration) {
         self.closing.send_replace(true);
-        let consumers =
-            std::mem::take(&mut *self.consumers.lock().unwrap_or_else(|e| e.into_inner()));
+        let consumers: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.consumers.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .map(|c| c.task)
+                .collect();
         let aborts: Vec<_> = consumers.iter().map(JoinHandle::abort_handle).collect();
         let all = futures_join(consumers);
         if tokio::time::timeout(grace, all).await.is_err() {
@@ -196,6 +225,12 @@ async fn futures_join(handles: Vec<JoinHandle<()>>) {
     for handle in handles {
         let _ = handle.await;
     }
+}
+
+/// What stops a consumer: the service shutting down, or its replica retired.
+struct Stops {
+    closing: watch::Receiver<bool>,
+    retired: watch::Receiver<bool>,
 }
 
 /// What a consumer and its tasks work on.
@@ -273,15 +308,14 @@ fn is_dead(instance: &Replica) -> bool {
 
 /// One consumer: waits for its instance, then takes items until the service closes or the
 /// instance is gone for good.
-async fn run(
-    instance: Replica,
-    queues: Queues,
-    config: ConsumerConfig,
-    mut closing: watch::Receiver<bool>,
-) {
+async fn run(instance: Replica, queues: Queues, config: ConsumerConfig, stops: Stops) {
+    let Stops {
+        mut closing,
+        mut retired,
+    } = stops;
     let input = &queues.input;
     while !instance.is_ready() {
-        if is_dead(&instance) || *closing.borrow() {
+        if is_dead(&instance) || *closing.borrow() || *retired.borrow() {
             return;
         }
         tokio::time::sleep(RETRY).await;
@@ -298,6 +332,7 @@ async fn run(
                 tokio::select! {
                     () = tokio::time::sleep(RETRY * 10) => {}
                     _ = closing.changed() => return,
+                    _ = retired.changed() => return,
                 }
             }
         }
@@ -313,6 +348,7 @@ async fn run(
         tokio::select! {
             biased;
             _ = closing.changed() => break,
+            _ = retired.changed() => break,
             items = consumer.next(config.batch) => match items {
                 Ok(items) => {
                     for item in items {
