@@ -32,7 +32,9 @@ pub mod prelude {
     pub use eas_core::autoscaler::{Autoscaler, Observation, Recommendation};
     pub use eas_core::clock::{Clock, ManualClock, SystemClock};
     pub use eas_core::pricing::PricingOracle;
-    pub use eas_core::processor::{InitContext, ProcessError, Processor, Request, Response};
+    pub use eas_core::processor::{
+        InitContext, MetricReporter, ProcessError, Processor, Request, Response,
+    };
     pub use eas_core::scheduler::{Action, ScheduleInput, Scheduler};
     pub use eas_core::spec::{ServiceSpec, SpecError, SpecErrors};
     pub use eas_core::storage::StorageMount;

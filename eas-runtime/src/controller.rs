@@ -61,6 +61,7 @@ pub struct ServiceController {
     decisions: ReplicaController,
     per_instance: Resources,
     seen: BTreeMap<u32, Seen>,
+    last_observed: Option<Instant>,
     reported: BTreeMap<String, f64>,
     failures: u32,
     replace_after: Option<Instant>,
@@ -101,6 +102,7 @@ impl ServiceController {
             decisions,
             per_instance: Resources::per_instance(spec),
             seen: BTreeMap::new(),
+            last_observed: None,
             reported: BTreeMap::new(),
             failures: 0,
             replace_after: None,
@@ -204,6 +206,16 @@ impl ServiceController {
                         .with_metric(metric::CPU_MILLIS, cpu_millis)
                         .with_metric(metric::CPU_UTILIZATION, util);
                 }
+            } else if let Some(last) = self.last_observed {
+                // Started since the last round: it had answered nothing then, so its rate is
+                // exact from there (its CPU time includes `initialize`, so no CPU sample yet).
+                let seconds = now.duration_since(last).as_secs_f64();
+                if seconds > 0.0 {
+                    #[allow(clippy::cast_precision_loss)]
+                    let qps = usage.completed as f64 / seconds;
+                    total_qps += qps;
+                    sample = sample.with_metric(metric::QPS, qps);
+                }
             }
             for (name, value) in &usage.custom {
                 sample = sample.with_metric(name.clone(), *value);
@@ -212,6 +224,7 @@ impl ServiceController {
             samples.push(sample);
         }
         self.seen = seen;
+        self.last_observed = Some(now);
         let mut observation = Observation::new(at, self.decisions.desired())
             .with_instances(samples)
             .with_service_metric(metric::QPS, total_qps);
