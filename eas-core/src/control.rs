@@ -131,6 +131,8 @@ pub enum ErrorCode {
     InvalidParameter,
     /// EAS has it, eas does not.
     Unsupported,
+    /// The request body is larger than the control API takes.
+    PayloadTooLarge,
     /// Something went wrong on the server.
     InternalError,
 }
@@ -145,6 +147,7 @@ impl ErrorCode {
             Self::Conflict => "Conflict",
             Self::InvalidParameter => "InvalidParameter",
             Self::Unsupported => "Unsupported",
+            Self::PayloadTooLarge => "PayloadTooLarge",
             Self::InternalError => "InternalError",
         }
     }

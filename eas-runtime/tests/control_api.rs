@@ -625,12 +625,13 @@ async fn hostile_input_should_be_refused_with_the_right_code() {
         .collect();
     assert_eq!(files, [eas_runtime::store::FILE_NAME], "{files:?}");
 
-    // A huge body is refused, not buffered: axum's default limit on `Bytes` (2 MB) answers
-    // 413 (in axum's plain text, not EAS's shape). Without the token the answer is 401 or
-    // 413, and the server may close the connection before the client has written it all.
+    // A huge body is refused, not buffered: past axum's default limit on bodies (2 MB) the
+    // answer is 413 in the API's shape. Without the token the answer is 401 or 413, and the
+    // server may close the connection before the client has written it all.
     let huge = vec![b' '; 8 << 20];
     let answer = create(huge.clone()).await;
     assert_eq!(answer.status, 413, "{answer:?}");
+    assert_eq!(answer.body["Code"], "PayloadTooLarge", "{answer:?}");
     for auth in [None, Some("wrong")] {
         let answer = api
             .try_send(Method::POST, "/api/v2/services", auth, Some(huge.clone()))

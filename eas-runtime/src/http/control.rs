@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -143,6 +144,30 @@ fn authorize(control: &Control, headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// A request's body, or a refusal in the API's shape (past axum's 2 MB default: 413).
+struct Body(Bytes);
+
+impl axum::extract::FromRequest<Control> for Body {
+    type Rejection = Refusal;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        control: &Control,
+    ) -> Result<Self, Refusal> {
+        Bytes::from_request(request, control)
+            .await
+            .map(Self)
+            .map_err(|e| {
+                let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ErrorCode::PayloadTooLarge
+                } else {
+                    ErrorCode::InvalidParameter
+                };
+                Refusal(code, e.body_text())
+            })
+    }
+}
+
 /// The service a route names (`{cluster}` is any name for this deployment).
 type Named = Path<(String, String)>;
 
@@ -164,7 +189,7 @@ fn message(text: impl Into<String>) -> Response {
     axum::Json(MessageResponse::new(text)).into_response()
 }
 
-async fn create(_: Admin, State(c): State<Control>, body: Bytes) -> Answer {
+async fn create(_: Admin, State(c): State<Control>, Body(body): Body) -> Answer {
     let spec = json_body(&body)?;
     let name = c.plane.create(spec).await?;
     Ok(axum::Json(CreateServiceResponse {
@@ -198,7 +223,12 @@ async fn describe(_: Admin, State(c): State<Control>, Path((_, name)): Named) ->
     Ok(axum::Json(summary(c.plane.cluster(), &view)).into_response())
 }
 
-async fn update(_: Admin, State(c): State<Control>, Path((_, name)): Named, body: Bytes) -> Answer {
+async fn update(
+    _: Admin,
+    State(c): State<Control>,
+    Path((_, name)): Named,
+    Body(body): Body,
+) -> Answer {
     let patch = json_body(&body)?;
     let done = c
         .plane
@@ -247,8 +277,9 @@ async fn restart_instances(
     _: Admin,
     State(c): State<Control>,
     Path((_, name)): Named,
-    Query(query): Query<DeleteInstancesQuery>,
+    query: Result<Query<DeleteInstancesQuery>, QueryRejection>,
 ) -> Answer {
+    let Query(query) = query.map_err(|e| Refusal(ErrorCode::InvalidParameter, e.body_text()))?;
     let names = query.names();
     if names.is_empty() {
         return Err(Refusal(
@@ -313,7 +344,7 @@ async fn put_autoscaler(
     _: Admin,
     State(c): State<Control>,
     Path((_, name)): Named,
-    body: Bytes,
+    Body(body): Body,
 ) -> Answer {
     let config: AutoscalerConfig = parse_body(&body)?;
     let view = c.plane.describe(&name)?;
@@ -337,7 +368,7 @@ async fn put_cronscaler(
     _: Admin,
     State(c): State<Control>,
     Path((_, name)): Named,
-    body: Bytes,
+    Body(body): Body,
 ) -> Answer {
     let config: CronScalerConfig = parse_body(&body)?;
     let view = c.plane.describe(&name)?;
@@ -362,7 +393,7 @@ async fn report_metrics(
     _: Admin,
     State(c): State<Control>,
     Path((_, name)): Named,
-    body: Bytes,
+    Body(body): Body,
 ) -> Answer {
     let values: std::collections::BTreeMap<String, f64> = parse_body(&body)?;
     for (metric, value) in &values {

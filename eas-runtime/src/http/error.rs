@@ -62,6 +62,7 @@ pub const fn control_status(code: eas_core::control::ErrorCode) -> u16 {
         ErrorCode::NotFound => 404,
         ErrorCode::Conflict => 409,
         ErrorCode::InvalidParameter | ErrorCode::Unsupported => 400,
+        ErrorCode::PayloadTooLarge => 413,
         _ => 500,
     }
 }
