@@ -21,7 +21,7 @@
 //! | `eas_connections_refused_total` | counter: connections closed at once because every open one was busy (the connection limit) | |
 //! | `eas_replicas_desired` | gauge: replicas the controller wants | service |
 //! | `eas_replicas_ready` | gauge: replicas taking requests | service |
-//! | `eas_replicas_total` | gauge: replicas that exist, in any state | service |
+//! | `eas_replicas` | gauge: replicas that exist, in any state | service |
 //! | `eas_scaling_decisions_total` | counter: changes of the desired replica count | service, direction (`up`, `down`) |
 //! | `eas_instance_cpu_utilization` | gauge: CPU in use, in percent of the instance's CPU request | service, instance |
 //! | `eas_custom_metric` | gauge: the latest value a processor reported | service, instance, name |
@@ -333,7 +333,7 @@ impl Metrics {
         );
         let replicas_total = Family::default();
         registry.register(
-            "replicas_total",
+            "replicas",
             "Replicas that exist, in any state",
             replicas_total.clone(),
         );
@@ -682,7 +682,7 @@ mod tests {
         for line in [
             r#"eas_replicas_desired{service="echo"} 3"#,
             r#"eas_replicas_ready{service="echo"} 1"#,
-            r#"eas_replicas_total{service="echo"} 2"#,
+            r#"eas_replicas{service="echo"} 2"#,
             "# TYPE eas_scaling_decisions_total counter",
             r#"eas_scaling_decisions_total{service="echo",direction="up"} 2"#,
             r#"eas_scaling_decisions_total{service="echo",direction="down"} 1"#,

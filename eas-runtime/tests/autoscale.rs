@@ -845,7 +845,7 @@ async fn metrics_and_describe_should_show_the_counts_and_decisions_after_scaling
         [
             "eas_replicas_desired",
             "eas_replicas_ready",
-            "eas_replicas_total",
+            "eas_replicas",
         ]
         .map(|name| sample(text, name, &[r#"service="gauged""#]))
     };
