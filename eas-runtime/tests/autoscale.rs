@@ -842,12 +842,8 @@ async fn metrics_and_describe_should_show_the_counts_and_decisions_after_scaling
     )))
     .await;
     let counts = |text: &str| {
-        [
-            "eas_replicas_desired",
-            "eas_replicas_ready",
-            "eas_replicas",
-        ]
-        .map(|name| sample(text, name, &[r#"service="gauged""#]))
+        ["eas_replicas_desired", "eas_replicas_ready", "eas_replicas"]
+            .map(|name| sample(text, name, &[r#"service="gauged""#]))
     };
     eventually(
         "1 replica in /metrics",
