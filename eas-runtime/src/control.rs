@@ -667,9 +667,8 @@ impl ControlPlane {
         for (index, percent) in &tick.cpu_utilization {
             metrics.set_instance_cpu_utilization(name, *index, *percent);
         }
-        for replica in instances.iter() {
-            let usage = replica.usage();
-            metrics.set_custom_metrics(name, replica.index(), &usage.custom);
+        for (index, values) in &tick.custom_metrics {
+            metrics.set_custom_metrics(name, *index, values);
         }
     }
 }

@@ -37,7 +37,7 @@ use eas_core::resources::{InstanceId, Resources};
 use eas_core::spec::ServiceSpec;
 use eas_scheduler::control::{NodeCapacity, ReplicaController, ReplicaView, ScaleDecision, plan};
 
-use crate::replica::{Replica, ReplicaState};
+use crate::replica::{Replica, ReplicaState, ReplicaUsage};
 use crate::service::Service;
 
 /// The shortest wait before a failed replica is replaced.
@@ -82,6 +82,8 @@ pub struct Tick {
     pub refused: Option<String>,
     /// Each replica's CPU use over the tick, in percent of its request, by index.
     pub cpu_utilization: Vec<(u32, f64)>,
+    /// Each replica's custom metrics as its processor last reported them, by index.
+    pub custom_metrics: Vec<(u32, BTreeMap<String, f64>)>,
 }
 
 impl ServiceController {
@@ -169,17 +171,28 @@ impl ServiceController {
         at: SystemTime,
         backlog: Option<u64>,
     ) -> Observation {
+        self.sample(&service.instances(), at, backlog).0
+    }
+
+    /// The observation of `instances` (one snapshot of the replica set), and the usage each
+    /// replica reported for it, in the same order.
+    fn sample(
+        &mut self,
+        instances: &[Replica],
+        at: SystemTime,
+        backlog: Option<u64>,
+    ) -> (Observation, Vec<ReplicaUsage>) {
         let now = Instant::now();
         let request_millis = if self.per_instance.cpu_millis > 0 {
             self.per_instance.cpu_millis
         } else {
             1000
         };
-        let instances = service.instances();
         let mut samples = Vec::with_capacity(instances.len());
+        let mut usages = Vec::with_capacity(instances.len());
         let mut total_qps = 0.0;
         let mut seen = BTreeMap::new();
-        for replica in instances.iter() {
+        for replica in instances {
             let usage = replica.usage();
             let current = Seen {
                 at: now,
@@ -222,6 +235,7 @@ impl ServiceController {
             }
             seen.insert(replica.index(), current);
             samples.push(sample);
+            usages.push(usage);
         }
         self.seen = seen;
         self.last_observed = Some(now);
@@ -236,7 +250,7 @@ impl ServiceController {
         for (name, value) in &self.reported {
             observation = observation.with_service_metric(name.clone(), *value);
         }
-        observation
+        (observation, usages)
     }
 
     /// One round: observe, decide, plan on `node`, start and retire replicas.
@@ -247,16 +261,16 @@ impl ServiceController {
         backlog: Option<u64>,
         node: &NodeCapacity,
     ) -> Tick {
-        let observation = self.observe(service, at, backlog);
-        let cpu_utilization = service
-            .instances()
+        // One snapshot of the replica set for the whole round: observed, planned and acted on.
+        let instances = service.instances();
+        let (observation, usages) = self.sample(&instances, at, backlog);
+        let cpu_utilization = instances
             .iter()
             .zip(&observation.instances)
             .filter_map(|(r, s)| Some((r.index(), s.metric(metric::CPU_UTILIZATION)?)))
             .collect();
         let mut decision = self.decisions.decide(&observation);
         let now = Instant::now();
-        let instances = service.instances();
         let failed: Vec<u32> = instances
             .iter()
             .filter(|r| matches!(r.state(), ReplicaState::Failed(_)))
@@ -285,11 +299,12 @@ impl ServiceController {
         }
         let views: Vec<ReplicaView> = instances
             .iter()
-            .map(|r| {
-                ReplicaView::new(instance_id(r), r.usage().started_at, self.per_instance)
+            .zip(&usages)
+            .map(|(r, usage)| {
+                ReplicaView::new(instance_id(r), usage.started_at, self.per_instance)
                     .with_ready(r.is_ready())
                     .with_failed(replace && failed.contains(&r.index()))
-                    .with_in_flight(r.load())
+                    .with_in_flight(usage.in_flight)
             })
             .collect();
         let scale = plan(decision.desired, &self.per_instance, &views, node);
@@ -298,7 +313,6 @@ impl ServiceController {
             .filter(|r| scale.stop.contains(&instance_id(r)))
             .map(Replica::index)
             .collect();
-        drop(instances);
         let started = service.scale_up(scale.start);
         service.retire(&stop);
         if scale.refused != self.refused {
@@ -307,12 +321,18 @@ impl ServiceController {
             }
             self.refused.clone_from(&scale.refused);
         }
+        let custom_metrics = instances
+            .iter()
+            .zip(usages)
+            .map(|(r, usage)| (r.index(), usage.custom))
+            .collect();
         Tick {
             decision,
             started,
             stopped: stop,
             refused: scale.refused,
             cpu_utilization,
+            custom_metrics,
         }
     }
 }

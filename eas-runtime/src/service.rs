@@ -17,6 +17,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use eas_core::processor::{Device, InitContext, Request};
 use eas_core::spec::ServiceSpec;
 use eas_core::spec::SinkerType;
+use eas_scheduler::control::ReplicaController;
 use eas_storage::location::Source;
 use tokio::task::JoinHandle;
 
@@ -485,14 +486,13 @@ impl Service {
     }
 }
 
-/// How many replicas a service starts with: `metadata.instance`, within the autoscaler's
-/// `[min, max]` when it has one (0 is allowed: none until the controller asks for some).
+/// How many replicas a service starts with: the first desired count of the controller its
+/// spec describes ([`ReplicaController::from_spec`]: `metadata.instance`, within the
+/// autoscaler's `[min, max]`; 0 is allowed), or `metadata.instance` when its autoscaler block
+/// cannot work (the controller then refuses the spec with the reason).
 #[must_use]
 pub fn initial_replicas(spec: &ServiceSpec) -> u32 {
-    let fixed = spec.metadata.instance;
-    spec.autoscaler
-        .as_ref()
-        .map_or(fixed, |a| fixed.clamp(a.min, a.max.max(a.min)))
+    ReplicaController::from_spec(spec).map_or(spec.metadata.instance, |c| c.desired())
 }
 
 fn processor_maker(
