@@ -40,5 +40,6 @@ pub mod prelude {
     pub use eas_core::storage::StorageMount;
     pub use eas_core::{Error, Result};
     pub use eas_runtime::platform::{Platform, RunningPlatform};
+    pub use eas_runtime::provider::{ChildProcess, InProcess, InstanceProvider};
     pub use eas_runtime::registry::ProcessorRegistry;
 }

@@ -231,3 +231,77 @@ fn a_connection_flood_should_not_exhaust_the_descriptors_of_eas_serve() {
     assert_eq!(answered.join().expect("joins"), (200, "real".into()));
     drop(flood);
 }
+
+/// The children of process `pid` (every thread's), from `/proc`.
+#[cfg(target_os = "linux")]
+fn children(pid: u32) -> Vec<u32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| {
+            text.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// Whether `pid` still runs (a zombie that no one reaped does not).
+#[cfg(target_os = "linux")]
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_with_child_processes_should_run_each_instance_in_a_worker_and_stop_them() {
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_eas"));
+    serve.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "serve",
+        &example("echo.json"),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-state",
+        "--provider",
+        "child",
+    ]);
+    let (mut child, addr, token, _output) = spawn_serve(serve);
+    assert_eq!(
+        post(&addr, "/api/predict/echo", &token, "hi"),
+        (200, "hi".into())
+    );
+    // echo.json starts 2 instances: 2 workers, this very binary.
+    let workers = children(child.id());
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    for worker in &workers {
+        let exe = std::fs::read_link(format!("/proc/{worker}/exe")).expect("exe");
+        assert!(exe.ends_with("eas"), "{exe:?}");
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = child.wait().expect("eas serve exits");
+    assert!(status.success(), "exit status after SIGINT: {status}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while workers.iter().any(|w| runs(*w)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "workers outlived the server: {workers:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

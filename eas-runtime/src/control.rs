@@ -187,6 +187,16 @@ impl ControlPlane {
         &self.provider
     }
 
+    /// The spec's fields that have no effect here, with why: its notices, less the fields the
+    /// provider honours.
+    fn warnings(&self, spec: &ServiceSpec) -> Vec<String> {
+        spec.notices()
+            .iter()
+            .filter(|notice| !self.provider.honours(&notice.field))
+            .map(ToString::to_string)
+            .collect()
+    }
+
     fn managed(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Managed>> {
         self.managed.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -257,7 +267,7 @@ impl ControlPlane {
         }
         let mut controller = self.controller_for(&spec)?;
         controller.decisions_mut().set_stopped(stopped);
-        let warnings: Vec<String> = spec.notices().iter().map(ToString::to_string).collect();
+        let warnings = self.warnings(&spec);
         for warning in &warnings {
             tracing::warn!(service = %name, "{warning}");
         }
@@ -511,7 +521,7 @@ impl ControlPlane {
         if let Some(entry) = self.directory.get(name) {
             entry.admission().update(&new);
         }
-        let warnings: Vec<String> = new.notices().iter().map(ToString::to_string).collect();
+        let warnings = self.warnings(&new);
         if let Some(m) = self.managed().get_mut(name) {
             m.spec = new_json;
             m.version = version;

@@ -16,7 +16,8 @@
 //! | [`service`] | one service: spec, token, its changing replica set, request log, async queues |
 //! | [`store`] | desired state across restarts (redb) |
 //! | [`queue`] | the queue service's backends, consumers and batch jobs (beside the instances) |
-//! | [`provider`] | where instances run: in process (default), later child processes and clusters |
+//! | [`provider`] | where instances run: in process (default), child processes, later clusters |
+//! | [`worker`] | worker mode: the far end of the child-process provider, and its wire protocol |
 //! | [`replica`] | one running replica of a service (an EAS "instance"; eas-core's `Instance` is the control plane's record of one): batcher, workers, crash recovery, instance-level admission |
 //! | [`registry`], `onnx` | processors by name; the ONNX Runtime processor |
 //! | [`auth`], [`limit`], [`request`], [`metrics`], [`request_log`], [`proto`] | leaves: signatures, token bucket, the request builder, metrics, request logs, EAS protobufs |
@@ -68,5 +69,6 @@ pub mod request;
 pub mod request_log;
 pub mod service;
 pub mod store;
+pub mod worker;
 
 pub use error::{Error, Result};

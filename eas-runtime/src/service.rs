@@ -295,6 +295,8 @@ impl Service {
                     init: init_context(&self.spec, &self.template.paths, index),
                     warm_up: self.template.warm_up.clone(),
                     metrics: Arc::clone(&self.metrics),
+                    spec: Arc::clone(&self.spec),
+                    process_cpu: None,
                 });
                 if let Some(queues) = &self.queues {
                     queues.add_consumer(&replica);

@@ -113,7 +113,7 @@ impl ServiceSpec {
     /// | `metadata.name`, `metadata.instance` | effective | `service.rs` (`metadata.name`, `instance`), control plane |
     /// | `metadata.workspace_id` | reported | `workspace_id`: no hit |
     /// | `metadata.cpu` | effective | `service.rs` `init_context` (threads), node capacity |
-    /// | `metadata.memory` | reported: counted, not enforced | node capacity only; nothing limits an in-process instance's memory |
+    /// | `metadata.memory` | reported in process; effective with child processes | node capacity; `provider/limits.rs` (cgroup or rlimit) for child processes |
     /// | `metadata.gpu` | effective | `init_context` (device); the onnx processor refuses a GPU with its own error |
     /// | `metadata.gpu_memory`, `metadata.gpu_core_percentage` | simulator, reported | `Resources::per_instance` (eas-core), placement; no hit in eas-runtime |
     /// | `metadata.qos` | simulator, reported | `best_effort` in `placement/round.rs` only |
@@ -125,7 +125,7 @@ impl ServiceSpec {
     /// | `metadata.type` | `Async` effective, `LLMGatewayService` reported | `is_async` in `service.rs`; `LlmGateway`: no hit |
     /// | `metadata.rpc.{batching, max_batch_size, max_batch_timeout, max_queue_size, worker_threads, rate_limit, keepalive}` | effective | `ReplicaConfig::from_spec`, `queue/consumer.rs`, `admission/mod.rs` |
     /// | `metadata.rpc.io_threads` | reported | `io_threads`: no hit |
-    /// | `metadata.rpc.enable_sigterm` | reported | `enable_sigterm`: no hit |
+    /// | `metadata.rpc.enable_sigterm` | reported in process; effective with child processes | `provider/child.rs` (`sigterm`) |
     /// | `metadata.rolling_strategy.{max_surge, max_unavailable}` | reported | `rolling_strategy`, `max_surge`, `max_unavailable`: no hit (eas-scheduler included) |
     /// | `metadata["eas.termination_grace_period"]` | effective | `server.rs`, `service.rs` (`grace`) |
     /// | `metadata.scheduling.spread.policy` | simulator, reported | `spread_policy()` via `ServiceDemand::from_spec` |
@@ -317,12 +317,13 @@ fn metadata_notices(m: &Metadata, note: &mut impl FnMut(&str, &str)) {
             "a PAI workspace belongs to a cloud account; eas has no workspaces",
         );
     }
-    // Counted by the node's capacity accounting; nothing limits an in-process instance.
+    // Counted by the node's capacity accounting; enforced by the child-process provider only
+    // (eas-runtime `provider/limits.rs`, `InstanceProvider::honours`).
     if m.memory.is_some() {
         note(
             "metadata.memory",
             "counted against the node's capacity, but not enforced: in-process instances \
-             share the server's memory",
+             share the server's memory (`eas serve --provider child` enforces it)",
         );
     }
     // grep `gpu_memory|gpu_core_percentage`: Resources::per_instance and placement only.
@@ -397,12 +398,12 @@ fn metadata_notices(m: &Metadata, note: &mut impl FnMut(&str, &str)) {
              I/O threads to size",
         );
     }
-    // grep `enable_sigterm`: no hit.
+    // `enable_sigterm`: the child-process provider only (eas-runtime `provider/child.rs`).
     if rpc.enable_sigterm {
         note(
             "metadata.rpc.enable_sigterm",
-            "in-process instances have no process to signal; the child-process provider will \
-             honour it",
+            "in-process instances have no process to signal (`eas serve --provider child` \
+             sends SIGTERM to an instance's worker process when it stops)",
         );
     }
     // grep `rolling_strategy|max_surge|max_unavailable` (eas-scheduler too): no hit.

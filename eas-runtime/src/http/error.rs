@@ -99,6 +99,7 @@ impl ApiError {
                 PredictError::Failed { failure, .. } => match failure {
                     Failure::Processor(e) => (e.status, "processor_error"),
                     Failure::Panicked(_) => (500, "processor_panicked"),
+                    Failure::Died(_) => (502, "instance_died"),
                     _ => (500, "internal"),
                 },
             },
@@ -239,6 +240,7 @@ mod tests {
             ),
             (failed(Failure::Panicked("boom".into())), 500),
             (failed(Failure::Dropped("gone".into())), 503),
+            (failed(Failure::Died("killed".into())), 502),
             (
                 QueueError::Full {
                     queue: "s".into(),

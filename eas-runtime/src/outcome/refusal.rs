@@ -90,4 +90,10 @@ pub enum Failure {
     /// The instance stopped or lost its processor before it ran the request.
     #[error("{0}")]
     Dropped(String),
+
+    /// The process running the instance's processor died while it had the request (a worker
+    /// process of the child-process provider: killed, crashed, out of memory); says how. The
+    /// request may or may not have been processed.
+    #[error("{0}")]
+    Died(String),
 }

@@ -10,6 +10,10 @@
 //! gone) leaves its items uncommitted: the queue delivers them again, tagged
 //! [`REDELIVERED_TAG`](super::REDELIVERED_TAG), and their sink results keep that tag.
 //!
+//! An item whose instance's process dies while running it (a worker of the child-process
+//! provider) is run again once the instance has restarted, at most [`MAX_ATTEMPTS`] times in
+//! all (earlier deliveries count); then the error goes into the sink as its result.
+//!
 //! The sink queue is bounded like the input queue (`rpc.max_queue_size` each). A result that
 //! does not fit (the sink is full because no client drains it, or its backend is unreachable)
 //! is never dropped: its consumer keeps it and retries the put (every 200 ms at first, then
@@ -38,6 +42,12 @@ use crate::replica::{Failure, Replica, ReplicaState};
 /// How long a consumer waits before trying again after a refusal it can outlive (an instance
 /// restarting, a full instance queue, a backend that failed).
 const RETRY: Duration = Duration::from_millis(20);
+
+/// The most times an item is run on an instance whose process dies while running it (counting
+/// earlier deliveries, [`REDELIVERED_TAG`](super::REDELIVERED_TAG)): after that its result is
+/// the error, so that a request that kills its worker every time cannot crash-loop the
+/// service.
+pub const MAX_ATTEMPTS: u32 = 3;
 
 /// The first wait before a result that did not fit into the sink is put again; it doubles up
 /// to [`SINK_RETRY_MAX`] (each retry of a Redis put sends the whole result again).
@@ -381,6 +391,12 @@ async fn handle(item: Item, instance: Replica, queues: Queues, keepalive: Durati
         item.request_id().map(|id| (REQUEST_ID_HEADER, id)),
     );
     let stack = admission::stack(keepalive);
+    // Runs so far, this delivery's included.
+    let mut attempts = 1 + item
+        .tags
+        .get(super::REDELIVERED_TAG)
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
     let answer = loop {
         let routed = Routed {
             request: request.clone(),
@@ -390,6 +406,23 @@ async fn handle(item: Item, instance: Replica, queues: Queues, keepalive: Durati
             Err(PredictError::Replica(refused))
                 if refused.is_transient() && !is_dead(&instance) =>
             {
+                tokio::time::sleep(RETRY).await;
+            }
+            // Its process died with it: run it again (the instance restarts), up to a bound.
+            Err(PredictError::Failed {
+                failure: Failure::Died(why),
+                instance,
+            }) => {
+                if attempts >= MAX_ATTEMPTS {
+                    break Err(PredictError::Failed {
+                        failure: Failure::Died(format!(
+                            "{why}; it was tried {attempts} times and its process died each \
+                             time, so it is not tried again"
+                        )),
+                        instance,
+                    });
+                }
+                attempts += 1;
                 tokio::time::sleep(RETRY).await;
             }
             // The instance is gone, or dropped the item (shutting down, no processor): leave

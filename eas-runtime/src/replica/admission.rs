@@ -184,9 +184,11 @@ mod tests {
             index,
             config: ReplicaConfig::from_spec(&spec),
             make_processor: Arc::new(|| Ok(Box::new(CountingEcho::new()))),
+            spec: Arc::new(spec.clone()),
             init: InitContext::new("svc"),
             warm_up: Vec::new(),
             metrics: Arc::new(Metrics::new()),
+            process_cpu: None,
         })
     }
 

@@ -47,6 +47,25 @@ use crate::metrics::{InstanceLabels, Metrics};
 /// Makes a fresh, uninitialized processor for this instance.
 pub type ProcessorMaker = Arc<dyn Fn() -> eas_core::Result<DynProcessor> + Send + Sync>;
 
+/// CPU time spent for an instance outside the threads of this process (its worker process's,
+/// with the child-process provider), read each time [`Replica::usage`] is sampled. Never
+/// decreases.
+pub type CpuClock = Arc<dyn Fn() -> Duration + Send + Sync>;
+
+/// The panic payload a processor unwinds with when the process that ran the batch died (a
+/// worker process of the child-process provider): the instance restarts its processor, and
+/// the requests get [`Failure::Died`] instead of [`Failure::Panicked`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessDied {
+    /// What happened, in words (the exit status or signal, and what it likely means).
+    pub why: String,
+    /// Whether the batch may have reached the dead process. `false`: it was known dead before
+    /// the batch was sent, so running the batch again elsewhere cannot run it twice.
+    pub delivered: bool,
+}
+
+pub(crate) use worker::panic_message;
+
 /// What an instance answers for one request.
 pub type Reply = Result<Response, Failure>;
 
@@ -214,6 +233,8 @@ struct Shared {
     started_at: SystemTime,
     /// Where the processor reports custom metrics (the one in `init`).
     reporter: MetricReporter,
+    /// CPU time spent for it elsewhere (a worker process).
+    process_cpu: Option<CpuClock>,
     /// Whether usage() has warned about rejected custom metrics yet.
     warned_rejected: AtomicBool,
     /// Set once the instance's series were removed: publish none again.
@@ -244,6 +265,10 @@ pub struct ReplicaParts {
     pub warm_up: Vec<Request>,
     /// Where it records metrics.
     pub metrics: Arc<Metrics>,
+    /// The spec of the service it runs (a provider that starts processes sends it along).
+    pub spec: Arc<ServiceSpec>,
+    /// CPU time spent for it outside this process's threads, added to [`ReplicaUsage::cpu_time`].
+    pub process_cpu: Option<CpuClock>,
 }
 
 impl Replica {
@@ -302,6 +327,7 @@ impl Replica {
             restarts: AtomicU64::new(0),
             started_at: SystemTime::now(),
             reporter,
+            process_cpu: parts.process_cpu,
             warned_rejected: AtomicBool::new(false),
             metrics_removed: AtomicBool::new(false),
         });
@@ -382,7 +408,11 @@ impl Replica {
         }
         ReplicaUsage {
             completed: shared.completed.load(Ordering::Relaxed),
-            cpu_time: Duration::from_nanos(shared.cpu_nanos.load(Ordering::Relaxed)),
+            cpu_time: Duration::from_nanos(shared.cpu_nanos.load(Ordering::Relaxed))
+                + shared
+                    .process_cpu
+                    .as_ref()
+                    .map_or(Duration::ZERO, |clock| clock()),
             in_flight: self.load(),
             custom: shared.reporter.values(),
             custom_rejected,
@@ -513,6 +543,15 @@ impl Replica {
             })
             .await;
         }
+        // The processor goes now, not when the last handle of the instance does (a worker
+        // process stops here); a batch still running keeps its own reference.
+        drop(
+            shared
+                .processor
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         left
     }
 }
@@ -656,6 +695,8 @@ mod tests {
             init: InitContext::new("svc"),
             warm_up: vec![Request::new("warm")],
             metrics: Arc::clone(metrics),
+            spec: Arc::new(ServiceSpec::new(eas_core::spec::Metadata::new("svc", 1))),
+            process_cpu: None,
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !replica.is_ready() {

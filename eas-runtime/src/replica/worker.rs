@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 
 use eas_core::processor::{ProcessError, Processor, Request, Response};
 
-use super::{Failure, Job, ReplicaState, Reply, Shared};
+use tokio::sync::oneshot;
+
+use super::{Failure, Job, ProcessDied, ReplicaState, Reply, Shared};
 
 /// Builds the processor, replays the warm-up, starts the workers and marks the instance
 /// ready; or marks it failed and says why.
@@ -150,7 +152,11 @@ pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
 
     let (answers, crash) = match outcome {
         Ok(answers) => (answers, None),
-        Err(why) if requests.len() > 1 => {
+        Err(Crash::Died(died)) => {
+            // Counted and answered by `after_death`.
+            return after_death(shared, &processor, &requests, replies, died);
+        }
+        Err(Crash::Panicked(why)) if requests.len() > 1 => {
             // Find the requests that make it panic: run each alone.
             let mut crash = Some(why);
             let answers = requests
@@ -160,17 +166,29 @@ pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
                         Ok(mut one) => one
                             .pop()
                             .unwrap_or_else(|| Err(Failure::Internal("no answer".into()))),
-                        Err(why) => {
+                        Err(Crash::Panicked(why)) => {
                             crash = Some(why.clone());
                             Err(Failure::Panicked(why))
+                        }
+                        Err(Crash::Died(died)) => {
+                            crash = Some(died.why.clone());
+                            Err(Failure::Died(died.why))
                         }
                     },
                 )
                 .collect();
             (answers, crash)
         }
-        Err(why) => (vec![Err(Failure::Panicked(why.clone()))], Some(why)),
+        Err(Crash::Panicked(why)) => (vec![Err(Failure::Panicked(why.clone()))], Some(why)),
     };
+    answer(shared, replies, answers);
+    if let Some(why) = crash {
+        recover(shared, &processor, why);
+    }
+}
+
+/// Counts the answers, then sends them.
+fn answer(shared: &Shared, replies: Vec<oneshot::Sender<Reply>>, answers: Vec<Reply>) {
     // Counted before the answers go out: a client that has its answer sees it counted.
     shared
         .completed
@@ -178,16 +196,115 @@ pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
     for (reply, answer) in replies.into_iter().zip(answers) {
         let _ = reply.send(answer);
     }
-    if let Some(why) = crash {
-        recover(shared, &processor, why);
+}
+
+/// After the process running a batch died: the instance restarts its processor (or stays
+/// down under crash block). A batch that never reached the dead process runs again whole on
+/// the new one; of a batch that did, each request runs again alone when there were several
+/// (so that the one that kills the process fails alone), and a lone request fails with
+/// [`Failure::Died`]: it may have run, and may kill the process again.
+fn after_death(
+    shared: &Arc<Shared>,
+    dead: &Arc<dyn Processor>,
+    requests: &[Request],
+    replies: Vec<oneshot::Sender<Reply>>,
+    died: ProcessDied,
+) {
+    recover(shared, dead, died.why.clone());
+    let retry = !died.delivered || requests.len() > 1;
+    let fresh = if retry { restarted(shared) } else { None };
+    let Some(fresh) = fresh else {
+        // A lone request that reached the process, or the instance stays down.
+        let answers = requests
+            .iter()
+            .map(|_| Err(Failure::Died(died.why.clone())))
+            .collect();
+        return answer(shared, replies, answers);
+    };
+    if !died.delivered {
+        // Nothing ran; one more try on the new process (`restarted` bounds a crash loop).
+        return match call(fresh.as_ref(), requests) {
+            Err(Crash::Died(again)) => after_death(
+                shared,
+                &fresh,
+                requests,
+                replies,
+                ProcessDied {
+                    delivered: true,
+                    ..again
+                },
+            ),
+            Err(Crash::Panicked(why)) => {
+                let answers = requests
+                    .iter()
+                    .map(|_| Err(Failure::Panicked(why.clone())))
+                    .collect();
+                answer(shared, replies, answers);
+                recover(shared, &fresh, why);
+            }
+            Ok(answers) => answer(shared, replies, answers),
+        };
+    }
+    let mut why = died.why;
+    for (request, reply) in requests.iter().zip(replies) {
+        let Some(current) = shared.current_processor() else {
+            // Down for good (crash block, or the restart failed).
+            answer(shared, vec![reply], vec![Err(Failure::Died(why.clone()))]);
+            continue;
+        };
+        match call(current.as_ref(), std::slice::from_ref(request)) {
+            Ok(mut one) => {
+                let one = one
+                    .pop()
+                    .unwrap_or_else(|| Err(Failure::Internal("no answer".into())));
+                answer(shared, vec![reply], vec![one]);
+            }
+            Err(Crash::Panicked(panic)) => {
+                answer(
+                    shared,
+                    vec![reply],
+                    vec![Err(Failure::Panicked(panic.clone()))],
+                );
+                recover(shared, &current, panic);
+                let _ = restarted(shared);
+            }
+            Err(Crash::Died(again)) => {
+                why = again.why;
+                answer(shared, vec![reply], vec![Err(Failure::Died(why.clone()))]);
+                recover(shared, &current, why.clone());
+                let _ = restarted(shared);
+            }
+        }
     }
 }
 
-/// Runs the processor on a batch; `Err` is a panic's message. A processor that returns the
-/// wrong number of results fails every request of the batch.
-fn call(processor: &dyn Processor, requests: &[Request]) -> Result<Vec<Reply>, String> {
-    let results = catch_unwind(AssertUnwindSafe(|| processor.process(requests)))
-        .map_err(|panic| panic_message(&*panic))?;
+/// Waits for the restart another thread or `recover` started; the new processor, or `None`
+/// when the instance stays down.
+fn restarted(shared: &Shared) -> Option<Arc<dyn Processor>> {
+    while shared.state() == ReplicaState::Restarting {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    shared.current_processor()
+}
+
+/// How a processor call ended without answers.
+enum Crash {
+    /// The processor panicked; the message.
+    Panicked(String),
+    /// The process that ran it died.
+    Died(ProcessDied),
+}
+
+/// Runs the processor on a batch. A processor that returns the wrong number of results fails
+/// every request of the batch.
+fn call(processor: &dyn Processor, requests: &[Request]) -> Result<Vec<Reply>, Crash> {
+    let results =
+        catch_unwind(AssertUnwindSafe(|| processor.process(requests))).map_err(|panic| {
+            match panic.downcast::<ProcessDied>() {
+                Ok(died) => Crash::Died(*died),
+                Err(panic) => Crash::Panicked(panic_message(&*panic)),
+            }
+        })?;
     if results.len() != requests.len() {
         let why = format!(
             "the processor returned {} results for a batch of {}",
@@ -212,6 +329,11 @@ fn recover(shared: &Arc<Shared>, crashed: &Arc<dyn Processor>, why: String) {
     {
         let mut current = shared.processor.write().unwrap_or_else(|e| e.into_inner());
         match current.as_ref() {
+            // Someone else is rebuilding it (the crashed processor stays in place until the
+            // new one is ready, so that what is queued meanwhile is not dropped).
+            Some(p) if Arc::ptr_eq(p, crashed) && shared.state() == ReplicaState::Restarting => {
+                return;
+            }
             Some(p) if Arc::ptr_eq(p, crashed) => {}
             _ => return, // someone else already handled this crash
         }
@@ -222,10 +344,11 @@ fn recover(shared: &Arc<Shared>, crashed: &Arc<dyn Processor>, why: String) {
             shared.set_state(ReplicaState::CrashBlocked(why));
             return;
         }
+        // Still under the lock: a second worker seeing the same crash finds it restarting.
+        shared.set_state(ReplicaState::Restarting);
     }
     tracing::warn!(service = %shared.service, instance = shared.index, "crashed, restarting: {why}");
     shared.restarts.fetch_add(1, Ordering::Relaxed);
-    shared.set_state(ReplicaState::Restarting);
     if shared.publishes_metrics() {
         shared
             .metrics

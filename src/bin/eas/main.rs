@@ -42,6 +42,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `eas serve --provider child` starts this binary again for each instance.
+    eas::runtime::worker::run_if_worker(&eas::runtime::registry::ProcessorRegistry::with_builtins());
     match Cli::parse().command {
         Command::Validate { file } => validate::run(&file),
         Command::Schema => print_schema(),

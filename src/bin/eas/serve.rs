@@ -85,6 +85,20 @@ pub struct ServeArgs {
     /// The time between two control rounds (autoscaling decisions), in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     control_period_ms: u64,
+    /// Where instances run: `in-process` (threads of this server), or `child` (a worker
+    /// process each: a crash or OOM takes down one instance only; `metadata.cpu` and
+    /// `metadata.memory` are enforced through cgroups where the machine allows it).
+    #[arg(long, value_enum, default_value_t = ProviderArg::InProcess)]
+    provider: ProviderArg,
+}
+
+/// `--provider`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProviderArg {
+    /// Replicas as threads of this process.
+    InProcess,
+    /// Replicas as worker processes of this binary.
+    Child,
 }
 
 /// A secret as given on the command line: never printed (clap would quote a value it
@@ -156,6 +170,21 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     builder = builder.admin_token(admin.token.clone());
+    if args.provider == ProviderArg::Child {
+        match eas::runtime::provider::ChildProcess::new() {
+            Ok(provider) => {
+                eprintln!(
+                    "eas serve: instances run as worker processes; {}",
+                    provider.limits().describe()
+                );
+                builder = builder.provider(Arc::new(provider));
+            }
+            Err(e) => {
+                eprintln!("eas serve: cannot use child processes: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if !args.no_state {
         let dir = args
             .state_dir

@@ -11,7 +11,13 @@
 //! controller's placement step counts every instance's request against it before it starts
 //! one, and refuses (with the reason in the service's scaling decisions) what does not fit.
 
+mod child;
+pub mod limits;
+
 use eas_scheduler::control::NodeCapacity;
+
+pub use child::{CRASH_LOOP_WINDOW, ChildProcess, Remote};
+pub use limits::Limits;
 
 use crate::replica::{Replica, ReplicaParts};
 
@@ -22,6 +28,14 @@ pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
 
     /// The one node it runs instances on, and what that node holds.
     fn node(&self) -> NodeCapacity;
+
+    /// Whether this provider gives effect to a spec field that has none in process (its path,
+    /// as `eas_core::spec::notices` names it: `metadata.memory`, `metadata.rpc.enable_sigterm`).
+    /// Start-up warnings about such fields are left out for services it runs.
+    fn honours(&self, field: &str) -> bool {
+        let _ = field;
+        false
+    }
 
     /// Starts one instance. It becomes ready in the background (model load, warm-up); the
     /// controller watches [`Replica::state`]. Must be called within a tokio runtime.
