@@ -51,6 +51,7 @@ mod library;
 mod model;
 mod pool;
 mod processor;
+mod provision;
 mod tensor;
 #[doc(hidden)]
 pub mod testing;
