@@ -7,6 +7,9 @@
 //! ```json
 //! {"code": 429, "error": "rate_limited", "message": "service `echo` allows 100 requests per second"}
 //! ```
+//!
+//! The Open Inference Protocol routes answer the same statuses in that protocol's form,
+//! `{"error": "<message>"}` ([`ApiError::oip_body`]).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -50,6 +53,11 @@ pub enum ApiError {
     /// A queue call failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+
+    /// An Open Inference Protocol inference request is malformed or does not fit its model's
+    /// outputs; says what and where.
+    #[error("bad inference request: {0}")]
+    BadInference(String),
 }
 
 /// The HTTP status of each control API error code (the control API answers in EAS's shape,
@@ -78,6 +86,7 @@ impl ApiError {
             Self::NotFound(_) => (404, "not_found"),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed"),
             Self::NotReady(_) => (503, "unavailable"),
+            Self::BadInference(_) => (400, "bad_inference_request"),
             Self::Predict(error) => match error {
                 PredictError::Unauthorized(_) => (401, "unauthorized"),
                 PredictError::BodyTooLarge { .. } => (413, "body_too_large"),
@@ -133,6 +142,22 @@ impl ApiError {
             "error": kind,
             "message": self.to_string(),
         })
+    }
+
+    /// The JSON body in the Open Inference Protocol's error form, `{"error": "<message>"}`
+    /// (answered with the same [`status`](Self::status)).
+    #[must_use]
+    pub fn oip_body(&self) -> serde_json::Value {
+        serde_json::json!({ "error": self.to_string() })
+    }
+
+    /// This error as the Open Inference Protocol routes answer it: its
+    /// [`status`](Self::status) and [`oip_body`](Self::oip_body).
+    #[must_use]
+    pub fn into_oip_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.oip_body())).into_response()
     }
 }
 
@@ -254,6 +279,7 @@ mod tests {
             (ApiError::BadQuery("x".into()), 400),
             (ApiError::NotFound("x".into()), 404),
             (ApiError::MethodNotAllowed("x".into()), 405),
+            (ApiError::BadInference("x".into()), 400),
         ];
         for (error, status) in table {
             assert_eq!(error.status(), status, "{error:?}");
@@ -261,6 +287,8 @@ mod tests {
             assert_eq!(response.status().as_u16(), status, "{error:?}");
             assert_eq!(error.body()["code"], status);
             assert!(!error.body()["message"].as_str().unwrap_or("").is_empty());
+            assert_eq!(error.oip_body()["error"], error.to_string());
+            assert_eq!(error.clone().into_oip_response().status().as_u16(), status);
         }
     }
 }

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `POST /api/predict/{service}[/{sub-path}]` | run the service's processor on the body (`predict.rs`) |
 //! | any method on `/api/predict/{service}[/sink]` of an async service | the queue service ([`queue`]) |
+//! | `GET /v2/health/{live,ready}`, `GET /v2`, `GET /v2/models/{service}[/versions/1][/ready]`, `POST /v2/models/{service}[/versions/1]/infer` | the Open Inference Protocol v2 (KServe v2, Triton) with binary tensors, for services with tensor inputs; model routes behind the service's token and admission (`oip.rs`) |
 //! | `GET /api/v1/servicediscovery/upstreams/{service}` | the service's ready endpoints, as the EAS SDK's direct mode reads them |
 //! | `GET /api/services` | services and the state of each instance (JSON) |
 //! | `GET /metrics` | Prometheus metrics |
@@ -21,6 +22,7 @@
 mod admin;
 mod control;
 pub mod error;
+mod oip;
 mod predict;
 pub mod queue;
 mod serve;
@@ -111,6 +113,10 @@ impl Edge {
                 "/api/v1/servicediscovery/upstreams/{*service}",
                 get(admin::discovery),
             )
+            .route("/v2", get(oip::server_metadata))
+            .route("/v2/health/live", get(oip::live))
+            .route("/v2/health/ready", get(oip::ready))
+            .route("/v2/models/{*rest}", any(oip::model))
             .route("/api/services", get(admin::status))
             .route("/metrics", get(admin::metrics))
             .route("/healthz", get(|| async { "ok" }))
