@@ -12,7 +12,8 @@
 //!
 //! Three processors, to show what dominates: the built-in `echo` (runs inline on the I/O
 //! threads), the same echo on worker threads, and that echo with a 300 ms `initialize` (a
-//! model load). Each is measured `EAS_BENCH_REPS` times (default 5), the step falling at
+//! model load); the last two again with the child-process provider (each instance a worker
+//! process of this bench binary, which calls `run_if_worker` first thing). Each is measured `EAS_BENCH_REPS` times (default 5), the step falling at
 //! another point of the control period each time; the figures are median, min and max in ms.
 //! `EAS_BENCH_DEBUG=1` prints each run's scaling decisions too. A run takes under a minute.
 //!
@@ -66,20 +67,35 @@ impl Processor for Echo {
 struct Case {
     name: &'static str,
     processor: &'static str,
+    /// With the child-process provider.
+    child: bool,
 }
 
-const CASES: [Case; 3] = [
+const CASES: [Case; 5] = [
     Case {
         name: "echo (inline)",
         processor: "echo",
+        child: false,
     },
     Case {
         name: "echo (worker threads)",
         processor: "echo_worker",
+        child: false,
     },
     Case {
         name: "echo, 300 ms initialize",
         processor: "slow_init",
+        child: false,
+    },
+    Case {
+        name: "echo, child processes",
+        processor: "echo_worker",
+        child: true,
+    },
+    Case {
+        name: "echo, 300 ms init, child processes",
+        processor: "slow_init",
+        child: true,
     },
 ];
 
@@ -179,11 +195,14 @@ struct Milestones {
 }
 
 /// One step on a fresh platform, `phase` into a control period.
-async fn step(processor: &str, phase: Duration, debug: bool) -> Milestones {
-    let server = Platform::builder()
-        .registry(registry())
+async fn step(case: &Case, phase: Duration, debug: bool) -> Milestones {
+    let mut builder = Platform::builder().registry(registry());
+    if case.child {
+        builder = builder.provider(Arc::new(ChildProcess::new().unwrap()));
+    }
+    let server = builder
         .control_period(CONTROL_PERIOD)
-        .service(spec(processor))
+        .service(spec(case.processor))
         .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .start()
         .await
@@ -260,6 +279,8 @@ fn summary(values: &[Option<Duration>]) -> String {
 }
 
 fn main() {
+    // The child-process cases run their instances in this binary again.
+    eas::runtime::worker::run_if_worker(&registry());
     let reps: usize = std::env::var("EAS_BENCH_REPS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -284,7 +305,7 @@ fn main() {
         let runs: Vec<Milestones> = (0..reps)
             .map(|k| {
                 let phase = CONTROL_PERIOD.mul_f64(k as f64 / reps as f64);
-                runtime.block_on(step(case.processor, phase, debug))
+                runtime.block_on(step(case, phase, debug))
             })
             .collect();
         let column = |f: fn(&Milestones) -> Option<Duration>| {

@@ -382,6 +382,64 @@ pub struct ServiceSummary {
     /// The latest scaling decisions, newest last.
     #[serde(default)]
     pub scaling_decisions: Vec<ScalingDecision>,
+    /// The version that runs (or is being rolled out); 0 from a server without versions.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub current_version: u32,
+    /// The newest version kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub latest_version: u32,
+    /// The rolling update under way, if any (an eas addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+    /// Why the last rolling update failed (the version before it kept serving), or empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub rollout_failure: String,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A rolling update's progress, as DescribeService shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RolloutStatus {
+    /// The version being rolled out.
+    pub to_version: u32,
+    /// Replicas of the new version that are ready.
+    pub new_ready: u32,
+    /// Replicas of the new version.
+    pub new_total: u32,
+    /// Replicas of older versions that are ready.
+    pub old_ready: u32,
+    /// Replicas of older versions.
+    pub old_total: u32,
+}
+
+/// One version of a service, as ListServiceVersions shows it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceVersion {
+    /// Its number.
+    pub version: u32,
+    /// When it was made (RFC 3339).
+    pub build_time: String,
+    /// What made it.
+    pub message: String,
+    /// Its spec (service.json, without the token).
+    pub service_config: Value,
+    /// Whether it is the version that runs (an eas addition).
+    #[serde(default)]
+    pub current: bool,
+}
+
+/// The body of UpdateServiceVersion: the version to move to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateServiceVersion {
+    /// A kept version other than the current one.
+    pub version: u32,
 }
 
 /// One decision of the service's autoscaler.

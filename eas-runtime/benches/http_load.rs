@@ -18,6 +18,10 @@
 //! another (threads `load-gen`), so the CPU each side used is read from `/proc` and printed:
 //! on a small machine the generator takes CPU from the server.
 //!
+//! 3. **child**: echo and the MLP with instances in worker processes (the child-process
+//!    provider) vs in this process: the rate and the server CPU per answer (the workers'
+//!    CPU included) of each, windows taking turns.
+//!
 //! Run (a few minutes):
 //! ```text
 //! EAS_PYTHON=... ORT_DYLIB_PATH=... EAS_BENCH_PYTHON=$PWD/target/eas-bench-venv/bin/python \
@@ -26,7 +30,7 @@
 //! Settings (env): `EAS_BENCH_SECS` (window, 2 s), `EAS_BENCH_WARMUP_SECS` (0.5 s),
 //! `EAS_BENCH_ROUNDS` (windows per figure, 5), `EAS_BENCH_CONNECTIONS` (64),
 //! `EAS_BENCH_CLIENT_THREADS` and `EAS_BENCH_SERVER_THREADS` (tokio threads, 2 each),
-//! `EAS_BENCH_PARTS` (`echo,onnx`). Without `EAS_PYTHON` or ONNX Runtime the ONNX part prints
+//! `EAS_BENCH_PARTS` (`echo,onnx,child`). Without `EAS_PYTHON` or ONNX Runtime the ONNX part prints
 //! `SKIPPED`; without `EAS_BENCH_PYTHON` (FastAPI, uvicorn, onnxruntime, numpy from
 //! `.ci/requirements-bench.txt`) only the FastAPI baseline is skipped.
 
@@ -75,16 +79,21 @@ const GENERATOR: &str = "Rust hyper 1 client (client::conn::http1), one tokio ta
                          keep-alive connection, next request as soon as the answer is in";
 
 fn main() {
+    // The `child` part runs instances as worker processes of this binary.
+    eas_runtime::worker::run_if_worker(&eas_runtime::registry::ProcessorRegistry::with_builtins());
     let settings = Settings::from_env();
     let bench = Bench::new(settings);
     bench.header();
-    let parts = std::env::var("EAS_BENCH_PARTS").unwrap_or_else(|_| "echo,onnx".into());
+    let parts = std::env::var("EAS_BENCH_PARTS").unwrap_or_else(|_| "echo,onnx,child".into());
     let mut summary = Vec::new();
     if parts.contains("echo") {
         summary.extend(bench.echo());
     }
     if parts.contains("onnx") {
         summary.extend(bench.onnx());
+    }
+    if parts.contains("child") {
+        summary.extend(bench.child());
     }
     println!();
     println!("== summary ({}) ==", bench.settings.describe());
@@ -442,6 +451,124 @@ impl Bench {
         }
         self.servers.block_on(eas.shutdown());
         summary
+    }
+
+    /// Part 3: the same services with instances in worker processes (the child-process
+    /// provider) vs in this process: echo, and the ONNX MLP at one batching configuration.
+    fn child(&self) -> Vec<String> {
+        println!();
+        println!("== child-process provider vs in-process: echo and the ONNX MLP ==");
+        let mut summary = Vec::new();
+        let echo = ServiceSpec::from_json_value(json!({
+            "metadata": {"name": "echo", "instance": 1},
+            "processor": "echo", "model_path": ".", "token": TOKEN,
+        }))
+        .expect("the echo spec is valid");
+        let body = Bytes::from(
+            "{\"id\": 12345, \"text\": \"a small request body of about one hundred bytes, \
+             echoed back\"}",
+        );
+        summary.push(self.compare_providers("echo", "req/s", &echo, &body));
+        let models = testing::python_from_env().and_then(|python| {
+            runtime().ok()?;
+            testing::cached_models(&python, Path::new(env!("CARGO_TARGET_TMPDIR")), true).ok()
+        });
+        match models {
+            Some(dir) => {
+                let (size, timeout, workers) = EAS_CONFIGS[2];
+                let mlp = ServiceSpec::from_json_value(json!({
+                    "metadata": {
+                        "name": "mlp", "instance": 1, "cpu": ORT_THREADS,
+                        "rpc": {"batching": true, "max_batch_size": size,
+                                "max_batch_timeout": timeout, "worker_threads": workers,
+                                "max_queue_size": 1024},
+                    },
+                    "processor": "onnx", "model_path": dir.to_string_lossy(),
+                    "model_entry": "bench_mlp.onnx", "token": TOKEN,
+                }))
+                .expect("the onnx spec is valid");
+                let body = Bytes::from(request_proto(&inputs(1, 3)));
+                let name = format!("onnx {}", config_name(size, timeout, workers));
+                summary.push(self.compare_providers(&name, "rows/s", &mlp, &body));
+            }
+            None => {
+                println!("SKIPPED: child onnx: EAS_PYTHON or ONNX Runtime missing");
+                summary.push("child onnx: SKIPPED (EAS_PYTHON or ONNX Runtime missing)".into());
+            }
+        }
+        summary
+    }
+
+    /// One service in process and in a worker process, windows taking turns; the summary line.
+    fn compare_providers(
+        &self,
+        what: &str,
+        unit: &str,
+        spec: &ServiceSpec,
+        body: &Bytes,
+    ) -> String {
+        let name = spec.metadata.name.clone();
+        let (inproc, child) = self.servers.block_on(async {
+            let start = |provider: Option<Arc<dyn eas_runtime::provider::InstanceProvider>>| {
+                let mut builder = Platform::builder()
+                    .service(spec.clone())
+                    .bind("127.0.0.1:0".parse().expect("an address"));
+                if let Some(provider) = provider {
+                    builder = builder.provider(provider);
+                }
+                async move {
+                    let server = builder.start().await.expect("the eas server starts");
+                    assert!(server.wait_ready(Duration::from_secs(60)).await, "ready");
+                    server
+                }
+            };
+            let child = eas_runtime::provider::ChildProcess::new().expect("child provider");
+            (start(None).await, start(Some(Arc::new(child))).await)
+        });
+        let path = format!("/api/predict/{name}");
+        let answer =
+            self.clients
+                .block_on(post_once(inproc.local_addr(), &path, Some(TOKEN), body));
+        let target = |label: &str, server: &RunningPlatform| {
+            Target::new(
+                label,
+                server.local_addr(),
+                &path,
+                Some(TOKEN),
+                "application/octet-stream",
+                body,
+            )
+            .expecting(answer.len())
+            .in_process()
+        };
+        let ours = target(&format!("{what}, in-process"), &inproc);
+        let theirs = target(&format!("{what}, child process"), &child);
+        // The workers are this process's children; their CPU counts as the server's.
+        let workers = children_of(std::process::id());
+        let figures = self.alternate(&[&ours, &theirs], &workers);
+        for f in &figures {
+            println!("{}", f.line(unit));
+        }
+        self.servers.block_on(async {
+            inproc.shutdown().await;
+            child.shutdown().await;
+        });
+        let (a, b) = (&figures[0], &figures[1]);
+        format!(
+            "child {what}: child process {:.0} {unit} (p50 {} p99 {}, {:.1} us server CPU per \
+             answer) vs in-process {:.0} {unit} (p50 {} p99 {}, {:.1} us) = {:.2}x the rate, \
+             {:.2}x the CPU per answer",
+            b.rate,
+            ms(b.p50),
+            ms(b.p99),
+            b.cpu_per_answer(),
+            a.rate,
+            ms(a.p50),
+            ms(a.p99),
+            a.cpu_per_answer(),
+            b.rate / a.rate.max(1e-9),
+            b.cpu_per_answer() / a.cpu_per_answer().max(1e-9),
+        )
     }
 
     /// The best FastAPI configuration as a target (and its running server), after checking
@@ -969,6 +1096,18 @@ fn parent_of(pid: u32) -> Option<u32> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| parent_of(*p) == Some(pid))
+        .collect()
 }
 
 /// `roots` and every process descended from them.

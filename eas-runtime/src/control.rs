@@ -9,8 +9,14 @@
 //!
 //! What an update may change in place (no new instances): `metadata.instance`, `autoscaler`
 //! (and so the cron scaler's `schedules`), `networking.gateway_policy` (rate and concurrency
-//! limits) and `metadata.rpc.keepalive`. Anything else needs new instances running the new
-//! spec; until rolling releases land, such an update is refused and says which fields.
+//! limits) and `metadata.rpc.keepalive`. Anything else makes a new **version** of the service
+//! (its number one more than the newest; the last [`MAX_VERSIONS`] are kept with their specs)
+//! that the service's controller rolls out replica by replica within the spec's
+//! `rolling_strategy` ([`crate::controller`]); [`ControlPlane::set_version`] moves to any kept
+//! version the same way. A version whose replicas fail to start (or crash
+//! [`ROLLOUT_MAX_RESTARTS`](crate::controller::ROLLOUT_MAX_RESTARTS) times) is rolled back: the
+//! version before it keeps serving, and describe says why. The in-place fields are not part of
+//! a version: moving to another version keeps their current values.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,15 +27,18 @@ use eas_core::{Autoscaler, Clock};
 use eas_scheduler::control::{NodeCapacity, ReplicaController, ScaleDecision, autoscaler_for};
 use serde_json::Value;
 
-use crate::controller::{ServiceController, Tick};
+use crate::controller::{Rollout, ServiceController, Tick};
 use crate::directory::Directory;
 use crate::fetch::Fetcher;
 use crate::provider::InstanceProvider;
 use crate::queue::QueueFactory;
 use crate::registry::ProcessorRegistry;
 use crate::replica::Replica;
-use crate::service::{LocalPaths, Service};
-use crate::store::{ServiceRecord, StateStore};
+use crate::service::{LocalPaths, Service, Template};
+use crate::store::{ServiceRecord, StateStore, VersionRecord};
+
+/// How many versions of a service are kept (with their specs) to move back or forward to.
+pub const MAX_VERSIONS: usize = 10;
 
 /// The default time between two control rounds.
 pub const DEFAULT_CONTROL_PERIOD: Duration = Duration::from_secs(1);
@@ -67,6 +76,14 @@ struct Managed {
     spec: Value,
     stopped: bool,
     version: u64,
+    /// The versions kept, oldest first.
+    versions: Vec<VersionRecord>,
+    /// The version that runs, or is being rolled out.
+    current: u32,
+    /// The rollout under way, as the last round saw it.
+    rollout: Option<Rollout>,
+    /// Why the last rollout failed, until the next one starts.
+    rollout_failure: Option<String>,
     created: SystemTime,
     updated: SystemTime,
     warnings: Vec<String>,
@@ -85,6 +102,14 @@ pub struct ServiceView {
     pub stopped: bool,
     /// Its desired-state version (each accepted change adds one).
     pub version: u64,
+    /// The version of the service that runs, or is being rolled out.
+    pub service_version: u32,
+    /// The newest version kept.
+    pub latest_version: u32,
+    /// The rollout under way, as the last control round saw it.
+    pub rollout: Option<Rollout>,
+    /// Why the last rollout failed (the version before it kept serving), until the next one.
+    pub rollout_failure: Option<String>,
     /// When it was created.
     pub created: SystemTime,
     /// When its desired state last changed.
@@ -225,7 +250,7 @@ impl ControlPlane {
     ///
     /// An invalid spec, an existing service, a failed start or save.
     pub async fn create(&self, spec: Value) -> Result<String, PlaneError> {
-        self.create_with(spec, false, 1, None).await
+        self.create_with(spec, false, 1, None, Vec::new(), 1).await
     }
 
     /// [`create`](Self::create) with the service's files already on this machine at `paths`
@@ -239,7 +264,7 @@ impl ControlPlane {
         spec: Value,
         paths: Option<LocalPaths>,
     ) -> Result<String, PlaneError> {
-        self.create_with(spec, false, 1, paths).await
+        self.create_with(spec, false, 1, paths, Vec::new(), 1).await
     }
 
     /// Starts a service the store held (`record`), as it was (stopped or not).
@@ -248,8 +273,15 @@ impl ControlPlane {
     ///
     /// As [`create`](Self::create).
     pub async fn restore(&self, record: ServiceRecord) -> Result<String, PlaneError> {
-        self.create_with(record.spec, record.stopped, record.version, None)
-            .await
+        self.create_with(
+            record.spec,
+            record.stopped,
+            record.version,
+            None,
+            record.versions,
+            record.service_version.max(1),
+        )
+        .await
     }
 
     async fn create_with(
@@ -258,6 +290,8 @@ impl ControlPlane {
         stopped: bool,
         version: u64,
         paths: Option<LocalPaths>,
+        mut versions: Vec<VersionRecord>,
+        current: u32,
     ) -> Result<String, PlaneError> {
         let _op = self.ops.lock().await;
         let spec = parse(&json)?;
@@ -272,7 +306,15 @@ impl ControlPlane {
             tracing::warn!(service = %name, "{warning}");
         }
         let now = self.clock.now();
-        self.save(&name, &json, stopped, version, None)?;
+        if versions.is_empty() {
+            versions.push(VersionRecord {
+                version: current,
+                spec: json.clone(),
+                built_at_unix_ms: self.unix_ms(),
+                message: "created".to_owned(),
+            });
+        }
+        self.save(&name, &json, stopped, version, None, &versions, current)?;
         let paths = match paths {
             Some(paths) => paths,
             None => self.fetcher.paths(&spec).await?,
@@ -282,7 +324,7 @@ impl ControlPlane {
         } else {
             controller.decisions().desired()
         };
-        let service = Service::launch(
+        let service = Service::launch_version(
             spec,
             &self.registry,
             &paths,
@@ -290,6 +332,7 @@ impl ControlPlane {
             self.queues.as_ref(),
             Arc::clone(&self.provider),
             initial,
+            current,
         )?;
         self.directory.insert(service)?;
         self.managed().insert(
@@ -298,6 +341,10 @@ impl ControlPlane {
                 spec: json,
                 stopped,
                 version,
+                versions,
+                current,
+                rollout: None,
+                rollout_failure: None,
                 created: now,
                 updated: now,
                 warnings,
@@ -332,6 +379,14 @@ impl ControlPlane {
             .map_err(|e| PlaneError::Invalid(format!("autoscaler: {e}")))
     }
 
+    fn unix_ms(&self) -> u64 {
+        self.clock
+            .now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn save(
         &self,
         name: &str,
@@ -339,19 +394,17 @@ impl ControlPlane {
         stopped: bool,
         version: u64,
         message: Option<String>,
+        versions: &[VersionRecord],
+        current: u32,
     ) -> Result<(), PlaneError> {
         let Some(store) = &self.store else {
             return Ok(());
         };
-        let unix_ms = self
-            .clock
-            .now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let mut record = ServiceRecord::new(spec.clone())
             .with_stopped(stopped)
             .with_version(version)
-            .with_updated_at_unix_ms(unix_ms);
+            .with_updated_at_unix_ms(self.unix_ms())
+            .with_versions(versions.to_vec(), current);
         if let Some(message) = message {
             record = record.with_message(message);
         }
@@ -397,14 +450,20 @@ impl ControlPlane {
     /// No such service, or the store could not be written.
     pub async fn set_stopped(&self, name: &str, stopped: bool) -> Result<(), PlaneError> {
         let _op = self.ops.lock().await;
-        let (spec, version, controller) = {
+        let (spec, version, versions, current, controller) = {
             let managed = self.managed();
             let m = managed
                 .get(name)
                 .ok_or_else(|| PlaneError::NotFound(name.to_owned()))?;
-            (m.spec.clone(), m.version, Arc::clone(&m.controller))
+            (
+                m.spec.clone(),
+                m.version,
+                m.versions.clone(),
+                m.current,
+                Arc::clone(&m.controller),
+            )
         };
-        self.save(name, &spec, stopped, version, None)?;
+        self.save(name, &spec, stopped, version, None, &versions, current)?;
         if let Some(m) = self.managed().get_mut(name) {
             m.stopped = stopped;
             m.updated = self.clock.now();
@@ -499,19 +558,22 @@ impl ControlPlane {
         }
         let changed = needs_new_instances(&old_json, &new_json);
         if !changed.is_empty() {
-            return Err(PlaneError::Unsupported(format!(
-                "changing {} needs new instances; rolling updates come with releases, so this \
-                 platform applies only metadata.instance, autoscaler, \
-                 networking.gateway_policy and metadata.rpc.keepalive in place",
-                changed.join(", ")
-            )));
+            let next = self
+                .managed()
+                .get(name)
+                .and_then(|m| m.versions.iter().map(|v| v.version).max())
+                .unwrap_or(0)
+                + 1;
+            let message = format!("update: {}", changed.join(", "));
+            return self.roll_to(name, new_json, next, Some(message)).await;
         }
         if old_json == new_json {
             return Ok("nothing to change".to_owned());
         }
         let autoscaler = self.autoscaler_of(&new)?;
         let version = version + 1;
-        self.save(name, &new_json, stopped, version, None)?;
+        let (versions, current) = self.versions_of(name)?;
+        self.save(name, &new_json, stopped, version, None, &versions, current)?;
         {
             // The history and the samples stay; the policy is the new one.
             let mut controller = controller.lock().unwrap_or_else(|e| e.into_inner());
@@ -530,6 +592,143 @@ impl ControlPlane {
         }
         self.tick_one(name).await;
         Ok(format!("service `{name}` updated to version {version}"))
+    }
+
+    /// Moves the service to version `version`, one of those kept ([`versions`](Self::versions)),
+    /// back or forward, through a rollout; the in-place fields keep their current values.
+    ///
+    /// # Errors
+    ///
+    /// No such service or version, the version that runs already, a failed start or save.
+    pub async fn set_version(&self, name: &str, version: u32) -> Result<String, PlaneError> {
+        let _op = self.ops.lock().await;
+        let json = {
+            let managed = self.managed();
+            let m = managed
+                .get(name)
+                .ok_or_else(|| PlaneError::NotFound(name.to_owned()))?;
+            if version == m.current {
+                return Err(PlaneError::Invalid(format!(
+                    "Version: {version} is the version `{name}` runs already"
+                )));
+            }
+            let kept = m
+                .versions
+                .iter()
+                .find(|v| v.version == version)
+                .ok_or_else(|| {
+                    PlaneError::NotFound(format!(
+                        "version {version} of service `{name}` (kept: {})",
+                        m.versions
+                            .iter()
+                            .map(|v| v.version.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            with_in_place(&kept.spec, &m.spec)
+        };
+        self.roll_to(name, json, version, None).await
+    }
+
+    /// The versions kept of the service, oldest first, and the one that runs.
+    ///
+    /// # Errors
+    ///
+    /// No such service.
+    pub fn versions_of(&self, name: &str) -> Result<(Vec<VersionRecord>, u32), PlaneError> {
+        let managed = self.managed();
+        let m = managed
+            .get(name)
+            .ok_or_else(|| PlaneError::NotFound(name.to_owned()))?;
+        Ok((m.versions.clone(), m.current))
+    }
+
+    /// Makes `json` version `version` of the service (a new one when `message` is given) and
+    /// starts its rollout. The caller holds the operations lock.
+    async fn roll_to(
+        &self,
+        name: &str,
+        json: Value,
+        version: u32,
+        message: Option<String>,
+    ) -> Result<String, PlaneError> {
+        let spec = parse(&json)?;
+        let (stopped, state_version, mut versions, controller) = {
+            let managed = self.managed();
+            let m = managed
+                .get(name)
+                .ok_or_else(|| PlaneError::NotFound(name.to_owned()))?;
+            (
+                m.stopped,
+                m.version,
+                m.versions.clone(),
+                Arc::clone(&m.controller),
+            )
+        };
+        let service = self.service(name)?;
+        if spec.metadata.is_async() != service.spec().metadata.is_async() {
+            return Err(PlaneError::Unsupported(
+                "metadata.type: a service cannot change between sync and async; create a new \
+                 service"
+                    .to_owned(),
+            ));
+        }
+        let autoscaler = self.autoscaler_of(&spec)?;
+        // Everything that can fail before anything changes: the files, the processor.
+        let paths = self.fetcher.paths(&spec).await?;
+        let template = Template::build(Arc::new(spec.clone()), &self.registry, &paths, version)?;
+        let made = message.is_some();
+        if let Some(message) = message {
+            versions.push(VersionRecord {
+                version,
+                spec: json.clone(),
+                built_at_unix_ms: self.unix_ms(),
+                message,
+            });
+            while versions.len() > MAX_VERSIONS {
+                versions.remove(0);
+            }
+        }
+        let state_version = state_version + 1;
+        self.save(
+            name,
+            &json,
+            stopped,
+            state_version,
+            None,
+            &versions,
+            version,
+        )?;
+        let before = service.set_template(template);
+        {
+            let mut controller = controller.lock().unwrap_or_else(|e| e.into_inner());
+            controller.set_autoscaler(autoscaler);
+            controller.decisions_mut().set_fixed(spec.metadata.instance);
+        }
+        if let Some(entry) = self.directory.get(name) {
+            entry.admission().update(&spec);
+        }
+        let warnings = self.warnings(&spec);
+        if let Some(m) = self.managed().get_mut(name) {
+            m.spec = json;
+            m.version = state_version;
+            m.versions = versions;
+            m.current = version;
+            m.rollout_failure = None;
+            m.updated = self.clock.now();
+            m.warnings = warnings;
+        }
+        tracing::info!(
+            service = name,
+            "rolling out version {version} (from {before})"
+        );
+        self.tick_one(name).await;
+        Ok(if made {
+            format!("service `{name}`: version {version} made; rolling out from version {before}")
+        } else {
+            format!("service `{name}`: rolling out version {version} (from version {before})")
+        })
     }
 
     /// Records a custom metric a client reported for the service (see
@@ -581,6 +780,15 @@ impl ControlPlane {
             spec: m.spec.clone(),
             stopped: m.stopped,
             version: m.version,
+            service_version: m.current,
+            latest_version: m
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .max()
+                .unwrap_or(m.current),
+            rollout: m.rollout.clone(),
+            rollout_failure: m.rollout_failure.clone(),
             created: m.created,
             updated: m.updated,
             warnings: m.warnings.clone(),
@@ -632,7 +840,43 @@ impl ControlPlane {
             .unwrap_or_else(|e| e.into_inner())
             .tick(&service, at, backlog, &node);
         self.publish(&service, &tick, &before);
+        self.follow_rollout(name, tick.rollout.as_ref());
         Some(tick)
+    }
+
+    /// Keeps the rollout's progress for describe; after a failed one, makes the version it
+    /// went back to the desired one again (in the store too).
+    fn follow_rollout(&self, name: &str, rollout: Option<&Rollout>) {
+        let saved = {
+            let mut managed = self.managed();
+            let Some(m) = managed.get_mut(name) else {
+                return;
+            };
+            m.rollout = rollout.cloned();
+            let Some((back, why)) = rollout.and_then(|r| r.failed.clone()) else {
+                return;
+            };
+            if let Some(kept) = m.versions.iter().find(|v| v.version == back) {
+                m.spec = with_in_place(&kept.spec, &m.spec);
+            }
+            m.current = back;
+            m.version += 1;
+            m.rollout = None;
+            m.rollout_failure = Some(why.clone());
+            m.updated = self.clock.now();
+            (
+                m.spec.clone(),
+                m.stopped,
+                m.version,
+                m.versions.clone(),
+                why,
+            )
+        };
+        let (spec, stopped, version, versions, why) = saved;
+        let current = self.versions_of(name).map_or(1, |(_, c)| c);
+        if let Err(e) = self.save(name, &spec, stopped, version, Some(why), &versions, current) {
+            tracing::error!(service = name, "after a failed rollout: {e}");
+        }
     }
 
     /// The node as one service's plan sees it: what the other services' replicas use is taken.
@@ -643,7 +887,7 @@ impl ControlPlane {
                 continue;
             }
             let service = entry.service();
-            let per = eas_core::resources::Resources::per_instance(service.spec());
+            let per = eas_core::resources::Resources::per_instance(&service.spec());
             for _ in service.instances().iter() {
                 used = used.saturating_add(&per);
             }
@@ -690,6 +934,55 @@ fn parse(json: &Value) -> Result<ServiceSpec, PlaneError> {
 
 /// The top-level paths whose change needs new instances: everything but the fields applied in
 /// place (see the [module docs](self)).
+/// The fields an update changes in place (no new instances), as JSON paths.
+const IN_PLACE: [&[&str]; 4] = [
+    &["metadata", "instance"],
+    &["autoscaler"],
+    &["networking", "gateway_policy"],
+    &["metadata", "rpc", "keepalive"],
+];
+
+/// `base` with the in-place fields ([`IN_PLACE`]) as `from` has them (absent where `from` has
+/// none).
+fn with_in_place(base: &Value, from: &Value) -> Value {
+    let mut out = base.clone();
+    for path in IN_PLACE {
+        let pointer = format!("/{}", path.join("/"));
+        match from.pointer(&pointer) {
+            Some(value) => set_path(&mut out, path, value.clone()),
+            None => {
+                if let Some((last, parents)) = path.split_last() {
+                    let parent = format!("/{}", parents.join("/"));
+                    let parent = if parents.is_empty() {
+                        ""
+                    } else {
+                        parent.as_str()
+                    };
+                    if let Some(map) = out.pointer_mut(parent).and_then(Value::as_object_mut) {
+                        map.remove(*last);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Sets `value` at `path` in `target`, making the objects on the way.
+fn set_path(target: &mut Value, path: &[&str], value: Value) {
+    let Some((key, rest)) = path.split_first() else {
+        *target = value;
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Some(map) = target.as_object_mut() {
+        let child = map.entry((*key).to_owned()).or_insert(Value::Null);
+        set_path(child, rest, value);
+    }
+}
+
 fn needs_new_instances(old: &Value, new: &Value) -> Vec<String> {
     let strip = |v: &Value| {
         let mut v = v.clone();

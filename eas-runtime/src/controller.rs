@@ -35,7 +35,10 @@ use eas_core::Autoscaler;
 use eas_core::autoscaler::{InstanceSample, Observation, PodPhase, metric};
 use eas_core::resources::{InstanceId, Resources};
 use eas_core::spec::ServiceSpec;
-use eas_scheduler::control::{NodeCapacity, ReplicaController, ReplicaView, ScaleDecision, plan};
+use eas_scheduler::control::{
+    NodeCapacity, ReplicaController, ReplicaView, RolloutLimits, ScaleDecision, VersionCounts,
+    plan, rollout_step,
+};
 
 use crate::replica::{Replica, ReplicaState, ReplicaUsage};
 use crate::service::Service;
@@ -84,7 +87,28 @@ pub struct Tick {
     pub cpu_utilization: Vec<(u32, f64)>,
     /// Each replica's custom metrics as its processor last reported them, by index.
     pub custom_metrics: Vec<(u32, BTreeMap<String, f64>)>,
+    /// A rolling update under way (replicas of another version than the current one run),
+    /// or one that just failed.
+    pub rollout: Option<Rollout>,
 }
+
+/// Where a rolling update stands after a round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rollout {
+    /// The version being rolled out.
+    pub to: u32,
+    /// Replicas of other versions, and how many of them are ready.
+    pub old: VersionCounts,
+    /// Replicas of the new version, and how many of them are ready.
+    pub new: VersionCounts,
+    /// Set when the new version failed (a replica could not start, or crashed
+    /// [`ROLLOUT_MAX_RESTARTS`] times): the service went back to `back_to`, and why.
+    pub failed: Option<(u32, String)>,
+}
+
+/// The restarts after which a replica of a version being rolled out counts as failed.
+pub const ROLLOUT_MAX_RESTARTS: u64 = 3;
 
 impl ServiceController {
     /// The controller `spec` describes ([`ReplicaController::from_spec`]).
@@ -297,6 +321,25 @@ impl ServiceController {
                 tracing::warn!(service = service.name(), "crash loop{reason}");
             }
         }
+        let current = service.version();
+        if instances.iter().any(|r| r.version() != current) {
+            let (started, stopped, rollout) =
+                roll(service, &instances, &usages, decision.desired, current);
+            let custom_metrics = instances
+                .iter()
+                .zip(usages)
+                .map(|(r, usage)| (r.index(), usage.custom))
+                .collect();
+            return Tick {
+                decision,
+                started,
+                stopped,
+                refused: None,
+                cpu_utilization,
+                custom_metrics,
+                rollout: Some(rollout),
+            };
+        }
         let views: Vec<ReplicaView> = instances
             .iter()
             .zip(&usages)
@@ -333,8 +376,95 @@ impl ServiceController {
             refused: scale.refused,
             cpu_utilization,
             custom_metrics,
+            rollout: None,
         }
     }
+}
+
+/// One round of a rolling update to `current`: start new-version replicas and retire old ones
+/// within the spec's `max_surge` and `max_unavailable`; or, when a new-version replica failed,
+/// go back to the version before and retire the new ones. Returns the replicas started and
+/// retired, and where the rollout stands.
+fn roll(
+    service: &Service,
+    instances: &[Replica],
+    usages: &[ReplicaUsage],
+    desired: u32,
+    current: u32,
+) -> (Vec<u32>, Vec<u32>, Rollout) {
+    let count = |f: &dyn Fn(&Replica) -> bool| {
+        let matching: Vec<&Replica> = instances.iter().filter(|r| f(r)).collect();
+        let ready = matching.iter().filter(|r| r.is_ready()).count();
+        VersionCounts::new(
+            u32::try_from(matching.len()).unwrap_or(u32::MAX),
+            u32::try_from(ready).unwrap_or(u32::MAX),
+        )
+    };
+    let old = count(&|r| r.version() != current);
+    let new = count(&|r| r.version() == current);
+    let failure = instances
+        .iter()
+        .zip(usages)
+        .filter(|(r, _)| r.version() == current)
+        .find_map(|(r, usage)| match r.state() {
+            ReplicaState::Failed(why) | ReplicaState::CrashBlocked(why) => Some(why),
+            _ if usage.restarts >= ROLLOUT_MAX_RESTARTS => Some(format!(
+                "replica {} crashed {} times",
+                r.index(),
+                usage.restarts
+            )),
+            _ => None,
+        });
+    if let Some(why) = failure
+        && let Some(back) = service.abort_rollout()
+    {
+        let stop: Vec<u32> = instances
+            .iter()
+            .filter(|r| r.version() == current)
+            .map(Replica::index)
+            .collect();
+        service.retire(&stop);
+        let why = format!("version {current} failed to roll out: {why}");
+        tracing::error!(
+            service = service.name(),
+            "{why}; back to version {back}, which keeps serving"
+        );
+        let rollout = Rollout {
+            to: current,
+            old,
+            new,
+            failed: Some((back, why)),
+        };
+        return (Vec::new(), stop, rollout);
+    }
+    let spec = service.spec();
+    let limits = RolloutLimits::resolve(
+        desired,
+        spec.metadata.max_surge(),
+        spec.metadata.max_unavailable(),
+    );
+    let step = rollout_step(desired, limits, old, new);
+    // Old replicas that are not ready first, then the ready ones with the least work.
+    let mut candidates: Vec<(&Replica, &ReplicaUsage)> = instances
+        .iter()
+        .zip(usages)
+        .filter(|(r, _)| r.version() != current)
+        .collect();
+    candidates.sort_by_key(|(r, usage)| (r.is_ready(), usage.in_flight));
+    let stop: Vec<u32> = candidates
+        .iter()
+        .take((step.stop_old_not_ready + step.stop_old_ready) as usize)
+        .map(|(r, _)| r.index())
+        .collect();
+    let started = service.scale_up(step.start_new);
+    service.retire(&stop);
+    let rollout = Rollout {
+        to: current,
+        old,
+        new,
+        failed: None,
+    };
+    (started, stop, rollout)
 }
 
 /// The id a replica has in observations and plans: `{service}-{index}`.

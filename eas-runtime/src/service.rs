@@ -121,10 +121,13 @@ impl LocalPaths {
 /// the set as it is when it is routed ([`instances`](Self::instances): one atomic load).
 pub struct Service {
     name: String,
-    spec: Arc<ServiceSpec>,
     token: String,
     replicas: ArcSwap<Vec<Replica>>,
-    template: Template,
+    /// The version new replicas start from; older versions' replicas may still run during a
+    /// rollout ([`crate::controller`]).
+    template: ArcSwap<Template>,
+    /// The version before the current one, while a rollout may still go back to it.
+    previous: Mutex<Option<Arc<Template>>>,
     provider: Arc<dyn InstanceProvider>,
     next_index: AtomicU32,
     retiring: Mutex<Vec<JoinHandle<usize>>>,
@@ -134,12 +137,73 @@ pub struct Service {
     queues: Option<AsyncQueues>,
 }
 
-/// What every replica of a service starts from.
-struct Template {
+/// What every replica of one version of a service starts from.
+pub struct Template {
+    version: u32,
+    spec: Arc<ServiceSpec>,
     config: ReplicaConfig,
     make_processor: ProcessorMaker,
     paths: LocalPaths,
     warm_up: Vec<Request>,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("version", &self.version)
+            .field("processor", &self.spec.processor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Template {
+    /// Version `version` of a service: `spec`'s processor from `registry`, with the files at
+    /// `paths`. Fails when the processor is unknown or the warm-up file cannot be read.
+    ///
+    /// # Errors
+    ///
+    /// As above.
+    pub fn build(
+        spec: Arc<ServiceSpec>,
+        registry: &ProcessorRegistry,
+        paths: &LocalPaths,
+        version: u32,
+    ) -> Result<Self> {
+        let make_processor = processor_maker(&spec, registry)?;
+        let warm_up = match &paths.warm_up {
+            Some(path) => read_warm_up(path).map_err(|reason| Error::WarmUp {
+                service: spec.metadata.name.clone(),
+                path: path.clone(),
+                reason,
+            })?,
+            None => Vec::new(),
+        };
+        let mut config = ReplicaConfig::from_spec(&spec);
+        config.inline = spec
+            .processor
+            .as_deref()
+            .is_some_and(|name| registry.is_inline(name));
+        Ok(Self {
+            version,
+            spec,
+            config,
+            make_processor,
+            paths: paths.clone(),
+            warm_up,
+        })
+    }
+
+    /// Its version number.
+    #[must_use]
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The spec it runs.
+    #[must_use]
+    pub fn spec(&self) -> &Arc<ServiceSpec> {
+        &self.spec
+    }
 }
 
 /// The replicas of a service at one moment ([`Service::instances`]); derefs to a slice.
@@ -219,20 +283,32 @@ impl Service {
         provider: Arc<dyn InstanceProvider>,
         initial: u32,
     ) -> Result<Self> {
+        Self::launch_version(spec, registry, paths, metrics, queues, provider, initial, 1)
+    }
+
+    /// [`launch`](Self::launch) at version `version` (a service restored at the version it
+    /// had).
+    ///
+    /// # Errors
+    ///
+    /// As [`launch`](Self::launch).
+    #[allow(clippy::too_many_arguments)]
+    pub fn launch_version(
+        spec: ServiceSpec,
+        registry: &ProcessorRegistry,
+        paths: &LocalPaths,
+        metrics: Arc<Metrics>,
+        queues: &dyn QueueFactory,
+        provider: Arc<dyn InstanceProvider>,
+        initial: u32,
+        version: u32,
+    ) -> Result<Self> {
         // Specs built in code skip the parser's checks: bounds (durations a clock can add),
         // a non-empty token and the rest apply to them too.
         spec.validate().map_err(|e| Error::Core(e.into()))?;
         let name = spec.metadata.name.clone();
         let spec = Arc::new(spec);
-        let make_processor = processor_maker(&spec, registry)?;
-        let warm_up = match &paths.warm_up {
-            Some(path) => read_warm_up(path).map_err(|reason| Error::WarmUp {
-                service: name.clone(),
-                path: path.clone(),
-                reason,
-            })?,
-            None => Vec::new(),
-        };
+        let template = Template::build(Arc::clone(&spec), registry, paths, version)?;
         let sink = open_sink(&spec, &metrics)?;
         let token = match &spec.token {
             Some(token) => token.clone(),
@@ -252,23 +328,13 @@ impl Service {
         } else {
             None
         };
-        let mut config = ReplicaConfig::from_spec(&spec);
-        config.inline = spec
-            .processor
-            .as_deref()
-            .is_some_and(|name| registry.is_inline(name));
         let queues = opened.map(|(input, sink)| AsyncQueues::start(&spec, &[], input, sink));
         let service = Self {
             grace: spec.metadata.termination_grace_period,
             token,
             name,
-            template: Template {
-                config,
-                make_processor,
-                paths: paths.clone(),
-                warm_up,
-            },
-            spec,
+            template: ArcSwap::from_pointee(template),
+            previous: Mutex::new(None),
             replicas: ArcSwap::from_pointee(Vec::new()),
             provider,
             next_index: AtomicU32::new(0),
@@ -284,18 +350,20 @@ impl Service {
     /// Starts `count` more replicas (they become ready in the background) and returns their
     /// indices. Indices are never reused within a service.
     pub fn scale_up(&self, count: u32) -> Vec<u32> {
+        let template = self.template.load_full();
         let started: Vec<Replica> = (0..count)
             .map(|_| {
                 let index = self.next_index.fetch_add(1, Ordering::Relaxed);
                 let replica = self.provider.launch(ReplicaParts {
                     service: self.name.clone(),
                     index,
-                    config: self.template.config.clone(),
-                    make_processor: Arc::clone(&self.template.make_processor),
-                    init: init_context(&self.spec, &self.template.paths, index),
-                    warm_up: self.template.warm_up.clone(),
+                    version: template.version,
+                    config: template.config.clone(),
+                    make_processor: Arc::clone(&template.make_processor),
+                    init: init_context(&template.spec, &template.paths, index),
+                    warm_up: template.warm_up.clone(),
                     metrics: Arc::clone(&self.metrics),
-                    spec: Arc::clone(&self.spec),
+                    spec: Arc::clone(&template.spec),
                     process_cpu: None,
                 });
                 if let Some(queues) = &self.queues {
@@ -403,10 +471,40 @@ impl Service {
         &self.name
     }
 
-    /// The spec it runs.
+    /// The spec of its current version (the one new replicas start from).
     #[must_use]
-    pub fn spec(&self) -> &ServiceSpec {
-        &self.spec
+    pub fn spec(&self) -> Arc<ServiceSpec> {
+        Arc::clone(&self.template.load().spec)
+    }
+
+    /// Its current version: the one new replicas start from.
+    #[must_use]
+    pub fn version(&self) -> u32 {
+        self.template.load().version
+    }
+
+    /// Makes `template` the current version: replicas started from now on run it; the
+    /// controller rolls the others over ([`crate::controller`]), and goes back to the version
+    /// it replaced (returned) if the new one fails ([`abort_rollout`](Self::abort_rollout)).
+    pub fn set_template(&self, template: Template) -> u32 {
+        let before = self.template.swap(Arc::new(template));
+        let version = before.version;
+        *self.previous.lock().unwrap_or_else(|e| e.into_inner()) = Some(before);
+        version
+    }
+
+    /// Goes back to the version before the current one (a rollout failed); returns it, or
+    /// `None` when there is none to go back to. Replicas of the failed version are the
+    /// caller's to retire.
+    pub fn abort_rollout(&self) -> Option<u32> {
+        let before = self
+            .previous
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let version = before.version;
+        self.template.store(before);
+        Some(version)
     }
 
     /// The token clients must present (the spec's, or the one generated at start).

@@ -211,12 +211,33 @@ pub struct ServiceRecord {
     /// A human-readable note about the last change (why it stopped, who updated it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The versions of what runs, oldest first (the control plane keeps the last few). Empty
+    /// in records of an earlier eas: `spec` is then version 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionRecord>,
+    /// The version that runs (or is being rolled out); 0 in records of an earlier eas.
+    #[serde(default)]
+    pub service_version: u32,
     /// Fields this version of eas does not know, kept as they were read and written back as
     /// they are. Without it, an older eas that rewrites a record (to stop a service, say) would
     /// silently drop what a newer eas stored in it. New fields get their own member in a later
     /// version; this is not a place to put data on purpose.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One version of a service: what runs, as the spec gave it when the version was made.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VersionRecord {
+    /// Its number: 1 for the spec the service was created with, one more for each update
+    /// that needed new instances.
+    pub version: u32,
+    /// The spec (service.json) of this version.
+    pub spec: serde_json::Value,
+    /// When it was made, in milliseconds since the Unix epoch.
+    pub built_at_unix_ms: u64,
+    /// What made it (created, which fields an update changed).
+    pub message: String,
 }
 
 impl ServiceRecord {
@@ -229,8 +250,18 @@ impl ServiceRecord {
             version: 0,
             updated_at_unix_ms: 0,
             message: None,
+            versions: Vec::new(),
+            service_version: 0,
             extra: serde_json::Map::new(),
         }
+    }
+
+    /// This record with its service's versions, `current` the one that runs.
+    #[must_use]
+    pub fn with_versions(mut self, versions: Vec<VersionRecord>, current: u32) -> Self {
+        self.versions = versions;
+        self.service_version = current;
+        self
     }
 
     /// This record, stopped or not.

@@ -128,7 +128,7 @@ impl Admission {
     #[must_use]
     pub fn new(service: Arc<Service>, body: BodyLimits, budget: Arc<BodyBudget>) -> Self {
         let body = BodyLayer::new(body.max_bytes, body.read_timeout, budget);
-        let stacks = build(&service, service.spec(), &body);
+        let stacks = build(&service, &service.spec(), &body);
         Self {
             service,
             body,

@@ -1,7 +1,8 @@
 //! The control API, modelled on the EAS API (`/api/v2/services...`, EAS field names; the
 //! shapes are `eas_core::control`'s): create, list, describe, update, delete, start, stop and
-//! restart services; list and restart instances; read, change and remove the autoscaler and
-//! the cron scaler; report a custom metric for the autoscaler.
+//! restart services; list a service's versions and move to one; list and restart instances;
+//! read, change and remove the autoscaler and the cron scaler; report a custom metric for the
+//! autoscaler.
 //!
 //! Every route wants the admin token, as `Authorization: T` or `Authorization: Bearer T`
 //! (compared in constant time); it is a different secret from the services' tokens. Any
@@ -21,7 +22,8 @@ use axum::routing::{get, post, put};
 use eas_core::control::{
     AutoscalerConfig, CreateServiceResponse, CronScalerConfig, DeleteInstancesQuery, ErrorCode,
     ErrorResponse, InstanceStatus, InstanceSummary, ListInstancesResponse, ListServicesResponse,
-    MessageResponse, ScalingDecision, ServiceStatus, ServiceSummary,
+    MessageResponse, RolloutStatus, ScalingDecision, ServiceStatus, ServiceSummary, ServiceVersion,
+    UpdateServiceVersion,
 };
 use eas_core::spec::AutoscalerSpec;
 use serde_json::Value;
@@ -55,6 +57,11 @@ pub(super) fn router(plane: Arc<ControlPlane>, token: String) -> Router {
         .route("/api/v2/services/{cluster}/{name}/start", put(start))
         .route("/api/v2/services/{cluster}/{name}/stop", put(stop))
         .route("/api/v2/services/{cluster}/{name}/restart", put(restart))
+        .route("/api/v2/services/{cluster}/{name}/versions", get(versions))
+        .route(
+            "/api/v2/services/{cluster}/{name}/version",
+            put(set_version),
+        )
         .route(
             "/api/v2/services/{cluster}/{name}/instances",
             get(instances).delete(restart_instances),
@@ -237,6 +244,34 @@ async fn update(
             Ok(())
         })
         .await?;
+    Ok(message(done))
+}
+
+async fn versions(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
+    let (versions, current) = c.plane.versions_of(&name)?;
+    let versions: Vec<ServiceVersion> = versions
+        .iter()
+        .map(|v| ServiceVersion {
+            version: v.version,
+            build_time: rfc3339(
+                SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(v.built_at_unix_ms),
+            ),
+            message: v.message.clone(),
+            service_config: without_token(&v.spec),
+            current: v.version == current,
+        })
+        .collect();
+    Ok(axum::Json(versions).into_response())
+}
+
+async fn set_version(
+    _: Admin,
+    State(c): State<Control>,
+    Path((_, name)): Named,
+    Body(body): Body,
+) -> Answer {
+    let wanted: UpdateServiceVersion = parse_body(&body)?;
+    let done = c.plane.set_version(&name, wanted.version).await?;
     Ok(message(done))
 }
 
@@ -428,6 +463,11 @@ fn summary(cluster: &str, view: &ServiceView) -> ServiceSummary {
             .collect::<Vec<_>>()
             .join("; ");
         (ServiceStatus::Failed, why)
+    } else if let Some(rollout) = &view.rollout {
+        (
+            ServiceStatus::Updating,
+            format!("rolling out version {}", rollout.to),
+        )
     } else if running == view.desired && total == view.desired {
         (ServiceStatus::Running, String::new())
     } else if running == 0 && view.desired > 0 {
@@ -464,6 +504,16 @@ fn summary(cluster: &str, view: &ServiceView) -> ServiceSummary {
                 reason: d.reason.clone(),
             })
             .collect(),
+        current_version: view.service_version,
+        latest_version: view.latest_version,
+        rollout: view.rollout.as_ref().map(|r| RolloutStatus {
+            to_version: r.to,
+            new_ready: r.new.ready,
+            new_total: r.new.total,
+            old_ready: r.old.ready,
+            old_total: r.old.total,
+        }),
+        rollout_failure: view.rollout_failure.clone().unwrap_or_default(),
     }
 }
 

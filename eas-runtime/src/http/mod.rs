@@ -46,6 +46,28 @@ use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::service::Service;
 
+/// The response header naming the service that answered.
+pub const SERVICE_HEADER: &str = "x-eas-service";
+/// The response header naming the version of the service that answered.
+pub const VERSION_HEADER: &str = "x-eas-version";
+/// The response header naming the instance (its index) that answered.
+pub const INSTANCE_HEADER: &str = "x-eas-instance";
+
+/// Names who answered a predict request in its response headers: the service, its version and
+/// the instance ([`SERVICE_HEADER`], [`VERSION_HEADER`], [`INSTANCE_HEADER`]).
+pub(crate) fn served_by(
+    headers: &mut axum::http::HeaderMap,
+    service: &str,
+    version: u32,
+    instance: u32,
+) {
+    if let Ok(value) = axum::http::HeaderValue::from_str(service) {
+        headers.insert(SERVICE_HEADER, value);
+    }
+    headers.insert(VERSION_HEADER, axum::http::HeaderValue::from(version));
+    headers.insert(INSTANCE_HEADER, axum::http::HeaderValue::from(instance));
+}
+
 /// Services by name, and what every route shares.
 pub struct Edge {
     directory: Arc<Directory>,

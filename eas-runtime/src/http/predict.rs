@@ -82,6 +82,12 @@ pub(super) async fn predict(
             {
                 response.headers_mut().insert(header::CONTENT_TYPE, ct);
             }
+            super::served_by(
+                response.headers_mut(),
+                service.name(),
+                answered.version,
+                answered.instance,
+            );
             (answer.status, Some(answered.instance), response)
         }
         Err(refused) => {

@@ -19,4 +19,6 @@ pub struct Answered {
     pub response: Response,
     /// The instance that ran it.
     pub instance: u32,
+    /// The version of the service that instance runs.
+    pub version: u32,
 }

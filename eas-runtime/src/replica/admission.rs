@@ -114,8 +114,13 @@ impl Service<Routed> for Submit {
 
     fn call(&mut self, routed: Routed) -> Self::Future {
         let instance = routed.instance.index();
+        let version = routed.instance.version();
         match routed.instance.submit(routed.request) {
-            Ok(answer) => SubmitFuture::Waiting { answer, instance },
+            Ok(answer) => SubmitFuture::Waiting {
+                answer,
+                instance,
+                version,
+            },
             Err(refused) => SubmitFuture::Refused(Some(PredictError::Replica(refused))),
         }
     }
@@ -132,6 +137,8 @@ pub enum SubmitFuture {
         answer: oneshot::Receiver<Reply>,
         /// The instance.
         instance: u32,
+        /// The version of the service it runs.
+        version: u32,
     },
 }
 
@@ -144,10 +151,18 @@ impl Future for SubmitFuture {
             Self::Refused(error) => Poll::Ready(Err(error
                 .take()
                 .expect("a SubmitFuture polled after it completed"))),
-            Self::Waiting { answer, instance } => {
-                let instance = *instance;
+            Self::Waiting {
+                answer,
+                instance,
+                version,
+            } => {
+                let (instance, version) = (*instance, *version);
                 Pin::new(answer).poll(cx).map(|reply| match reply {
-                    Ok(Ok(response)) => Ok(Answered { response, instance }),
+                    Ok(Ok(response)) => Ok(Answered {
+                        response,
+                        instance,
+                        version,
+                    }),
                     Ok(Err(failure)) => Err(PredictError::Failed { instance, failure }),
                     Err(_) => Err(PredictError::Failed {
                         instance,
@@ -182,6 +197,7 @@ mod tests {
         Replica::start(ReplicaParts {
             service: "svc".into(),
             index,
+            version: 1,
             config: ReplicaConfig::from_spec(&spec),
             make_processor: Arc::new(|| Ok(Box::new(CountingEcho::new()))),
             spec: Arc::new(spec.clone()),
@@ -223,6 +239,7 @@ mod tests {
             Ok::<_, PredictError>(Answered {
                 response: eas_core::processor::Response::ok(routed.request.body),
                 instance: routed.instance.index(),
+                version: routed.instance.version(),
             })
         });
         let stack = KeepaliveLayer::new(Duration::from_millis(100)).layer(slow);

@@ -206,6 +206,7 @@ impl std::fmt::Debug for Replica {
 struct Shared {
     service: String,
     index: u32,
+    version: u32,
     config: ReplicaConfig,
     state: Mutex<ReplicaState>,
     ready: AtomicBool,
@@ -254,6 +255,8 @@ pub struct ReplicaParts {
     pub service: String,
     /// Its index within the service.
     pub index: u32,
+    /// The version of the service it runs.
+    pub version: u32,
     /// Batching, queueing and limits.
     pub config: ReplicaConfig,
     /// Makes its processor.
@@ -308,6 +311,7 @@ impl Replica {
             limiter: parts.config.rate_limit.map(RateLimiter::per_second),
             service: parts.service,
             index: parts.index,
+            version: parts.version,
             config: parts.config,
             state: Mutex::new(ReplicaState::Starting),
             ready: AtomicBool::new(false),
@@ -363,6 +367,12 @@ impl Replica {
     #[must_use]
     pub fn index(&self) -> u32 {
         self.shared.index
+    }
+
+    /// The version of the service it runs.
+    #[must_use]
+    pub fn version(&self) -> u32 {
+        self.shared.version
     }
 
     /// Where it is in its life.
@@ -690,6 +700,7 @@ mod tests {
         let replica = Replica::start(ReplicaParts {
             service: "svc".into(),
             index: 0,
+            version: 1,
             config,
             make_processor: Arc::new(|| Ok(Box::new(Busy::default()))),
             init: InitContext::new("svc"),

@@ -8,7 +8,9 @@
 //! - [`autoscaler_for`] ([`select`]): the autoscaler an `autoscaler` block selects with its
 //!   `algorithm` (`eas` or `hpa`, an eas extension of the spec);
 //! - [`plan()`] ([`mod@plan`]): which local instances to start and stop to reach the desired count
-//!   on one machine ([`NodeCapacity`]), and why some could not start.
+//!   on one machine ([`NodeCapacity`]), and why some could not start;
+//! - [`rollout_step`] ([`rollout`]): a rolling update's round within `max_surge` and
+//!   `max_unavailable`.
 //!
 //! Everything is pure: time comes only from the observations, no I/O.
 //!
@@ -38,8 +40,10 @@
 
 pub mod controller;
 pub mod plan;
+pub mod rollout;
 pub mod select;
 
 pub use controller::{HISTORY_LEN, ReplicaController, ScaleDecision};
 pub use plan::{DEFAULT_CPU_OVERCOMMIT, NodeCapacity, ReplicaView, ScalePlan, plan};
+pub use rollout::{RolloutLimits, RolloutStep, VersionCounts, rollout_step};
 pub use select::autoscaler_for;

@@ -79,6 +79,15 @@ enum ServiceCommand {
         /// The service's name.
         name: String,
     },
+    /// List a service's versions (number, time, what made it, which runs), or move it to one
+    /// of them through a rolling update (`--set N`: back or forward).
+    Versions {
+        /// The service's name.
+        name: String,
+        /// Roll the service out to this kept version.
+        #[arg(long, value_name = "N")]
+        set: Option<u32>,
+    },
     /// List a service's instances, or restart some of them.
     Instances {
         /// The service's name.
@@ -152,6 +161,20 @@ fn command(client: &Client, command: &ServiceCommand) -> Result<(), Failure> {
             &[],
             None,
         )?,
+        C::Versions { name, set } => match set {
+            Some(version) => client.send_bytes(
+                Method::Put,
+                &client.service_path(name, "/version"),
+                &[],
+                Some(format!(r#"{{"Version": {version}}}"#).into_bytes()),
+            )?,
+            None => client.send(
+                Method::Get,
+                &client.service_path(name, "/versions"),
+                &[],
+                None,
+            )?,
+        },
         C::Instances { name, restart } => {
             let path = client.service_path(name, "/instances");
             match restart {
@@ -298,6 +321,17 @@ impl Client {
         file: Option<&Path>,
     ) -> Result<String, Failure> {
         let body = file.map(read_json).transpose()?;
+        self.send_bytes(method, path, query, body)
+    }
+
+    /// Sends one request with `body` (JSON) and returns the body of a 2xx answer.
+    fn send_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<String, Failure> {
         let url = format!("{}{path}", self.server);
         let result = match (method, body) {
             (Method::Get, _) => self.prepare(self.agent.get(&url), query).call(),
