@@ -394,6 +394,65 @@ pub struct ServiceSummary {
     /// Why the last rolling update failed (the version before it kept serving), or empty.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub rollout_failure: String,
+    /// The service group it is in, or empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// Its weight in its group (0-1000); absent outside a group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// `grouping` (takes its group's traffic) or `standalone`; empty outside a group.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub traffic_state: String,
+    /// Its mirror and the mirror's counts, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorStatus>,
+}
+
+/// The body of ReleaseService: a member's share of its group's traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ReleaseService {
+    /// 0 to 1000; -1: the default weight.
+    pub weight: i64,
+    /// `grouping` (take group traffic) or `standalone` (only the member's own endpoint).
+    pub traffic_state: String,
+}
+
+/// The body of Create/UpdateServiceMirror: copy `Ratio` percent of the requests to `Target`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceMirror {
+    /// 0 to 100.
+    pub ratio: u32,
+    /// The services copies go to.
+    #[serde(default)]
+    pub target: Vec<String>,
+}
+
+/// A mirror as DescribeService (and GET .../mirror) shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MirrorStatus {
+    /// The share copied, in percent.
+    pub ratio: u32,
+    /// Each target and what became of the copies due to it.
+    pub targets: Vec<MirrorTargetStatus>,
+}
+
+/// One mirror target's counts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MirrorTargetStatus {
+    /// The target service.
+    pub service: String,
+    /// Copies due.
+    pub attempted: u64,
+    /// Copies shed (too many in flight to it, or it is gone).
+    pub shed: u64,
+    /// Copies it answered.
+    pub answered: u64,
+    /// Copies it refused or failed.
+    pub failed: u64,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference

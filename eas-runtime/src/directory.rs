@@ -15,6 +15,19 @@ use crate::admission::{Admission, BodyBudget, BodyLimits};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, ServiceMetrics};
 use crate::service::Service;
+use crate::traffic::Traffic;
+
+/// What a predict path names ([`Directory::resolve`]).
+#[derive(Debug)]
+pub enum Resolved<'a> {
+    /// A service (directly, or the member of a group its weights picked), and the rest of the
+    /// path.
+    Service(Arc<Entry>, &'a str),
+    /// A group none of whose members takes traffic now.
+    EmptyGroup(String),
+    /// Nothing.
+    Unknown,
+}
 
 /// One service as the edge serves it: its admission layers and its request metrics.
 #[derive(Debug)]
@@ -47,6 +60,7 @@ impl Entry {
 #[derive(Debug)]
 pub struct Directory {
     entries: ArcSwap<BTreeMap<String, Arc<Entry>>>,
+    traffic: Traffic,
     metrics: Arc<Metrics>,
     body: BodyLimits,
     body_budget: Arc<BodyBudget>,
@@ -59,6 +73,7 @@ impl Directory {
     pub fn new(metrics: Arc<Metrics>, body: BodyLimits) -> Self {
         Self {
             entries: ArcSwap::from_pointee(BTreeMap::new()),
+            traffic: Traffic::new(),
             body_budget: Arc::new(BodyBudget::new(body.max_buffered_bytes)),
             metrics,
             body,
@@ -136,6 +151,30 @@ impl Directory {
     #[must_use]
     pub fn body_budget(&self) -> &Arc<BodyBudget> {
         &self.body_budget
+    }
+
+    /// The groups and mirrors between the services.
+    #[must_use]
+    pub fn traffic(&self) -> &Traffic {
+        &self.traffic
+    }
+
+    /// What a predict path names: a service ([`find`](Self::find)), else a group (its first
+    /// segment), whose weights pick the member.
+    #[must_use]
+    pub fn resolve<'a>(&self, path: &'a str) -> Resolved<'a> {
+        if let Some((entry, rest)) = self.find(path) {
+            return Resolved::Service(entry, rest);
+        }
+        let path = path.trim_start_matches('/');
+        let (name, rest) = path.split_once('/').unwrap_or((path, ""));
+        let Some(group) = self.traffic.group(name) else {
+            return Resolved::Unknown;
+        };
+        match group.pick().and_then(|member| self.get(member)) {
+            Some(entry) => Resolved::Service(entry, rest),
+            None => Resolved::EmptyGroup(name.to_owned()),
+        }
     }
 
     /// The entry a predict path names, and the rest of the path: the longest service name

@@ -10,6 +10,7 @@
 //! | [`control`] | the control plane: services' desired state, operations, the control loop |
 //! | [`controller`] | one service's live controller: observe, decide (eas-scheduler), plan, act |
 //! | [`directory`] | the services by name, swapped as a whole while requests flow |
+//! | [`traffic`] | service groups (weights) and mirroring between services |
 //! | [`admission`] | tower layers per service: auth, body, rate, concurrency, routing, keepalive, instance admission |
 //! | [`job`] | elastic (batch) jobs: inputs through an async service's queues into a results file |
 //! | [`fetch`] | a service's files: local, or fetched through `eas-storage` |
@@ -69,6 +70,7 @@ pub mod request;
 pub mod request_log;
 pub mod service;
 pub mod store;
+pub mod traffic;
 pub mod worker;
 
 pub use error::{Error, Result};

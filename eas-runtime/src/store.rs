@@ -218,12 +218,27 @@ pub struct ServiceRecord {
     /// The version that runs (or is being rolled out); 0 in records of an earlier eas.
     #[serde(default)]
     pub service_version: u32,
+    /// How it takes its group's traffic (`metadata.group`), once released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<crate::traffic::Release>,
+    /// Where copies of its requests go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorRecord>,
     /// Fields this version of eas does not know, kept as they were read and written back as
     /// they are. Without it, an older eas that rewrites a record (to stop a service, say) would
     /// silently drop what a newer eas stored in it. New fields get their own member in a later
     /// version; this is not a place to put data on purpose.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A service's mirror: the share of its requests copied to each target service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MirrorRecord {
+    /// The share copied, in percent (0-100).
+    pub ratio: u32,
+    /// The services copies go to.
+    pub targets: Vec<String>,
 }
 
 /// One version of a service: what runs, as the spec gave it when the version was made.
@@ -252,8 +267,22 @@ impl ServiceRecord {
             message: None,
             versions: Vec::new(),
             service_version: 0,
+            release: None,
+            mirror: None,
             extra: serde_json::Map::new(),
         }
+    }
+
+    /// This record with its traffic settings: its release into its group, its mirror.
+    #[must_use]
+    pub fn with_traffic(
+        mut self,
+        release: Option<crate::traffic::Release>,
+        mirror: Option<MirrorRecord>,
+    ) -> Self {
+        self.release = release;
+        self.mirror = mirror;
+        self
     }
 
     /// This record with its service's versions, `current` the one that runs.

@@ -40,7 +40,7 @@ fn worker_entry() {
 }
 
 /// Answers `PID BODY` after 5 ms; a body `abort` aborts the process (a segfault's kin),
-/// `grow:MB` touches MB megabytes, `burn:MS` spins for MS milliseconds.
+/// `grow:MB` touches MB megabytes, `burn:MS` spins for MS milliseconds of CPU.
 struct Pid {
     /// Where to leave a file when SIGTERM arrives (the `term` processor).
     on_sigterm: Option<std::path::PathBuf>,
@@ -81,10 +81,14 @@ impl Processor for Pid {
                     return Ok(Response::ok(format!("{pid} held {}", held.len())));
                 }
                 if let Some(ms) = body.strip_prefix("burn:") {
-                    let until = Instant::now() + Duration::from_millis(ms.parse().unwrap_or(0));
+                    // MS milliseconds of this thread's CPU, however busy the machine is.
+                    let want = Duration::from_millis(ms.parse().unwrap_or(0));
+                    let start = cpu_time::ThreadTime::now();
                     let mut x = 0u64;
-                    while Instant::now() < until {
-                        x = x.wrapping_mul(31).wrapping_add(1);
+                    while start.elapsed() < want {
+                        for _ in 0..10_000 {
+                            x = x.wrapping_mul(31).wrapping_add(1);
+                        }
                     }
                     return Ok(Response::ok(format!("{pid} {x}")));
                 }

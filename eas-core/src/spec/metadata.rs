@@ -20,6 +20,16 @@ pub struct Metadata {
     /// The number of service instances to launch.
     pub instance: u32,
 
+    /// The service group it belongs to (an eas addition; EAS sets it through its console):
+    /// the group's endpoint (`/api/predict/{group}`) splits traffic by weight among the
+    /// members released into it. Named like a service, and unlike any service.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_as_none::deserialize"
+    )]
+    pub group: Option<String>,
+
     /// The ID of the PAI workspace the service is restricted to.
     #[serde(
         default,
@@ -142,6 +152,7 @@ impl Metadata {
         Self {
             name: name.into(),
             instance,
+            group: None,
             workspace_id: None,
             cpu: None,
             memory: None,

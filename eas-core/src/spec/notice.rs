@@ -111,6 +111,7 @@ impl ServiceSpec {
     /// | field | status | where (or grep with no hit) |
     /// |---|---|---|
     /// | `metadata.name`, `metadata.instance` | effective | `service.rs` (`metadata.name`, `instance`), control plane |
+    /// | `metadata.group` (eas addition) | effective | `traffic.rs` (group weights), control plane |
     /// | `metadata.workspace_id` | reported | `workspace_id`: no hit |
     /// | `metadata.cpu` | effective | `service.rs` `init_context` (threads), node capacity |
     /// | `metadata.memory` | reported in process; effective with child processes | node capacity; `provider/limits.rs` (cgroup or rlimit) for child processes |
@@ -120,7 +121,7 @@ impl ServiceSpec {
     /// | `metadata.resource` | simulator, reported | `resource_group` in `placement/round.rs` only |
     /// | `metadata.cuda` | reported | `\.cuda\b`: no hit |
     /// | `metadata.rdma` | reported | `\.rdma`: no hit |
-    /// | `metadata.enable_grpc` | reported | `enable_grpc`, `grpc`/`tonic` in eas-runtime: no hit (the edge is HTTP only) |
+    /// | `metadata.enable_grpc` | effective | `http/grpc.rs` (`serves_grpc`): the service's model takes Open Inference Protocol gRPC calls on the HTTP port (HTTP stays served too); `eas serve` prints the address |
     /// | `metadata.enable_webservice` | reported | `webservice`: no hit |
     /// | `metadata.type` | `Async` effective, `LLMGatewayService` reported | `is_async` in `service.rs`; `LlmGateway`: no hit |
     /// | `metadata.rpc.{batching, max_batch_size, max_batch_timeout, max_queue_size, worker_threads, rate_limit, keepalive}` | effective | `ReplicaConfig::from_spec`, `queue/consumer.rs`, `admission/mod.rs` |
@@ -365,13 +366,7 @@ fn metadata_notices(m: &Metadata, note: &mut impl FnMut(&str, &str)) {
     if m.rdma.is_some_and(|r| r > 0) {
         note("metadata.rdma", ONE_MACHINE);
     }
-    // grep `enable_grpc`, `grpc`, `tonic` in eas-runtime: no hit.
-    if m.enable_grpc {
-        note(
-            "metadata.enable_grpc",
-            "the eas edge serves HTTP only; there is no gRPC endpoint to switch to",
-        );
-    }
+    // `enable_grpc` takes effect: `serves_grpc` in eas-runtime's http/grpc.rs.
     // grep `webservice`: no hit.
     if m.enable_webservice {
         note(
@@ -599,10 +594,6 @@ mod tests {
             (json!({"metadata": {"qos": "BestEffort"}}), "metadata.qos"),
             (json!({"metadata": {"cuda": "11.2"}}), "metadata.cuda"),
             (
-                json!({"metadata": {"enable_grpc": true}}),
-                "metadata.enable_grpc",
-            ),
-            (
                 json!({"metadata": {"enable_webservice": true}}),
                 "metadata.enable_webservice",
             ),
@@ -671,6 +662,14 @@ mod tests {
             assert_eq!(fields(&s), [field], "{extra}");
             assert!(!s.notices()[0].reason.is_empty());
         }
+    }
+
+    #[test]
+    fn enable_grpc_should_take_effect_without_a_notice() {
+        assert_eq!(
+            with(json!({"metadata": {"enable_grpc": true}})).notices(),
+            []
+        );
     }
 
     #[test]

@@ -89,6 +89,24 @@ fn check_metadata(spec: &ServiceSpec, report: &mut Report<'_>) {
     if let Err(reason) = check_name(&m.name) {
         report("metadata.name", reason);
     }
+    if let Some(group) = &m.group {
+        if let Err(reason) = check_name(group) {
+            report("metadata.group", reason);
+        } else if *group == m.name {
+            report(
+                "metadata.group",
+                "a group may not share its name with a service, this one included".to_owned(),
+            );
+        }
+        if m.is_async() {
+            report(
+                "metadata.group",
+                "asynchronous (queue) services cannot join a group: group weights split sync \
+                 predict traffic only"
+                    .to_owned(),
+            );
+        }
+    }
     if let Some(cpu) = m.cpu
         && !(cpu.is_finite() && cpu > 0.0)
     {

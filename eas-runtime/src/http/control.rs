@@ -22,7 +22,8 @@ use axum::routing::{get, post, put};
 use eas_core::control::{
     AutoscalerConfig, CreateServiceResponse, CronScalerConfig, DeleteInstancesQuery, ErrorCode,
     ErrorResponse, InstanceStatus, InstanceSummary, ListInstancesResponse, ListServicesResponse,
-    MessageResponse, RolloutStatus, ScalingDecision, ServiceStatus, ServiceSummary, ServiceVersion,
+    MessageResponse, MirrorStatus, MirrorTargetStatus, ReleaseService, RolloutStatus,
+    ScalingDecision, ServiceMirror, ServiceStatus, ServiceSummary, ServiceVersion,
     UpdateServiceVersion,
 };
 use eas_core::spec::AutoscalerSpec;
@@ -61,6 +62,14 @@ pub(super) fn router(plane: Arc<ControlPlane>, token: String) -> Router {
         .route(
             "/api/v2/services/{cluster}/{name}/version",
             put(set_version),
+        )
+        .route("/api/v2/services/{cluster}/{name}/release", put(release))
+        .route(
+            "/api/v2/services/{cluster}/{name}/mirror",
+            get(get_mirror)
+                .post(put_mirror)
+                .put(put_mirror)
+                .delete(delete_mirror),
         )
         .route(
             "/api/v2/services/{cluster}/{name}/instances",
@@ -273,6 +282,61 @@ async fn set_version(
     let wanted: UpdateServiceVersion = parse_body(&body)?;
     let done = c.plane.set_version(&name, wanted.version).await?;
     Ok(message(done))
+}
+
+async fn release(
+    _: Admin,
+    State(c): State<Control>,
+    Path((_, name)): Named,
+    Body(body): Body,
+) -> Answer {
+    let wanted: ReleaseService = parse_body(&body)?;
+    let done = c
+        .plane
+        .release(&name, wanted.weight, &wanted.traffic_state)
+        .await?;
+    Ok(message(done))
+}
+
+async fn get_mirror(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
+    let mirror = c.plane.mirror_of(&name)?.map(|m| mirror_status(&m));
+    Ok(axum::Json(mirror.unwrap_or_default()).into_response())
+}
+
+async fn put_mirror(
+    _: Admin,
+    State(c): State<Control>,
+    Path((_, name)): Named,
+    Body(body): Body,
+) -> Answer {
+    let wanted: ServiceMirror = parse_body(&body)?;
+    let done = c
+        .plane
+        .set_mirror(&name, wanted.ratio, wanted.target)
+        .await?;
+    Ok(message(done))
+}
+
+async fn delete_mirror(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
+    let done = c.plane.set_mirror(&name, 0, Vec::new()).await?;
+    Ok(message(done))
+}
+
+fn mirror_status(mirror: &crate::control::MirrorView) -> MirrorStatus {
+    MirrorStatus {
+        ratio: mirror.ratio,
+        targets: mirror
+            .targets
+            .iter()
+            .map(|(service, c)| MirrorTargetStatus {
+                service: service.clone(),
+                attempted: c.attempted,
+                shed: c.shed,
+                answered: c.answered,
+                failed: c.failed,
+            })
+            .collect(),
+    }
 }
 
 async fn delete(_: Admin, State(c): State<Control>, Path((_, name)): Named) -> Answer {
@@ -514,6 +578,17 @@ fn summary(cluster: &str, view: &ServiceView) -> ServiceSummary {
             old_total: r.old.total,
         }),
         rollout_failure: view.rollout_failure.clone().unwrap_or_default(),
+        group: view.group.clone().unwrap_or_default(),
+        weight: view
+            .group
+            .as_ref()
+            .map(|_| view.release.unwrap_or_default().weight),
+        traffic_state: match (&view.group, view.release) {
+            (None, _) => String::new(),
+            (Some(_), Some(r)) if r.grouping => "grouping".into(),
+            (Some(_), _) => "standalone".into(),
+        },
+        mirror: view.mirror.as_ref().map(mirror_status),
     }
 }
 

@@ -6,6 +6,7 @@
 //! failures; not refusals) and into the request metrics.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -13,8 +14,10 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, Edge};
+use crate::directory::Resolved;
 use crate::outcome::PredictError;
 use crate::replica::Failure;
+use crate::traffic::Mirror;
 
 /// Decrements the in-flight gauge however the handler ends.
 struct InFlight(prometheus_client::metrics::gauge::Gauge);
@@ -31,8 +34,16 @@ pub(super) async fn predict(
     request: axum::extract::Request,
 ) -> Response {
     let started = Instant::now();
-    let Some((entry, sub_path)) = edge.directory().find(&path) else {
-        return ApiError::UnknownService(path).into_response();
+    let (entry, sub_path) = match edge.directory().resolve(&path) {
+        Resolved::Service(entry, rest) => (entry, rest),
+        Resolved::EmptyGroup(group) => {
+            return ApiError::NotReady(format!(
+                "group `{group}` has no member that takes its traffic: release one with PUT \
+                 /api/v2/services/{{cluster}}/{{member}}/release"
+            ))
+            .into_response();
+        }
+        Resolved::Unknown => return ApiError::UnknownService(path).into_response(),
     };
     let service = entry.admission().service();
     if let Some(queues) = service.queues() {
@@ -63,6 +74,11 @@ pub(super) async fn predict(
                 .iter()
                 .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
             let request = crate::request::build(body, sub_path, headers);
+            if let Some(mirror) = edge.directory().traffic().mirror(service.name())
+                && mirror.sample()
+            {
+                copy(&edge, &mirror, &request);
+            }
             layers.predict(request).await
         }
     };
@@ -110,4 +126,31 @@ pub(super) async fn predict(
     };
     recorder.answered(instance, status, started.elapsed().as_secs_f64());
     response
+}
+
+/// Sends a copy of `request` to each target of `mirror`, without waiting: the answers are
+/// counted and dropped; a target with [`MIRROR_IN_FLIGHT`](crate::traffic::MIRROR_IN_FLIGHT)
+/// copies in flight, backing off after failures, or gone, sheds the copy (counted).
+fn copy(edge: &Arc<Edge>, mirror: &Arc<Mirror>, request: &eas_core::processor::Request) {
+    for (index, target) in mirror.targets().iter().enumerate() {
+        target.attempted.fetch_add(1, Ordering::Relaxed);
+        if !target.open() {
+            target.shed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let Some(entry) = edge.directory().get(&target.service) else {
+            target.shed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&target.permits).try_acquire_owned() else {
+            target.shed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let (mirror, request) = (Arc::clone(mirror), request.clone());
+        tokio::spawn(async move {
+            let outcome = entry.admission().predict(request).await;
+            mirror.targets()[index].finished(outcome.is_ok());
+            drop(permit);
+        });
+    }
 }

@@ -37,8 +37,8 @@ enum Command {
     /// batching, limits and metrics.
     Serve(Box<serve::ServeArgs>),
     /// Manage the services of a running eas server through its control API: create, list,
-    /// describe, update, delete, start, stop, restart, versions, instances, autoscaler, cron
-    /// scaler.
+    /// describe, update, delete, start, stop, restart, versions, release, mirror, instances,
+    /// autoscaler, cron scaler.
     Service(Box<service::ServiceArgs>),
 }
 

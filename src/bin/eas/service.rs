@@ -88,6 +88,30 @@ enum ServiceCommand {
         #[arg(long, value_name = "N")]
         set: Option<u32>,
     },
+    /// Release a member of a service group into the group's traffic with a weight (0-1000),
+    /// or take it out (`--standalone`).
+    Release {
+        /// The service's name.
+        name: String,
+        /// Its share of the group's requests, 0 to 1000 (-1: the default, 100).
+        #[arg(long, allow_hyphen_values = true)]
+        weight: i64,
+        /// Take only its own endpoint's requests, none of the group's.
+        #[arg(long)]
+        standalone: bool,
+    },
+    /// Show a service's mirror and its counts; or copy `--ratio` percent of its requests to
+    /// `--target` services (ratio 0 removes the mirror).
+    Mirror {
+        /// The service's name.
+        name: String,
+        /// The share of requests copied, 0 to 100.
+        #[arg(long, requires = "target")]
+        ratio: Option<u32>,
+        /// The services copies go to, separated by commas.
+        #[arg(long, value_delimiter = ',')]
+        target: Vec<String>,
+    },
     /// List a service's instances, or restart some of them.
     Instances {
         /// The service's name.
@@ -175,6 +199,39 @@ fn command(client: &Client, command: &ServiceCommand) -> Result<(), Failure> {
                 None,
             )?,
         },
+        C::Release {
+            name,
+            weight,
+            standalone,
+        } => {
+            let state = if *standalone { "standalone" } else { "grouping" };
+            let body = serde_json::json!({"Weight": weight, "TrafficState": state});
+            client.send_bytes(
+                Method::Put,
+                &client.service_path(name, "/release"),
+                &[],
+                Some(body.to_string().into_bytes()),
+            )?
+        }
+        C::Mirror {
+            name,
+            ratio,
+            target,
+        } => {
+            let path = client.service_path(name, "/mirror");
+            match ratio {
+                Some(ratio) => {
+                    let body = serde_json::json!({"Ratio": ratio, "Target": target});
+                    client.send_bytes(
+                        Method::Put,
+                        &path,
+                        &[],
+                        Some(body.to_string().into_bytes()),
+                    )?
+                }
+                None => client.send(Method::Get, &path, &[], None)?,
+            }
+        }
         C::Instances { name, restart } => {
             let path = client.service_path(name, "/instances");
             match restart {

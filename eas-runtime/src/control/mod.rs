@@ -7,9 +7,9 @@
 //! (when the platform has one) and then the running service; [`ControlPlane::run`] ticks every
 //! service's [`ServiceController`] each control period.
 //!
-//! What an update may change in place (no new instances): `metadata.instance`, `autoscaler`
-//! (and so the cron scaler's `schedules`), `networking.gateway_policy` (rate and concurrency
-//! limits) and `metadata.rpc.keepalive`. Anything else makes a new **version** of the service
+//! What an update may change in place (no new instances): `metadata.instance`,
+//! `metadata.group`, `autoscaler` (and so the cron scaler's `schedules`),
+//! `networking.gateway_policy` (rate and concurrency limits) and `metadata.rpc.keepalive`. Anything else makes a new **version** of the service
 //! (its number one more than the newest; the last [`MAX_VERSIONS`] are kept with their specs)
 //! that the service's controller rolls out replica by replica within the spec's
 //! `rolling_strategy` ([`crate::controller`]); [`ControlPlane::set_version`] moves to any kept
@@ -17,6 +17,10 @@
 //! [`ROLLOUT_MAX_RESTARTS`](crate::controller::ROLLOUT_MAX_RESTARTS) times) is rolled back: the
 //! version before it keeps serving, and describe says why. The in-place fields are not part of
 //! a version: moving to another version keeps their current values.
+
+mod routing;
+
+pub use routing::{MAX_MIRROR_TARGETS, MirrorView};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -110,6 +114,12 @@ pub struct ServiceView {
     pub rollout: Option<Rollout>,
     /// Why the last rollout failed (the version before it kept serving), until the next one.
     pub rollout_failure: Option<String>,
+    /// The group it is in (`metadata.group`).
+    pub group: Option<String>,
+    /// How it takes its group's traffic (`None`: never released).
+    pub release: Option<crate::traffic::Release>,
+    /// Its mirror and the mirror's counts.
+    pub mirror: Option<routing::MirrorView>,
     /// When it was created.
     pub created: SystemTime,
     /// When its desired state last changed.
@@ -162,6 +172,9 @@ pub struct ControlPlane {
     autoscalers: Option<AutoscalerFactory>,
     store: Option<StateStore>,
     managed: Mutex<BTreeMap<String, Managed>>,
+    /// Each service's release into its group and its mirror (`routing.rs`); its own lock, so
+    /// that saving a record can read it while `managed` is held elsewhere.
+    routing: Mutex<BTreeMap<String, routing::Routing>>,
     /// Serialises operations that start or stop services (they await storage fetches).
     ops: tokio::sync::Mutex<()>,
 }
@@ -190,6 +203,7 @@ impl ControlPlane {
             autoscalers: parts.autoscalers,
             store: parts.store,
             managed: Mutex::new(BTreeMap::new()),
+            routing: Mutex::new(BTreeMap::new()),
             ops: tokio::sync::Mutex::new(()),
         }
     }
@@ -250,7 +264,16 @@ impl ControlPlane {
     ///
     /// An invalid spec, an existing service, a failed start or save.
     pub async fn create(&self, spec: Value) -> Result<String, PlaneError> {
-        self.create_with(spec, false, 1, None, Vec::new(), 1).await
+        self.create_with(
+            spec,
+            false,
+            1,
+            None,
+            Vec::new(),
+            1,
+            routing::Routing::default(),
+        )
+        .await
     }
 
     /// [`create`](Self::create) with the service's files already on this machine at `paths`
@@ -264,7 +287,16 @@ impl ControlPlane {
         spec: Value,
         paths: Option<LocalPaths>,
     ) -> Result<String, PlaneError> {
-        self.create_with(spec, false, 1, paths, Vec::new(), 1).await
+        self.create_with(
+            spec,
+            false,
+            1,
+            paths,
+            Vec::new(),
+            1,
+            routing::Routing::default(),
+        )
+        .await
     }
 
     /// Starts a service the store held (`record`), as it was (stopped or not).
@@ -280,10 +312,15 @@ impl ControlPlane {
             None,
             record.versions,
             record.service_version.max(1),
+            routing::Routing {
+                release: record.release,
+                mirror: record.mirror,
+            },
         )
         .await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn create_with(
         &self,
         json: Value,
@@ -292,6 +329,7 @@ impl ControlPlane {
         paths: Option<LocalPaths>,
         mut versions: Vec<VersionRecord>,
         current: u32,
+        routing: routing::Routing,
     ) -> Result<String, PlaneError> {
         let _op = self.ops.lock().await;
         let spec = parse(&json)?;
@@ -299,6 +337,8 @@ impl ControlPlane {
         if self.managed().contains_key(&name) {
             return Err(PlaneError::Exists(name));
         }
+        self.check_group(&spec)?;
+        let unroute = self.route(&name, routing);
         let mut controller = self.controller_for(&spec)?;
         controller.decisions_mut().set_stopped(stopped);
         let warnings = self.warnings(&spec);
@@ -351,6 +391,8 @@ impl ControlPlane {
                 controller: Arc::new(Mutex::new(controller)),
             },
         );
+        unroute.keep();
+        self.apply_routing(&name);
         Ok(name)
     }
 
@@ -400,11 +442,13 @@ impl ControlPlane {
         let Some(store) = &self.store else {
             return Ok(());
         };
+        let routing = self.routing_of(name);
         let mut record = ServiceRecord::new(spec.clone())
             .with_stopped(stopped)
             .with_version(version)
             .with_updated_at_unix_ms(self.unix_ms())
-            .with_versions(versions.to_vec(), current);
+            .with_versions(versions.to_vec(), current)
+            .with_traffic(routing.release, routing.mirror);
         if let Some(message) = message {
             record = record.with_message(message);
         }
@@ -430,6 +474,7 @@ impl ControlPlane {
                 .map_err(|e| PlaneError::Store(e.to_string()))?;
         }
         self.managed().remove(name);
+        self.forget_routing(name);
         if let Some(entry) = self.directory.remove(name) {
             let service = Arc::clone(entry.service());
             let metrics = Arc::clone(self.directory.metrics());
@@ -570,6 +615,7 @@ impl ControlPlane {
         if old_json == new_json {
             return Ok("nothing to change".to_owned());
         }
+        self.check_group(&new)?;
         let autoscaler = self.autoscaler_of(&new)?;
         let version = version + 1;
         let (versions, current) = self.versions_of(name)?;
@@ -590,6 +636,7 @@ impl ControlPlane {
             m.updated = self.clock.now();
             m.warnings = warnings;
         }
+        self.sync_groups();
         self.tick_one(name).await;
         Ok(format!("service `{name}` updated to version {version}"))
     }
@@ -674,6 +721,7 @@ impl ControlPlane {
                     .to_owned(),
             ));
         }
+        self.check_group(&spec)?;
         let autoscaler = self.autoscaler_of(&spec)?;
         // Everything that can fail before anything changes: the files, the processor.
         let paths = self.fetcher.paths(&spec).await?;
@@ -789,6 +837,16 @@ impl ControlPlane {
                 .unwrap_or(m.current),
             rollout: m.rollout.clone(),
             rollout_failure: m.rollout_failure.clone(),
+            group: routing::group_of(&m.spec),
+            release: self.routing_of(name).release,
+            mirror: self
+                .directory
+                .traffic()
+                .mirror(name)
+                .map(|m| routing::MirrorView {
+                    ratio: m.ratio(),
+                    targets: m.counts(),
+                }),
             created: m.created,
             updated: m.updated,
             warnings: m.warnings.clone(),
@@ -935,8 +993,9 @@ fn parse(json: &Value) -> Result<ServiceSpec, PlaneError> {
 /// The top-level paths whose change needs new instances: everything but the fields applied in
 /// place (see the [module docs](self)).
 /// The fields an update changes in place (no new instances), as JSON paths.
-const IN_PLACE: [&[&str]; 4] = [
+const IN_PLACE: [&[&str]; 5] = [
     &["metadata", "instance"],
+    &["metadata", "group"],
     &["autoscaler"],
     &["networking", "gateway_policy"],
     &["metadata", "rpc", "keepalive"],
@@ -996,6 +1055,7 @@ fn needs_new_instances(old: &Value, new: &Value) -> Vec<String> {
             }
             if let Some(metadata) = map.get_mut("metadata").and_then(Value::as_object_mut) {
                 metadata.remove("instance");
+                metadata.remove("group");
                 if let Some(rpc) = metadata.get_mut("rpc").and_then(Value::as_object_mut) {
                     rpc.remove("keepalive");
                     if rpc.is_empty() {
