@@ -25,6 +25,9 @@
 //! | `eas_scaling_decisions_total` | counter: changes of the desired replica count | service, direction (`up`, `down`) |
 //! | `eas_instance_cpu_utilization` | gauge: CPU in use, in percent of the instance's CPU request | service, instance |
 //! | `eas_custom_metric` | gauge: the latest value a processor reported | service, instance, name |
+//! | `eas_rollout_replicas` | gauge: replicas of the version being rolled out (`new`) and of the versions before (`old`), while a rollout runs | service, side, state (`ready`, `all`) |
+//! | `eas_group_weight` | gauge: a member's weight in its group's traffic (0 when standalone) | group, service |
+//! | `eas_mirror_copies_total` | counter: copies of a service's requests for a mirror target, by what became of them | service, target, outcome (`attempted`, `shed`, `answered`, `failed`) |
 //!
 //! `instance` is `-` where a request was answered before reaching an instance (a 401, 429, ...).
 //!
@@ -204,6 +207,12 @@ pub struct Metrics {
     pub instance_cpu_utilization: Family<InstanceLabels, FloatGauge>,
     /// The latest value of each custom metric an instance's processor reported.
     pub custom_metric: Family<CustomMetricLabels, FloatGauge>,
+    /// Replicas of each side of a rollout under way.
+    pub rollout_replicas: Family<Vec<(String, String)>, Gauge>,
+    /// Each group member's weight.
+    pub group_weight: Family<Vec<(String, String)>, Gauge>,
+    /// Mirror copies by outcome.
+    pub mirror_copies: Family<Vec<(String, String)>, Counter>,
     /// The custom metric names set per instance, so that its series can be removed.
     custom_names: Mutex<HashMap<InstanceLabels, BTreeSet<String>>>,
 }
@@ -355,6 +364,24 @@ impl Metrics {
             "The latest value of a metric the instance's processor reported",
             custom_metric.clone(),
         );
+        let rollout_replicas = Family::default();
+        registry.register(
+            "rollout_replicas",
+            "Replicas of the version being rolled out (new) and of the older ones (old)",
+            rollout_replicas.clone(),
+        );
+        let group_weight = Family::default();
+        registry.register(
+            "group_weight",
+            "A member's weight in its service group's traffic (0: standalone)",
+            group_weight.clone(),
+        );
+        let mirror_copies = Family::default();
+        registry.register(
+            "mirror_copies",
+            "Copies of a service's requests for a mirror target, by outcome",
+            mirror_copies.clone(),
+        );
         Self {
             registry,
             requests,
@@ -380,6 +407,9 @@ impl Metrics {
             scaling_decisions,
             instance_cpu_utilization,
             custom_metric,
+            rollout_replicas,
+            group_weight,
+            mirror_copies,
             custom_names: Mutex::new(HashMap::new()),
         }
     }
@@ -494,8 +524,61 @@ impl Metrics {
         }
     }
 
-    /// Drops a service's replica gauges and scaling counters (the service is gone).
+    /// Sets the rollout gauges of a service: (ready, all) replicas of the new version and of
+    /// the older ones; `None` (no rollout) removes them.
+    pub fn set_rollout(&self, service: &str, sides: Option<[(u32, u32); 2]>) {
+        for (side, index) in [("new", 0), ("old", 1)] {
+            for (state, pick) in [("ready", 0), ("all", 1)] {
+                let labels = vec![
+                    ("service".to_owned(), service.to_owned()),
+                    ("side".to_owned(), side.to_owned()),
+                    ("state".to_owned(), state.to_owned()),
+                ];
+                match sides {
+                    Some(sides) => {
+                        let (ready, all) = sides[index];
+                        let value = if pick == 0 { ready } else { all };
+                        self.rollout_replicas
+                            .get_or_create(&labels)
+                            .set(i64::from(value));
+                    }
+                    None => {
+                        self.rollout_replicas.remove(&labels);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replaces the group weights with `weights`: (group, service, weight) each.
+    pub fn set_group_weights(&self, weights: &[(String, String, u32)]) {
+        self.group_weight.clear();
+        for (group, service, weight) in weights {
+            let labels = vec![
+                ("group".to_owned(), group.clone()),
+                ("service".to_owned(), service.clone()),
+            ];
+            self.group_weight
+                .get_or_create(&labels)
+                .set(i64::from(*weight));
+        }
+    }
+
+    /// Counts a mirror copy's outcome (`attempted`, `shed`, `answered`, `failed`).
+    pub fn count_mirror_copy(&self, service: &str, target: &str, outcome: &str) {
+        self.mirror_copies
+            .get_or_create(&vec![
+                ("service".to_owned(), service.to_owned()),
+                ("target".to_owned(), target.to_owned()),
+                ("outcome".to_owned(), outcome.to_owned()),
+            ])
+            .inc();
+    }
+
+    /// Drops a service's replica gauges, scaling counters and rollout gauges (the service is
+    /// gone).
     pub fn remove_service_scaling(&self, service: &str) {
+        self.set_rollout(service, None);
         let labels = Self::service(service);
         for family in [
             &self.replicas_desired,

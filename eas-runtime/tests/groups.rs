@@ -180,6 +180,16 @@ async fn a_group_should_split_by_weight_and_stop_sending_to_a_member_at_weight_z
     assert!((share - 0.2).abs() <= 0.03, "{bodies:?}");
     let described = server.control().describe("canary").expect("described");
     assert_eq!(described.group.as_deref(), Some("shop"));
+    let metrics = reqwest::get(url(&server, "/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(r#"eas_group_weight{group="shop",service="canary"} 200"#),
+        "{metrics}"
+    );
 
     // The canary out of the group's traffic: from the moment the call returns.
     let (status, answer) = control(
@@ -261,6 +271,18 @@ async fn mirroring_should_copy_its_ratio_and_never_slow_the_primary() {
     let (_, mirror) = control(&server, reqwest::Method::GET, "primary/mirror", json!({})).await;
     let attempted = mirror["Targets"][0]["Attempted"].as_u64().unwrap_or(0);
     println!("mirror after 4000: {mirror}");
+    let metrics = reqwest::get(url(&server, "/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            r#"eas_mirror_copies_total{service="primary",target="sleepy",outcome="attempted"} 1200"#
+        ),
+        "{metrics}"
+    );
     assert!((attempted as f64 / 4000.0 - 0.3).abs() <= 0.03, "{mirror}");
     // The sleepy target cannot keep up: copies are shed (64 in flight) or refused by its full
     // queue, and counted either way.

@@ -641,8 +641,9 @@ impl ControlPlane {
         Ok(format!("service `{name}` updated to version {version}"))
     }
 
-    /// Moves the service to version `version`, one of those kept ([`versions`](Self::versions)),
-    /// back or forward, through a rollout; the in-place fields keep their current values.
+    /// Moves the service to version `version`, one of those kept
+    /// ([`versions_of`](Self::versions_of)), back or forward, through a rollout; the in-place
+    /// fields keep their current values.
     ///
     /// # Errors
     ///
@@ -898,6 +899,13 @@ impl ControlPlane {
             .unwrap_or_else(|e| e.into_inner())
             .tick(&service, at, backlog, &node);
         self.publish(&service, &tick, &before);
+        self.directory.metrics().set_rollout(
+            name,
+            tick.rollout
+                .as_ref()
+                .filter(|r| r.failed.is_none())
+                .map(|r| [(r.new.ready, r.new.total), (r.old.ready, r.old.total)]),
+        );
         self.follow_rollout(name, tick.rollout.as_ref());
         Some(tick)
     }

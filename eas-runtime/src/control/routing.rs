@@ -132,6 +132,14 @@ impl ControlPlane {
             })
             .collect();
         drop(routing);
+        let weights: Vec<(String, String, u32)> = groups
+            .iter()
+            .map(|(service, group, release)| {
+                let weight = if release.grouping { release.weight } else { 0 };
+                (group.clone(), service.clone(), weight)
+            })
+            .collect();
+        self.directory.metrics().set_group_weights(&weights);
         self.directory.traffic().set_groups(groups);
     }
 

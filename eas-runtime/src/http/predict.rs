@@ -77,7 +77,7 @@ pub(super) async fn predict(
             if let Some(mirror) = edge.directory().traffic().mirror(service.name())
                 && mirror.sample()
             {
-                copy(&edge, &mirror, &request);
+                copy(&edge, &mirror, service.name(), &request);
             }
             layers.predict(request).await
         }
@@ -131,25 +131,36 @@ pub(super) async fn predict(
 /// Sends a copy of `request` to each target of `mirror`, without waiting: the answers are
 /// counted and dropped; a target with [`MIRROR_IN_FLIGHT`](crate::traffic::MIRROR_IN_FLIGHT)
 /// copies in flight, backing off after failures, or gone, sheds the copy (counted).
-fn copy(edge: &Arc<Edge>, mirror: &Arc<Mirror>, request: &eas_core::processor::Request) {
+fn copy(
+    edge: &Arc<Edge>,
+    mirror: &Arc<Mirror>,
+    service: &str,
+    request: &eas_core::processor::Request,
+) {
+    let metrics = edge.directory().metrics();
     for (index, target) in mirror.targets().iter().enumerate() {
         target.attempted.fetch_add(1, Ordering::Relaxed);
-        if !target.open() {
+        metrics.count_mirror_copy(service, &target.service, "attempted");
+        let entry = target
+            .open()
+            .then(|| edge.directory().get(&target.service))
+            .flatten();
+        let permit = entry
+            .as_ref()
+            .and_then(|_| Arc::clone(&target.permits).try_acquire_owned().ok());
+        let (Some(entry), Some(permit)) = (entry, permit) else {
             target.shed.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let Some(entry) = edge.directory().get(&target.service) else {
-            target.shed.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
-        let Ok(permit) = Arc::clone(&target.permits).try_acquire_owned() else {
-            target.shed.fetch_add(1, Ordering::Relaxed);
+            metrics.count_mirror_copy(service, &target.service, "shed");
             continue;
         };
         let (mirror, request) = (Arc::clone(mirror), request.clone());
+        let (metrics, service) = (Arc::clone(metrics), service.to_owned());
         tokio::spawn(async move {
-            let outcome = entry.admission().predict(request).await;
-            mirror.targets()[index].finished(outcome.is_ok());
+            let ok = entry.admission().predict(request).await.is_ok();
+            let target = &mirror.targets()[index];
+            target.finished(ok);
+            let outcome = if ok { "answered" } else { "failed" };
+            metrics.count_mirror_copy(&service, &target.service, outcome);
             drop(permit);
         });
     }
