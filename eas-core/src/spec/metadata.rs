@@ -92,7 +92,8 @@ pub struct Metadata {
     #[schemars(range(max = 1))]
     pub rdma: Option<u32>,
 
-    /// Enables gRPC connections on the service gateway instead of HTTP.
+    /// Enables gRPC connections to the service (EAS: on the gateway instead of HTTP; eas: the
+    /// Open Inference Protocol over gRPC on the HTTP port, beside HTTP).
     #[serde(default, skip_serializing_if = "is_false")]
     pub enable_grpc: bool,
 

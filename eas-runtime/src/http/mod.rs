@@ -13,6 +13,10 @@
 //! | `GET /healthz` | liveness: 200 while the server runs |
 //! | `GET /readyz` | readiness: 200 when every service has a ready instance, else 503 |
 //! | `GET /_eas/cache/v1/object?key=URI` | the memory cache, to peers holding the cache secret (`eas_storage::peer`; with [`Edge::with_peer_cache`]) |
+//! | any request with `Content-Type: application/grpc` | the Open Inference Protocol's `inference.GRPCInferenceService` (tonic), for services with `metadata.enable_grpc`; behind the service's token and admission (`grpc.rs`) |
+//!
+//! gRPC shares the port: the listener speaks HTTP/1.1 and HTTP/2, and a request goes to the
+//! gRPC service or the routes by its content type.
 //!
 //! Service names may contain dots and slashes: a predict path is matched against the longest
 //! service name it starts with, and the rest is handed to the processor as the request path.
@@ -22,6 +26,7 @@
 mod admin;
 mod control;
 pub mod error;
+mod grpc;
 mod oip;
 mod predict;
 pub mod queue;
@@ -127,7 +132,8 @@ impl Edge {
         self
     }
 
-    /// The routes, sharing this edge.
+    /// The routes, sharing this edge; gRPC calls (by their content type) go to the Open
+    /// Inference Protocol's gRPC service.
     pub fn router(self: &Arc<Self>) -> Router {
         let router = Router::new()
             .route("/api/predict/{*path}", any(predict::predict))
@@ -151,10 +157,11 @@ impl Edge {
             Some((plane, token)) => router.merge(control::router(Arc::clone(plane), token.clone())),
             None => router,
         };
-        match &self.peer_cache {
+        let router = match &self.peer_cache {
             Some(cache) => router.merge(eas_storage::peer::router(Arc::clone(cache))),
             None => router,
-        }
+        };
+        Router::new().fallback_service(grpc::ByContentType::new(router, Arc::clone(self)))
     }
 
     /// Records the address the server listens on, for service discovery answers.

@@ -20,15 +20,19 @@
 //! EAS SDK's `OnnxRequest` sends), so OIP and EAS requests share the instances' dynamic
 //! batches; the processor's answer is translated back ([`answer`]).
 //!
+//! The gRPC form of the protocol ([`super::grpc`]) shares this module's translation
+//! ([`request`], [`answer`], [`datatype`]), model lookup ([`describe`]), hand-off to the
+//! instances ([`predict`]) and request metrics and log ([`Observation`]).
+//!
 //! A service whose processor describes no tensors (`echo`), or an asynchronous one, is no
 //! OIP model: 404. Errors have OIP's form, `{"error": "<message>"}`, with the statuses of the
 //! one table ([`ApiError::oip_body`]): 400 for a request that is malformed or does not fit
 //! the model (the processor's own checks: input names, types, shapes), 401, 404, 408, 413,
 //! 429, 450, 503 as for the EAS protocol; a 500 only when the processor or the server fails.
 
-mod answer;
-mod datatype;
-mod request;
+pub(super) mod answer;
+pub(super) mod datatype;
+pub(super) mod request;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,12 +46,16 @@ use eas_core::processor::{ModelMetadata, ProcessError};
 use serde_json::json;
 
 use super::{ApiError, Edge};
+use crate::admission::Entered;
 use crate::directory::Entry;
 use crate::outcome::{Failure, PredictError};
 use crate::replica::Replica;
 
 /// The one version of every model until releases bring more.
 pub(crate) const VERSION: &str = "1";
+
+/// The protocol extensions the server metadata names (REST and gRPC alike).
+pub(super) const EXTENSIONS: [&str; 1] = ["binary_tensor_data"];
 
 /// The `Content-Type` of the `DataProto` bodies handed to processors.
 const PROTO_CONTENT_TYPE: &str = "application/octet-stream";
@@ -82,7 +90,7 @@ pub(super) async fn server_metadata() -> Response {
     Json(json!({
         "name": "eas",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data"],
+        "extensions": EXTENSIONS,
     }))
     .into_response()
 }
@@ -160,7 +168,7 @@ pub(super) async fn model(
     if let Err(refused) = layers.receive(request).await {
         return ApiError::Predict(refused).into_oip_response();
     }
-    let model = match describe(&entry, target) {
+    let model = match describe(&entry, target.version) {
         Ok(model) => model,
         Err(error) => return error.into_oip_response(),
     };
@@ -182,12 +190,13 @@ pub(super) async fn model(
     }
 }
 
-/// The model a route names, or why the service is not one: another version (404), an
-/// asynchronous service (404), a processor without tensors (404), no instance yet to ask (503).
-fn describe(entry: &Entry, target: Target<'_>) -> Result<ModelMetadata, ApiError> {
+/// The model a request names (at `version`, if it names one), or why the service is not one:
+/// another version (404), an asynchronous service (404), a processor without tensors (404), no
+/// instance yet to ask (503).
+pub(super) fn describe(entry: &Entry, version: Option<&str>) -> Result<ModelMetadata, ApiError> {
     let service = entry.service();
     let name = service.name();
-    if let Some(version) = target.version
+    if let Some(version) = version
         && version != VERSION
     {
         return Err(ApiError::NotFound(format!(
@@ -223,30 +232,117 @@ impl Drop for InFlight {
     }
 }
 
+/// One inference's metrics (in flight, then answered with its status and latency) and its
+/// request-log line, whichever protocol it came by.
+pub(super) struct Observation<'a> {
+    entry: &'a Entry,
+    started: Instant,
+    _in_flight: InFlight,
+}
+
+impl<'a> Observation<'a> {
+    /// Counts an inference of `entry` as in flight from now.
+    pub(super) fn start(entry: &'a Entry) -> Self {
+        let gauge = entry.metrics().inflight().clone();
+        gauge.inc();
+        Self {
+            entry,
+            started: Instant::now(),
+            _in_flight: InFlight(gauge),
+        }
+    }
+
+    /// Records how the inference ended: `received`, its body once read; `outcome`, the
+    /// instance that answered or the error; `answer`, the body sent back.
+    pub(super) fn finish(
+        self,
+        received: Option<&Bytes>,
+        outcome: Result<u32, &ApiError>,
+        answer: &[u8],
+    ) {
+        // What the processor said about a request is sunk (as on the predict route, and an
+        // answer that is not the tensor form it was asked for); refusals before it are not.
+        let sunk = matches!(
+            outcome,
+            Ok(_)
+                | Err(ApiError::Predict(PredictError::Failed {
+                    failure: Failure::Processor(_) | Failure::Panicked(_) | Failure::Internal(_),
+                    ..
+                }))
+        );
+        let (status, instance) = match outcome {
+            Ok(instance) => (200, Some(instance)),
+            Err(error) => (
+                error.status(),
+                match error {
+                    ApiError::Predict(refused) => refused.instance(),
+                    _ => None,
+                },
+            ),
+        };
+        let elapsed = self.started.elapsed();
+        if let (Some(request), true) = (received, sunk) {
+            self.entry
+                .service()
+                .record(request, status, answer, elapsed);
+        }
+        self.entry
+            .metrics()
+            .answered(instance, status, elapsed.as_secs_f64());
+    }
+}
+
+/// Hands a translated inference (`body`, a `DataProto`) with the client's `headers` to an
+/// instance through `layers` (the service's limits, routing, keepalive and batching: the
+/// request joins the same batches as EAS requests), and gives back the processor's answer
+/// (a `DataProto`) and the instance that ran it. An answer other than 2xx is the processor's
+/// refusal, with its status.
+pub(super) async fn predict(
+    layers: Entered,
+    body: Vec<u8>,
+    headers: &http::HeaderMap,
+) -> Result<(u32, Bytes), ApiError> {
+    // The processor gets the client's headers, but the body is now a DataProto.
+    let headers = headers
+        .iter()
+        .filter(|(name, _)| {
+            *name != header::CONTENT_TYPE
+                && *name != header::CONTENT_LENGTH
+                && name.as_str() != request::HEADER_LENGTH
+        })
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .chain([("content-type", PROTO_CONTENT_TYPE)]);
+    let request = crate::request::build(body.into(), "", headers);
+    let answered = layers.predict(request).await?;
+    let (instance, answer) = (answered.instance, answered.response);
+    if !(200..300).contains(&answer.status) {
+        let message = String::from_utf8_lossy(&answer.body).into_owned();
+        return Err(ApiError::Predict(PredictError::Failed {
+            instance,
+            failure: Failure::Processor(ProcessError::new(answer.status, message)),
+        }));
+    }
+    Ok((instance, answer.body))
+}
+
+/// An answer of `instance` that breaks the processor's side of the protocol (`why`): the
+/// server's fault, a 500.
+pub(super) fn broken(instance: u32, why: String) -> ApiError {
+    ApiError::Predict(PredictError::Failed {
+        instance,
+        failure: Failure::Internal(why),
+    })
+}
+
 /// `POST .../infer`: metrics, the request log and the answer around [`run`].
 async fn infer(entry: &Entry, target: Target<'_>, request: axum::extract::Request) -> Response {
-    let started = Instant::now();
-    let recorder = entry.metrics();
-    let gauge = recorder.inflight().clone();
-    gauge.inc();
-    let _in_flight = InFlight(gauge);
-
+    let observation = Observation::start(entry);
     let mut received = None;
-    let outcome = run(entry, target, request, &mut received).await;
-    // What the processor said about a request is sunk (as on the predict route, and an
-    // answer that is not the tensor form it was asked for); refusals before it are not.
-    let sunk = matches!(
-        &outcome,
-        Ok(_)
-            | Err(ApiError::Predict(PredictError::Failed {
-                failure: Failure::Processor(_) | Failure::Panicked(_) | Failure::Internal(_),
-                ..
-            }))
-    );
-    let (status, instance, body, response) = match outcome {
+    match run(entry, target, request, &mut received).await {
         Ok((instance, encoded)) => {
             let body = Bytes::from(encoded.body);
-            let mut response = (StatusCode::OK, body.clone()).into_response();
+            observation.finish(received.as_ref(), Ok(instance), &body);
+            let mut response = (StatusCode::OK, body).into_response();
             let headers = response.headers_mut();
             match encoded.header_length {
                 Some(length) => {
@@ -263,24 +359,14 @@ async fn infer(entry: &Entry, target: Target<'_>, request: axum::extract::Reques
                     );
                 }
             }
-            (200, Some(instance), body, response)
+            response
         }
         Err(error) => {
-            let instance = match &error {
-                ApiError::Predict(refused) => refused.instance(),
-                _ => None,
-            };
-            let body = Bytes::from(error.oip_body().to_string());
-            (error.status(), instance, body, error.into_oip_response())
+            let body = error.oip_body().to_string();
+            observation.finish(received.as_ref(), Err(&error), body.as_bytes());
+            error.into_oip_response()
         }
-    };
-    if let (Some(request), true) = (&received, sunk) {
-        entry
-            .service()
-            .record(request, status, &body, started.elapsed());
     }
-    recorder.answered(instance, status, started.elapsed().as_secs_f64());
-    response
 }
 
 /// Admits the request (token, body), translates it, runs it through the service's limits to
@@ -294,7 +380,7 @@ async fn run(
     let mut layers = entry.admission().enter();
     let (parts, body) = layers.receive(request).await?.into_parts();
     *received = Some(body.clone());
-    let model = describe(entry, target)?;
+    let model = describe(entry, target.version)?;
     if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING)
         && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
     {
@@ -308,31 +394,11 @@ async fn run(
         .map(HeaderValue::as_bytes);
     let mut translated =
         request::decode(length, &body, &model.outputs).map_err(ApiError::BadInference)?;
-    // The processor gets the client's headers, but the body is now a DataProto.
-    let headers = parts
-        .headers
-        .iter()
-        .filter(|(name, _)| {
-            *name != header::CONTENT_TYPE
-                && *name != header::CONTENT_LENGTH
-                && name.as_str() != request::HEADER_LENGTH
-        })
-        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
-        .chain([("content-type", PROTO_CONTENT_TYPE)]);
-    let request = crate::request::build(std::mem::take(&mut translated.body).into(), "", headers);
-    let answered = layers.predict(request).await?;
-    let (instance, answer) = (answered.instance, answered.response);
-    let failed = |failure| ApiError::Predict(PredictError::Failed { instance, failure });
-    if !(200..300).contains(&answer.status) {
-        let message = String::from_utf8_lossy(&answer.body).into_owned();
-        return Err(failed(Failure::Processor(ProcessError::new(
-            answer.status,
-            message,
-        ))));
-    }
+    let body = std::mem::take(&mut translated.body);
+    let (instance, answer) = predict(layers, body, &parts.headers).await?;
     let service = entry.service();
-    let encoded = answer::encode(&answer.body, &translated, service.name(), VERSION)
-        .map_err(|why| failed(Failure::Internal(why)))?;
+    let encoded = answer::encode(&answer, &translated, service.name(), VERSION)
+        .map_err(|why| broken(instance, why))?;
     Ok((instance, encoded))
 }
 

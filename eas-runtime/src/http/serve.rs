@@ -3,6 +3,14 @@
 //! taking a worker; it also bounds how long a keep-alive connection may sit idle), upgrades (the
 //! queue service's WebSocket watch), a bound on open connections, and a graceful stop.
 //!
+//! The same listener speaks HTTP/2 (cleartext, with prior knowledge: how gRPC clients connect
+//! without TLS; the edge sends gRPC calls to the gRPC service by their content type). A
+//! connection is HTTP/2 when its first bytes are the HTTP/2 preface, which must arrive within
+//! the header-read timeout like an HTTP/1.1 request's headers. An HTTP/2 connection serves at
+//! most [`MAX_CONCURRENT_STREAMS`] requests at once and pings an idle peer every
+//! [`KEEP_ALIVE_INTERVAL`] (closed when it does not answer within the same time); between
+//! requests it may stay open, and counts as idle for the bound on open connections.
+//!
 //! At most [`ConnectionLimits::max_connections`] connections are open at once (by default a
 //! little under the process's file-descriptor limit, so a flood of connections cannot take the
 //! descriptors the server needs). A new connection past the bound closes the oldest connection
@@ -21,13 +29,25 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
+use bytes::{Buf as _, Bytes};
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use crate::metrics::Metrics;
+
+/// The most requests an HTTP/2 connection has in service at once.
+pub(crate) const MAX_CONCURRENT_STREAMS: u32 = 200;
+
+/// How often an HTTP/2 connection pings its peer, and how long it waits for the answer.
+pub(crate) const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What an HTTP/2 connection with prior knowledge starts with (RFC 9113, section 3.4).
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How many connections the server keeps open, and how long headers may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,11 +181,7 @@ pub(crate) async fn accept_loop(
     // watch a connection that may be upgraded (the queue service's WebSocket watch).
     let mut tasks = tokio::task::JoinSet::new();
     let table = Arc::new(Mutex::new(Table::default()));
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true);
+    let builders = Arc::new(Builders::new(limits.header_read_timeout));
     let mut backoff = AcceptBackoff::new();
     loop {
         tokio::select! {
@@ -188,9 +204,6 @@ pub(crate) async fn accept_loop(
                     inner: router.clone(),
                     connection: Arc::clone(&connection),
                 });
-                let serving = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
                 // One critical section from making room to recording the task, so that a task
                 // ending at once (its drop takes the lock) finds its entry to remove.
                 let mut open = table.lock().unwrap_or_else(|e| e.into_inner());
@@ -207,9 +220,22 @@ pub(crate) async fn accept_loop(
                 };
                 let mut stopping = stop.clone();
                 let in_service = Arc::clone(&connection);
+                let builders = Arc::clone(&builders);
                 let task = tasks.spawn(async move {
                     // Dropped however the task ends (aborted to make room, too).
                     let _entry = entry;
+                    let detected = tokio::select! {
+                        detected = Protocol::detect(stream, limits.header_read_timeout) => detected,
+                        _ = stopping.changed() => return,
+                    };
+                    let (protocol, io) = match detected {
+                        Ok(detected) => detected,
+                        Err(e) => {
+                            tracing::debug!("connection ended before its first request: {e}");
+                            return;
+                        }
+                    };
+                    let serving = builders.serve(protocol, io, service);
                     tokio::pin!(serving);
                     let ended = tokio::select! {
                         ended = serving.as_mut() => ended,
@@ -244,6 +270,175 @@ pub(crate) async fn accept_loop(
             "connections still open after the grace period of {} s",
             grace.as_secs()
         );
+    }
+}
+
+/// The service each connection serves: the router, counting the connection's requests.
+type Served = TowerToHyperService<Tracked<axum::Router>>;
+
+/// The HTTP version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+impl Protocol {
+    /// Reads the first bytes of `stream`, within `timeout`, until they are the HTTP/2 preface
+    /// or cannot be; the stream is handed back with those bytes still to be read.
+    async fn detect(mut stream: TcpStream, timeout: Duration) -> std::io::Result<(Self, Prefixed)> {
+        let mut first = Vec::with_capacity(PREFACE.len());
+        let read = async {
+            while first.len() < PREFACE.len() && PREFACE.starts_with(&first) {
+                let mut byte = [0_u8; PREFACE.len()];
+                let wanted = PREFACE.len() - first.len();
+                let n = stream.read(&mut byte[..wanted]).await?;
+                if n == 0 {
+                    break; // closed: HTTP/1.1 says what it has to say about that
+                }
+                first.extend_from_slice(&byte[..n]);
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        tokio::time::timeout(timeout, read).await.map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no request within {} ms", timeout.as_millis()),
+            )
+        })??;
+        let protocol = if first.as_slice() == PREFACE {
+            Self::Http2
+        } else {
+            Self::Http1
+        };
+        Ok((
+            protocol,
+            Prefixed {
+                prefix: Bytes::from(first),
+                stream,
+            },
+        ))
+    }
+}
+
+/// The connection builders, one per HTTP version, configured once.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(header_read_timeout: Duration) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .keep_alive(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_INTERVAL);
+        Self { http1, http2 }
+    }
+
+    fn serve(&self, protocol: Protocol, io: Prefixed, service: Served) -> Serving {
+        let io = TokioIo::new(io);
+        match protocol {
+            Protocol::Http1 => Serving::Http1 {
+                connection: self.http1.serve_connection(io, service).with_upgrades(),
+            },
+            Protocol::Http2 => Serving::Http2 {
+                connection: self.http2.serve_connection(io, service),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One connection being served, in its HTTP version.
+    #[project = ServingProj]
+    enum Serving {
+        Http1 { #[pin] connection: http1::UpgradeableConnection<TokioIo<Prefixed>, Served> },
+        Http2 { #[pin] connection: http2::Connection<TokioIo<Prefixed>, Served, TokioExecutor> },
+    }
+}
+
+impl Serving {
+    /// Serves the requests in service to their end and closes the connection.
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        match self.project() {
+            ServingProj::Http1 { connection } => connection.graceful_shutdown(),
+            ServingProj::Http2 { connection } => connection.graceful_shutdown(),
+        }
+    }
+}
+
+impl Future for Serving {
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ServingProj::Http1 { connection } => connection.poll(cx),
+            ServingProj::Http2 { connection } => connection.poll(cx),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A stream whose first bytes, read to tell the protocol, are read again first.
+    struct Prefixed {
+        prefix: Bytes,
+        #[pin]
+        stream: TcpStream,
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        if this.prefix.is_empty() {
+            return this.stream.poll_read(cx, buf);
+        }
+        let n = this.prefix.len().min(buf.remaining());
+        buf.put_slice(&this.prefix[..n]);
+        this.prefix.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().stream.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().stream.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().stream.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().stream.poll_shutdown(cx)
     }
 }
 
@@ -319,6 +514,54 @@ impl<F: Future> Future for TrackedFuture<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a connection that sends `parts` (with a pause between them) is detected as, and
+    /// the bytes then read from it: all it sent.
+    async fn detected(parts: &[&[u8]]) -> std::io::Result<(Protocol, Vec<u8>)> {
+        use tokio::io::AsyncWriteExt as _;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("an address");
+        let sent = parts.iter().map(|p| p.len()).sum();
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let client = tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.expect("connects");
+            for part in parts {
+                stream.write_all(&part).await.expect("writes");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        });
+        let (stream, _) = listener.accept().await.expect("accepts");
+        let (protocol, mut io) = Protocol::detect(stream, Duration::from_millis(200)).await?;
+        let mut seen = vec![0_u8; sent];
+        io.read_exact(&mut seen).await.expect("reads");
+        client.abort();
+        Ok((protocol, seen))
+    }
+
+    #[tokio::test]
+    async fn the_http2_preface_should_be_told_from_http1_and_left_to_read() {
+        let request: &[u8] = b"GET /healthz HTTP/1.1\r\n\r\n";
+        let (protocol, seen) = detected(&[request]).await.expect("HTTP/1.1");
+        assert_eq!((protocol, &seen[..]), (Protocol::Http1, request));
+        // The preface in two writes, then a frame header.
+        let (protocol, seen) = detected(&[&PREFACE[..10], &PREFACE[10..], b"\0\0\0"])
+            .await
+            .expect("HTTP/2");
+        assert_eq!(protocol, Protocol::Http2);
+        assert_eq!(&seen[..], &[&PREFACE[..], b"\0\0\0"].concat()[..]);
+        // A client that says nothing, or only part of the preface, is cut off in time.
+        for parts in [&[][..], &[&PREFACE[..5]][..]] {
+            let silent = detected(parts).await.map(|(p, _)| p);
+            assert!(
+                silent
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::TimedOut),
+                "{silent:?}"
+            );
+        }
+    }
 
     /// `eas serve` panicked on SIGTERM with a `u64::MAX` grace period (`now + grace`
     /// overflowed). Draining connections with a grace of `Duration::MAX` must end when they

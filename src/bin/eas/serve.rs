@@ -386,6 +386,13 @@ fn announce(server: &RunningPlatform, admin: &AdminToken) {
             service.token(),
             states.join(", ")
         );
+        if service.spec().metadata.enable_grpc {
+            // gRPC shares the HTTP port (HTTP/2, told apart by its content type).
+            println!(
+                "    gRPC {addr}  inference.GRPCInferenceService, model `{}`, same token",
+                service.name()
+            );
+        }
     }
     println!(
         "  metrics http://{addr}/metrics  status http://{addr}/api/services  ready http://{addr}/readyz"

@@ -4,6 +4,9 @@
 //! `parameters.binary_data_size` and its bytes after the JSON (whose length goes into
 //! `Inference-Header-Content-Length`). An answer that breaks the processor's side of the
 //! protocol (not a `DataProto`, an output missing or the wrong size) is the server's fault.
+//!
+//! Reading and checking the answer ([`parse`], [`choose`]) is shared with the gRPC form of the
+//! protocol (`http::grpc`), which writes the outputs chosen as protobuf instead of JSON.
 
 use bytes::Bytes;
 use prost::Message as _;
@@ -48,19 +51,36 @@ struct BinarySize {
     binary_data_size: usize,
 }
 
-/// Translates the processor's `DataProto` answer to the request `asked`.
+/// One output of an answer that the request asked for, checked.
+#[derive(Debug)]
+pub(crate) struct Chosen<'a> {
+    /// The tensor, its bytes the number its shape and type need.
+    pub tensor: &'a TensorProto,
+    /// Its element type.
+    pub dtype: Datatype,
+    /// Whether it goes as binary data.
+    pub binary: bool,
+}
+
+/// The processor's answer, a `DataProto`.
 ///
 /// # Errors
-/// How the answer breaks the processor's side of the protocol (not a `DataProto`, an output
-/// missing, of a type OIP cannot name, or with the wrong number of bytes), for a 500.
-pub(crate) fn encode(
-    answer: &Bytes,
+/// When it is not one (the processor's fault, for a 500).
+pub(crate) fn parse(answer: &Bytes) -> Result<DataProto, String> {
+    DataProto::decode(answer.clone())
+        .map_err(|e| format!("the processor's answer is not a hie.processor.DataProto: {e}"))
+}
+
+/// The outputs of `message` that `asked` wants (all of them, in the processor's order, when
+/// it names none), each checked.
+///
+/// # Errors
+/// How the answer breaks the processor's side of the protocol (an output missing, of a type OIP
+/// cannot name, or with the wrong number of bytes), for a 500.
+pub(crate) fn choose<'a>(
+    message: &'a DataProto,
     asked: &Translated,
-    model: &str,
-    version: &str,
-) -> Result<Encoded, String> {
-    let message = DataProto::decode(answer.clone())
-        .map_err(|e| format!("the processor's answer is not a hie.processor.DataProto: {e}"))?;
+) -> Result<Vec<Chosen<'a>>, String> {
     let chosen: Vec<(&TensorProto, bool)> = if asked.outputs.is_empty() {
         message
             .tensors
@@ -81,33 +101,63 @@ pub(crate) fn encode(
             })
             .collect::<Result<_, _>>()?
     };
+    chosen
+        .into_iter()
+        .map(|(tensor, binary)| {
+            let name = &tensor.name;
+            let dtype = Datatype::from_proto(tensor.data_type).ok_or_else(|| {
+                format!(
+                    "output `{name}` has data type code {}, which OIP cannot name",
+                    tensor.data_type
+                )
+            })?;
+            let needed = tensor
+                .dims
+                .iter()
+                .try_fold(1_usize, |n, &d| {
+                    usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
+                })
+                .and_then(|n| n.checked_mul(dtype.size()));
+            if needed != Some(tensor.raw_data.len()) {
+                return Err(format!(
+                    "output `{name}` has {} bytes, but shape {:?} of {dtype} needs {needed:?}",
+                    tensor.raw_data.len(),
+                    tensor.dims
+                ));
+            }
+            Ok(Chosen {
+                tensor,
+                dtype,
+                binary,
+            })
+        })
+        .collect()
+}
+
+/// Translates the processor's `DataProto` answer to the request `asked`.
+///
+/// # Errors
+/// How the answer breaks the processor's side of the protocol ([`parse`], [`choose`]), for a
+/// 500.
+pub(crate) fn encode(
+    answer: &Bytes,
+    asked: &Translated,
+    model: &str,
+    version: &str,
+) -> Result<Encoded, String> {
+    let message = parse(answer)?;
+    let chosen = choose(&message, asked)?;
     let mut outputs = Vec::with_capacity(chosen.len());
     let mut binary: Vec<&[u8]> = Vec::new();
-    for (tensor, as_binary) in chosen {
-        let name = &tensor.name;
-        let dtype = Datatype::from_proto(tensor.data_type).ok_or_else(|| {
-            format!(
-                "output `{name}` has data type code {}, which OIP cannot name",
-                tensor.data_type
-            )
-        })?;
-        let needed = tensor
-            .dims
-            .iter()
-            .try_fold(1_usize, |n, &d| {
-                usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
-            })
-            .and_then(|n| n.checked_mul(dtype.size()));
-        if needed != Some(tensor.raw_data.len()) {
-            return Err(format!(
-                "output `{name}` has {} bytes, but shape {:?} of {dtype} needs {needed:?}",
-                tensor.raw_data.len(),
-                tensor.dims
-            ));
-        }
+    for Chosen {
+        tensor,
+        dtype,
+        binary: as_binary,
+    } in chosen
+    {
         let bytes = &tensor.raw_data[..];
         outputs.push(Output {
-            name,
+            name: &tensor.name,
             datatype: dtype.name(),
             shape: &tensor.dims,
             parameters: as_binary.then_some(BinarySize {

@@ -10,6 +10,10 @@
 //! model (names, types, shapes) and answers a `DataProto` ([`super::answer`]). The outputs
 //! asked for are checked here against the model's, before the model runs.
 //!
+//! The checks of an input's type and shape ([`input_type`], [`check_bytes`]), of the outputs
+//! asked for ([`wanted_outputs`]) and the result ([`Translated`]) are shared with the gRPC
+//! form of the protocol (`http::grpc`), whose inputs come as protobuf instead of JSON.
+//!
 //! Nothing the client says about sizes is trusted: the header length and every
 //! `binary_data_size` are checked against the body (which the body limit bounds), element
 //! counts against the data, with overflow-checked arithmetic; JSON `data` is read in a second
@@ -86,6 +90,66 @@ struct Slot {
     bytes: Vec<u8>,
 }
 
+impl Translated {
+    /// An inference of `tensors` (the inputs, in the request's order) that wants `outputs` (all
+    /// of them when empty; each with whether it goes as binary data, if it says), binary
+    /// unless they say otherwise when `binary_output`.
+    pub(crate) fn new(
+        id: Option<String>,
+        tensors: Vec<TensorProto>,
+        outputs: Vec<(String, Option<bool>)>,
+        binary_output: bool,
+    ) -> Self {
+        Self {
+            id,
+            body: DataProto { tensors }.encode_to_vec(),
+            outputs,
+            binary_output,
+        }
+    }
+}
+
+/// The element type of input `name` and the number of elements its `shape` holds, or what is
+/// wrong with them (an unknown or unsupported `datatype`, a negative dimension, a count past
+/// `usize`), starting with the input's name.
+pub(crate) fn input_type(
+    name: &str,
+    datatype: &str,
+    shape: &[i64],
+) -> Result<(Datatype, usize), String> {
+    let bad = |why: String| format!("input `{name}`: {why}");
+    let dtype = Datatype::parse(datatype).map_err(bad)?;
+    if let Some(d) = shape.iter().find(|&&d| d < 0) {
+        return Err(bad(format!("shape {shape:?} has a negative dimension {d}")));
+    }
+    let elements = shape
+        .iter()
+        .try_fold(1_usize, |n, &d| {
+            usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        })
+        .ok_or_else(|| bad(format!("shape {shape:?} has too many elements")))?;
+    Ok((dtype, elements))
+}
+
+/// Checks that the `size` bytes of input `name` (`what` says where the client gave them) are
+/// what `elements` elements of `shape` and `dtype` need.
+pub(crate) fn check_bytes(
+    name: &str,
+    what: &str,
+    size: usize,
+    (dtype, elements): (Datatype, usize),
+    shape: &[i64],
+) -> Result<(), String> {
+    let needed = elements.checked_mul(dtype.size());
+    if needed == Some(size) {
+        return Ok(());
+    }
+    Err(format!(
+        "input `{name}`: {what} is {size} bytes, but shape {shape:?} of {dtype} needs {}",
+        needed.map_or_else(|| "more".to_owned(), |n| n.to_string())
+    ))
+}
+
 /// A boolean parameter, if given.
 fn flag(
     parameters: Option<&Map<String, Value>>,
@@ -143,7 +207,13 @@ pub(crate) fn decode(
         "the request",
     )?
     .unwrap_or(false);
-    let wanted = wanted_outputs(header.outputs.unwrap_or_default(), outputs)?;
+    let mut asked = Vec::new();
+    for output in header.outputs.unwrap_or_default() {
+        let whose = format!("output `{}`", output.name);
+        let binary = flag(output.parameters.as_ref(), "binary_data", &whose)?;
+        asked.push((output.name, binary));
+    }
+    let wanted = wanted_outputs(asked, outputs)?;
 
     let mut slots = Vec::with_capacity(header.inputs.len());
     let mut raw = Vec::with_capacity(header.inputs.len());
@@ -152,20 +222,7 @@ pub(crate) fn decode(
     for input in &header.inputs {
         let name = &input.name;
         let bad = |why: String| format!("input `{name}`: {why}");
-        let dtype = Datatype::parse(&input.datatype).map_err(bad)?;
-        if let Some(d) = input.shape.iter().find(|&&d| d < 0) {
-            return Err(bad(format!(
-                "shape {:?} has a negative dimension {d}",
-                input.shape
-            )));
-        }
-        let expected = input
-            .shape
-            .iter()
-            .try_fold(1_usize, |n, &d| {
-                usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
-            })
-            .ok_or_else(|| bad(format!("shape {:?} has too many elements", input.shape)))?;
+        let (dtype, expected) = input_type(name, &input.datatype, &input.shape)?;
         let size = binary_size(input.parameters.as_ref()).map_err(bad)?;
         match (size, &input.data) {
             (Some(_), Some(_)) => {
@@ -179,14 +236,8 @@ pub(crate) fn decode(
                 ));
             }
             (Some(size), None) => {
-                let needed = expected.checked_mul(dtype.size());
-                if needed != Some(size) {
-                    return Err(bad(format!(
-                        "binary_data_size is {size} bytes, but shape {:?} of {dtype} needs {}",
-                        input.shape,
-                        needed.map_or_else(|| "more".to_owned(), |n| n.to_string())
-                    )));
-                }
+                let typed = (dtype, expected);
+                check_bytes(name, "binary_data_size", size, typed, &input.shape)?;
                 let left = binary.len() - offset;
                 if size > left {
                     return Err(bad(format!(
@@ -247,12 +298,7 @@ pub(crate) fn decode(
             TensorProto::new(input.name, input.shape, slot.dtype.to_proto(), data)
         })
         .collect();
-    Ok(Translated {
-        id: header.id,
-        body: DataProto { tensors }.encode_to_vec(),
-        outputs: wanted,
-        binary_output,
-    })
+    Ok(Translated::new(header.id, tensors, wanted, binary_output))
 }
 
 /// `parameters.binary_data_size`, if given.
@@ -267,27 +313,25 @@ fn binary_size(parameters: Option<&Map<String, Value>>) -> Result<Option<usize>,
     }
 }
 
-/// The outputs asked for, checked against the model's.
-fn wanted_outputs(
-    asked: Vec<OutputHeader>,
+/// The outputs asked for (each with whether it goes as binary data, if it says), checked
+/// against the model's: known, each once.
+pub(crate) fn wanted_outputs(
+    asked: Vec<(String, Option<bool>)>,
     model: &[TensorInfo],
 ) -> Result<Vec<(String, Option<bool>)>, String> {
     let mut wanted: Vec<(String, Option<bool>)> = Vec::with_capacity(asked.len());
-    for output in asked {
-        if !model.iter().any(|o| o.name == output.name) {
+    for (name, binary) in asked {
+        if !model.iter().any(|o| o.name == name) {
             let names: Vec<String> = model.iter().map(|o| format!("`{}`", o.name)).collect();
             return Err(format!(
-                "unknown output `{}`; the model's outputs are {}",
-                output.name,
+                "unknown output `{name}`; the model's outputs are {}",
                 names.join(", ")
             ));
         }
-        if wanted.iter().any(|(n, _)| *n == output.name) {
-            return Err(format!("output `{}` is asked for twice", output.name));
+        if wanted.iter().any(|(n, _)| *n == name) {
+            return Err(format!("output `{name}` is asked for twice"));
         }
-        let whose = format!("output `{}`", output.name);
-        let binary = flag(output.parameters.as_ref(), "binary_data", &whose)?;
-        wanted.push((output.name, binary));
+        wanted.push((name, binary));
     }
     Ok(wanted)
 }
