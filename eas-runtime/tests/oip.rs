@@ -240,7 +240,7 @@ async fn health_metadata_and_readiness_should_follow_the_protocol() {
             "/v2/models/mlp/versions/2/ready",
             Some(TOKEN),
             404,
-            "its one version is `1`",
+            "it runs 1",
         ),
         ("/v2/models/nope", Some(TOKEN), 404, "`nope`"),
         ("/v2/models/echo", Some(TOKEN), 404, "not an OIP model"),
@@ -770,5 +770,76 @@ async fn the_real_triton_and_kserve_clients_should_get_onnxruntime_outputs() {
     );
     let wrong = result("kserve_wrong_token");
     assert!(wrong.starts_with("401 unauthorized"), "{wrong}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_group_should_split_oip_requests_and_versions_should_follow_releases() {
+    let test = "a_group_should_split_oip_requests_and_versions_should_follow_releases";
+    let group = || json!({"metadata": {"name": "x", "instance": 1, "cpu": 1, "group": "mlps"}});
+    let member = |name: &str| {
+        let mut spec = group();
+        spec["metadata"]["name"] = json!(name);
+        mlp(name, json!({}), json!({"metadata": spec["metadata"]}))
+    };
+    let Some(server) = serve(test, vec![member("one"), member("two")]).await else {
+        return;
+    };
+    for name in ["one", "two"] {
+        server
+            .control()
+            .release(name, 500, "grouping")
+            .await
+            .expect("released");
+    }
+    let body = serde_json::to_vec(&json!({"inputs": [
+        {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": ROW_A}]}))
+    .expect("json");
+    let mut served = std::collections::BTreeMap::new();
+    for _ in 0..10 {
+        let answer = infer(&server, "mlps", body.clone(), None).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        let json = answer.json();
+        assert_close(&floats(&json["outputs"][0]["data"]), &Y_A, "via the group");
+        assert_eq!(json["model_version"], "1");
+        *served
+            .entry(json["model_name"].as_str().unwrap_or("").to_owned())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(served.get("one"), Some(&5), "{served:?}");
+    assert_eq!(served.get("two"), Some(&5), "{served:?}");
+
+    // Version 2 of `one` (a new cpu count makes new instances): its answers say so, and its
+    // metadata lists the version it runs.
+    server
+        .control()
+        .update("one", |spec| {
+            spec["metadata"]["cpu"] = json!(2);
+            Ok(())
+        })
+        .await
+        .expect("updated");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = server.control().describe("one").expect("described");
+        let all_new = view.replicas.iter().all(|r| r.version() == 2);
+        if view.rollout.is_none() && all_new && !view.replicas.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not rolled out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = infer(&server, "one", body.clone(), None).await;
+    assert_eq!(answer.json()["model_version"], "2");
+    let metadata = get(&server, "/v2/models/one", Some(TOKEN)).await.json();
+    assert_eq!(metadata["versions"], json!(["2"]), "{metadata}");
+    get(&server, "/v2/models/one/versions/1", Some(TOKEN))
+        .await
+        .assert_error(404, "runs 2", "version 1 is gone");
     server.shutdown().await;
 }

@@ -501,7 +501,7 @@ async fn hostile_calls_should_get_the_right_status_with_a_reason() {
     assert_status(
         refused,
         Code::NotFound,
-        "its one version is `1`",
+        "it runs 1",
         "metadata of version 2",
     );
 

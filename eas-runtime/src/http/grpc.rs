@@ -12,14 +12,16 @@
 //! | `ServerReady` | no | `ready`: every service has a ready instance (as `/v2/health/ready`) |
 //! | `ServerMetadata` | no | `name: "eas"`, `version`, `extensions` (as `GET /v2`) |
 //! | `ModelReady` | yes | `ready`: the model has a ready instance |
-//! | `ModelMetadata` | yes | `name`, `versions: ["1"]`, `platform`, `inputs`, `outputs` |
+//! | `ModelMetadata` | yes | `name`, `versions` (its service's running versions), `platform`, `inputs`, `outputs` |
 //! | `ModelInfer` | yes | the inference, raw or typed tensor contents ([`tensors`]) |
 //! | any other (Triton's repository, statistics, ...) | | `UNIMPLEMENTED` |
 //!
 //! A model is a service, by its name, whose spec sets `metadata.enable_grpc` (another service
 //! is `NOT_FOUND` over gRPC, with the reason) and whose processor has tensor inputs, as for the
 //! REST form ([`super::oip`], whose translation, model lookup, hand-off to the instances and
-//! metrics this module shares). Its one version is `1` (`""` means it too).
+//! metrics this module shares). Its versions are its service's running versions (`""` means
+//! whichever answers); answers carry `x-eas-service`, `x-eas-version` and `x-eas-instance`
+//! metadata.
 //!
 //! # Admission
 //! A model call names its model inside the message, so its admission runs in two steps:
@@ -87,7 +89,7 @@ use inference::{
 };
 
 use super::error::QUEUE_FULL_STATUS;
-use super::oip::{self, Observation, VERSION};
+use super::oip::{self, Observation};
 use super::{ApiError, Edge};
 use crate::admission::{Accept, BodyLayer, DEFAULT_BODY_READ_TIMEOUT, Entered};
 use crate::auth::Authenticator;
@@ -354,11 +356,7 @@ impl Inference {
         if name.is_empty() {
             return Err(ApiError::BadInference("the request names no model".into()));
         }
-        let entry = self
-            .edge
-            .directory()
-            .get(name)
-            .ok_or_else(|| ApiError::UnknownService(name.to_owned()))?;
+        let entry = oip::lookup(&self.edge, name)?;
         if !serves_grpc(&entry) {
             return Err(ApiError::NotFound(format!(
                 "service `{name}` does not take gRPC calls (its spec does not set \
@@ -399,18 +397,19 @@ async fn infer(
     extensions: &tonic::Extensions,
     message: ModelInferRequest,
     received: &mut Option<Bytes>,
-) -> Result<(u32, ModelInferResponse), ApiError> {
+) -> Result<(oip::Served, ModelInferResponse), ApiError> {
     let (layers, headers, body) = admit(entry, Call::ModelInfer, metadata, extensions).await?;
     *received = Some(body);
     let model = oip::describe(entry, version(&message.model_version))?;
     let mut translated =
         tensors::decode(message, &model.outputs).map_err(ApiError::BadInference)?;
     let body = std::mem::take(&mut translated.body);
-    let (instance, answer) = oip::predict(layers, body, &headers).await?;
+    let (served, answer) = oip::predict(layers, body, &headers).await?;
     let name = entry.service().name();
-    let response = tensors::encode(&answer, &translated, name, VERSION)
-        .map_err(|why| oip::broken(instance, why))?;
-    Ok((instance, response))
+    let version = served.version.to_string();
+    let response = tensors::encode(&answer, &translated, name, &version)
+        .map_err(|why| oip::broken(served.instance, why))?;
+    Ok((served, response))
 }
 
 fn tensor_metadata(info: eas_core::processor::TensorInfo) -> TensorMetadata {
@@ -479,12 +478,13 @@ impl GrpcInferenceService for Inference {
             let entry = self.model(&message.name)?;
             admit(&entry, Call::ModelMetadata, metadata, &extensions).await?;
             let model = oip::describe(&entry, version(&message.version))?;
-            Ok::<_, ApiError>((entry.service().name().to_owned(), model))
+            let versions = oip::versions(&entry);
+            Ok::<_, ApiError>((entry.service().name().to_owned(), versions, model))
         };
-        let (name, model) = described.await.map_err(|e| status(&e))?;
+        let (name, versions, model) = described.await.map_err(|e| status(&e))?;
         Ok(tonic::Response::new(ModelMetadataResponse {
             name,
-            versions: vec![VERSION.to_owned()],
+            versions,
             platform: model.platform,
             inputs: model.inputs.into_iter().map(tensor_metadata).collect(),
             outputs: model.outputs.into_iter().map(tensor_metadata).collect(),
@@ -500,15 +500,17 @@ impl GrpcInferenceService for Inference {
         let observation = Observation::start(&entry);
         let mut received = None;
         match infer(&entry, metadata, &extensions, message, &mut received).await {
-            Ok((instance, response)) => {
+            Ok((served, response)) => {
                 // The request log holds the answer as sent; encoded only for a service with one.
                 let logged = if entry.service().spec().sinker.is_some() {
                     response.encode_to_vec()
                 } else {
                     Vec::new()
                 };
-                observation.finish(received.as_ref(), Ok(instance), &logged);
-                Ok(tonic::Response::new(response))
+                observation.finish(received.as_ref(), Ok(served.instance), &logged);
+                let mut response = tonic::Response::new(response);
+                served_by(response.metadata_mut(), entry.service().name(), served);
+                Ok(response)
             }
             Err(error) => {
                 let message = error.to_string();
@@ -516,6 +518,19 @@ impl GrpcInferenceService for Inference {
                 Err(status(&error))
             }
         }
+    }
+}
+
+/// Names who answered in the response metadata, under the keys the HTTP answers use.
+fn served_by(metadata: &mut MetadataMap, service: &str, served: oip::Served) {
+    if let Ok(value) = service.parse() {
+        metadata.insert(super::SERVICE_HEADER, value);
+    }
+    if let Ok(value) = served.version.to_string().parse() {
+        metadata.insert(super::VERSION_HEADER, value);
+    }
+    if let Ok(value) = served.instance.to_string().parse() {
+        metadata.insert(super::INSTANCE_HEADER, value);
     }
 }
 

@@ -7,12 +7,14 @@
 //! | `GET /v2/health/live` | no | `{"live": true}` |
 //! | `GET /v2/health/ready` | no | `{"ready": true}`; 503 while a service has no ready instance |
 //! | `GET /v2` | no | `{"name": "eas", "version", "extensions": ["binary_tensor_data"]}` |
-//! | `GET /v2/models/{name}[/versions/1]` | yes | `{"name", "versions": ["1"], "platform", "inputs", "outputs"}` |
-//! | `GET /v2/models/{name}[/versions/1]/ready` | yes | `{"name", "ready": true}`; 503 while no instance is ready |
-//! | `POST /v2/models/{name}[/versions/1]/infer` | yes | the inference ([`request`], [`answer`]) |
+//! | `GET /v2/models/{name}[/versions/{v}]` | yes | `{"name", "versions", "platform", "inputs", "outputs"}` |
+//! | `GET /v2/models/{name}[/versions/{v}]/ready` | yes | `{"name", "ready": true}`; 503 while no instance is ready |
+//! | `POST /v2/models/{name}[/versions/{v}]/infer` | yes | the inference ([`request`], [`answer`]) |
 //!
-//! A model is a service, by its name. Its one version is `1` until releases bring more;
-//! another version is a 404. Model routes take the service's token as the EAS predict route
+//! A model is a service, by its name (or a service group, whose weights pick the member). Its
+//! versions are its service's versions that replicas run now (two during a rolling update);
+//! the answer's `model_version` is the one that answered, and another version is a 404. Answers
+//! name who served them (`x-eas-service`, `x-eas-version`, `x-eas-instance`). Model routes take the service's token as the EAS predict route
 //! does and pass the same [`Admission`](crate::admission::Admission): the token is checked
 //! from the headers before the body is read, then the body limit and timeout, and for an
 //! inference the rate and concurrency limits, routing, keepalive and the instance's queue.
@@ -50,9 +52,6 @@ use crate::admission::Entered;
 use crate::directory::Entry;
 use crate::outcome::{Failure, PredictError};
 use crate::replica::Replica;
-
-/// The one version of every model until releases bring more.
-pub(crate) const VERSION: &str = "1";
 
 /// The protocol extensions the server metadata names (REST and gRPC alike).
 pub(super) const EXTENSIONS: [&str; 1] = ["binary_tensor_data"];
@@ -150,8 +149,9 @@ pub(super) async fn model(
     request: axum::extract::Request,
 ) -> Response {
     let target = Target::parse(&rest);
-    let Some(entry) = edge.directory().get(target.model) else {
-        return ApiError::UnknownService(target.model.to_owned()).into_oip_response();
+    let entry = match lookup(&edge, target.model) {
+        Ok(entry) => entry,
+        Err(error) => return error.into_oip_response(),
     };
     if request.method() != target.method() {
         return ApiError::MethodNotAllowed(format!(
@@ -181,7 +181,7 @@ pub(super) async fn model(
         Action::Ready => Json(json!({"name": service.name(), "ready": true})).into_response(),
         Action::Metadata | Action::Infer => Json(json!({
             "name": service.name(),
-            "versions": [VERSION],
+            "versions": versions(&entry),
             "platform": model.platform,
             "inputs": model.inputs,
             "outputs": model.outputs,
@@ -196,12 +196,14 @@ pub(super) async fn model(
 pub(super) fn describe(entry: &Entry, version: Option<&str>) -> Result<ModelMetadata, ApiError> {
     let service = entry.service();
     let name = service.name();
-    if let Some(version) = version
-        && version != VERSION
-    {
-        return Err(ApiError::NotFound(format!(
-            "model `{name}` has no version `{version}`; its one version is `{VERSION}`"
-        )));
+    if let Some(version) = version {
+        let known = versions(entry);
+        if !known.iter().any(|v| v == version) {
+            return Err(ApiError::NotFound(format!(
+                "model `{name}` has no version `{version}` running; it runs {}",
+                known.join(" and ")
+            )));
+        }
     }
     if service.queues().is_some() {
         return Err(ApiError::NotFound(format!(
@@ -296,12 +298,46 @@ impl<'a> Observation<'a> {
 /// instance through `layers` (the service's limits, routing, keepalive and batching: the
 /// request joins the same batches as EAS requests), and gives back the processor's answer
 /// (a `DataProto`) and the instance that ran it. An answer other than 2xx is the processor's
+/// Who answered an inference: the instance and the version of the service it runs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Served {
+    /// The instance (its index).
+    pub(super) instance: u32,
+    /// The version of the service it runs.
+    pub(super) version: u32,
+}
+
+/// The versions of a model: those its service's replicas run now (two during a rollout),
+/// else its current version.
+pub(super) fn versions(entry: &Entry) -> Vec<String> {
+    let service = entry.service();
+    let mut versions: Vec<u32> = service.instances().iter().map(Replica::version).collect();
+    if versions.is_empty() {
+        versions.push(service.version());
+    }
+    versions.sort_unstable();
+    versions.dedup();
+    versions.iter().map(u32::to_string).collect()
+}
+
+/// The entry a model name names: a service, or a group whose weights pick the member (the
+/// weights apply to OIP requests as to EAS ones).
+pub(super) fn lookup(edge: &Edge, name: &str) -> Result<Arc<Entry>, ApiError> {
+    match edge.directory().resolve(name) {
+        crate::directory::Resolved::Service(entry, "") => Ok(entry),
+        crate::directory::Resolved::EmptyGroup(group) => Err(ApiError::NotReady(format!(
+            "group `{group}` has no member that takes its traffic"
+        ))),
+        _ => Err(ApiError::UnknownService(name.to_owned())),
+    }
+}
+
 /// refusal, with its status.
 pub(super) async fn predict(
     layers: Entered,
     body: Vec<u8>,
     headers: &http::HeaderMap,
-) -> Result<(u32, Bytes), ApiError> {
+) -> Result<(Served, Bytes), ApiError> {
     // The processor gets the client's headers, but the body is now a DataProto.
     let headers = headers
         .iter()
@@ -314,6 +350,10 @@ pub(super) async fn predict(
         .chain([("content-type", PROTO_CONTENT_TYPE)]);
     let request = crate::request::build(body.into(), "", headers);
     let answered = layers.predict(request).await?;
+    let served = Served {
+        instance: answered.instance,
+        version: answered.version,
+    };
     let (instance, answer) = (answered.instance, answered.response);
     if !(200..300).contains(&answer.status) {
         let message = String::from_utf8_lossy(&answer.body).into_owned();
@@ -322,7 +362,7 @@ pub(super) async fn predict(
             failure: Failure::Processor(ProcessError::new(answer.status, message)),
         }));
     }
-    Ok((instance, answer.body))
+    Ok((served, answer.body))
 }
 
 /// An answer of `instance` that breaks the processor's side of the protocol (`why`): the
@@ -339,11 +379,17 @@ async fn infer(entry: &Entry, target: Target<'_>, request: axum::extract::Reques
     let observation = Observation::start(entry);
     let mut received = None;
     match run(entry, target, request, &mut received).await {
-        Ok((instance, encoded)) => {
+        Ok((served, encoded)) => {
             let body = Bytes::from(encoded.body);
-            observation.finish(received.as_ref(), Ok(instance), &body);
+            observation.finish(received.as_ref(), Ok(served.instance), &body);
             let mut response = (StatusCode::OK, body).into_response();
             let headers = response.headers_mut();
+            super::served_by(
+                headers,
+                entry.service().name(),
+                served.version,
+                served.instance,
+            );
             match encoded.header_length {
                 Some(length) => {
                     headers.insert(
@@ -376,7 +422,7 @@ async fn run(
     target: Target<'_>,
     request: axum::extract::Request,
     received: &mut Option<Bytes>,
-) -> Result<(u32, answer::Encoded), ApiError> {
+) -> Result<(Served, answer::Encoded), ApiError> {
     let mut layers = entry.admission().enter();
     let (parts, body) = layers.receive(request).await?.into_parts();
     *received = Some(body.clone());
@@ -395,11 +441,12 @@ async fn run(
     let mut translated =
         request::decode(length, &body, &model.outputs).map_err(ApiError::BadInference)?;
     let body = std::mem::take(&mut translated.body);
-    let (instance, answer) = predict(layers, body, &parts.headers).await?;
+    let (served, answer) = predict(layers, body, &parts.headers).await?;
     let service = entry.service();
-    let encoded = answer::encode(&answer, &translated, service.name(), VERSION)
-        .map_err(|why| broken(instance, why))?;
-    Ok((instance, encoded))
+    let version = served.version.to_string();
+    let encoded = answer::encode(&answer, &translated, service.name(), &version)
+        .map_err(|why| broken(served.instance, why))?;
+    Ok((served, encoded))
 }
 
 #[cfg(test)]
