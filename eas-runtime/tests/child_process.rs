@@ -8,6 +8,7 @@
 //! - An async service loses no accepted item when a worker is killed mid-run, and a request
 //!   that kills its worker every time is answered in the sink with an error after a bounded
 //!   number of tries, while the requests batched with it get their answers.
+//! - Load above the autoscaler's target scales worker processes up (within 20 s) and back down.
 //! - `metadata.memory` bites (cgroup OOM kill or the worker's rlimit, whichever the machine
 //!   has), and the 502 says so; `rpc.enable_sigterm` sends SIGTERM to a stopping worker and
 //!   its absence does not; a worker's CPU time counts as its instance's.
@@ -468,5 +469,91 @@ async fn a_workers_cpu_time_should_count_as_its_instances() {
     assert_eq!(status, 200, "{body}");
     let spent = instance.usage().cpu_time - before;
     assert!(spent >= Duration::from_millis(200), "{spent:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_above_the_target_should_scale_worker_processes_up_then_down() {
+    let _turn = TURN.lock().await;
+    let server = start(vec![spec(
+        "busy",
+        "pid",
+        json!({"autoscaler": {"min": 1, "max": 3, "strategies": {"qps": 20},
+                              "behavior": {"scale_up": {"stabilization_window_seconds": 0},
+                                           "scale_down": {"stabilization_window_seconds": 1}}}}),
+    )])
+    .await;
+    println!(
+        "at start: {} instance(s); {:?}",
+        server.services()["busy"].instances().len(),
+        server
+            .control()
+            .describe("busy")
+            .expect("described")
+            .decisions
+            .iter()
+            .map(|d| d.reason.clone())
+            .collect::<Vec<_>>()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let load: Vec<_> = (0..6)
+        .map(|_| {
+            let (client, stop) = (client.clone(), Arc::clone(&stop));
+            let url = url(&server, "/api/predict/busy");
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let response = client
+                        .post(&url)
+                        .header("Authorization", TOKEN)
+                        .body("x")
+                        .send()
+                        .await
+                        .expect("sent");
+                    assert_eq!(response.status().as_u16(), 200);
+                }
+            })
+        })
+        .collect();
+    let workers = |server: &RunningPlatform| -> (usize, usize) {
+        let instances = server.services()["busy"].instances();
+        let ready = instances.iter().filter(|r| r.is_ready()).count();
+        (instances.len(), ready)
+    };
+    while workers(&server) != (3, 3) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not scaled to 3 worker processes within 20 s: {:?}",
+            workers(&server)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "up to 3 worker processes in {:?}: {:?}",
+        started.elapsed(),
+        workers(&server)
+    );
+    // Three distinct worker processes answer.
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        let (status, body) = post(&client, &server, "/api/predict/busy", "who").await;
+        assert_eq!(status, 200);
+        pids.insert(pid_of(&body));
+    }
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.expect("load task");
+    }
+    let idle = Instant::now();
+    while workers(&server).0 != 1 {
+        assert!(
+            idle.elapsed() < Duration::from_secs(20),
+            "not back to 1: {:?}",
+            workers(&server)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.shutdown().await;
 }
