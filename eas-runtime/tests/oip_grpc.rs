@@ -12,6 +12,8 @@
 
 #![cfg(feature = "onnx")]
 
+#[path = "support/python_client.rs"]
+mod python_client;
 #[path = "support/require.rs"]
 mod require;
 
@@ -21,7 +23,6 @@ mod require;
 mod inference;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use eas_core::spec::ServiceSpec;
@@ -685,28 +686,14 @@ async fn the_real_triton_grpc_client_should_get_onnxruntime_outputs() {
     };
     let host = server.local_addr().to_string();
     let model = models().join("mlp.onnx");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .args(["-c", CLIENT, &host, TOKEN])
-            .arg(model)
-            .output()
-            .expect("the client's Python runs")
-    })
-    .await
-    .expect("joined");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the client failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result = |name: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}\t")))
-            .unwrap_or_else(|| panic!("no `{name}` line in {stdout}"))
-            .to_owned()
-    };
+    let printed = python_client::run(
+        python.into(),
+        CLIENT,
+        vec![host.into(), TOKEN.into(), model.into()],
+        "the client",
+    )
+    .await;
+    let result = |name: &str| printed.get(name);
     for name in ["triton_live", "triton_ready", "triton_model_ready"] {
         assert_eq!(result(name), "True", "{name}");
     }

@@ -6,11 +6,12 @@
 //! part, the ONNX Runtime library (`ORT_DYLIB_PATH` or `EAS_PYTHON`). Without them the test
 //! prints `SKIPPED: ...`, or fails when `EAS_REQUIRE_ALL=1`.
 
+#[path = "support/python_client.rs"]
+mod python_client;
 #[path = "support/require.rs"]
 mod require;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use eas_core::spec::ServiceSpec;
@@ -94,27 +95,14 @@ async fn the_real_sdk_should_get_correct_answers_with_hmac_signed_requests() {
     assert!(server.wait_ready(Duration::from_secs(30)).await, "ready");
 
     let endpoint = format!("http://{}", server.local_addr());
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .args(["-c", CLIENT, &endpoint, TOKEN])
-            .output()
-            .expect("the SDK's Python runs")
-    })
-    .await
-    .expect("joined");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "SDK client failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result = |name: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}\t")))
-            .unwrap_or_else(|| panic!("no `{name}` line in {stdout}"))
-            .to_owned()
-    };
+    let printed = python_client::run(
+        python.into(),
+        CLIENT,
+        vec![endpoint.into(), TOKEN.into()],
+        "the SDK client",
+    )
+    .await;
+    let result = |name: &str| printed.get(name);
     assert_eq!(result("echo"), "hello eas");
     assert_eq!(
         result("echo_binary"),
