@@ -9,6 +9,8 @@
 //!   that kills its worker every time is answered in the sink with an error after a bounded
 //!   number of tries, while the requests batched with it get their answers.
 //! - Load above the autoscaler's target scales worker processes up (within 20 s) and back down.
+//! - `metadata.cpu` bites (a CFS quota: 300 ms of CPU at 0.25 cores takes over 0.9 s), or the
+//!   start-up description says it is not enforced;
 //! - `metadata.memory` bites (cgroup OOM kill or the worker's rlimit, whichever the machine
 //!   has), and the 502 says so; `rpc.enable_sigterm` sends SIGTERM to a stopping worker and
 //!   its absence does not; a worker's CPU time counts as its instance's.
@@ -555,5 +557,35 @@ async fn load_above_the_target_should_scale_worker_processes_up_then_down() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_limit_should_bite_or_be_reported() {
+    let _turn = TURN.lock().await;
+    let provider = provider();
+    if !provider.limits().limits_cpu() {
+        // No usable cgroup: the start-up description says CPU is not enforced, and why.
+        let how = provider.limits().describe();
+        assert!(how.contains("metadata.cpu: not enforced"), "{how}");
+        return;
+    }
+    let server = start(vec![spec(
+        "slow",
+        "pid",
+        json!({"metadata": {"cpu": 0.25}}),
+    )])
+    .await;
+    let client = reqwest::Client::new();
+    // 300 ms of CPU at a quarter of a core takes at least about 1.2 s; unthrottled, 0.3 s.
+    let started = Instant::now();
+    let (status, body) = post(&client, &server, "/api/predict/slow", "burn:300").await;
+    let took = started.elapsed();
+    println!("300 ms of CPU under cpu 0.25 took {took:?}");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "not throttled: {took:?}"
+    );
     server.shutdown().await;
 }
