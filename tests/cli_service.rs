@@ -317,7 +317,10 @@ fn service_commands_should_manage_a_service_through_the_control_api() {
     let change = write(&dir, "v2.json", &json!({"model_config": "second"}));
     let answer = server.json(&["update", "echo", &change]);
     assert!(
-        answer["Message"].as_str().unwrap_or("").contains("version 2"),
+        answer["Message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("version 2"),
         "{answer:#}"
     );
     let updated = server.wait_for("echo", "Running version 2", |s| {
@@ -329,14 +332,22 @@ fn service_commands_should_manage_a_service_through_the_control_api() {
         .as_array()
         .expect("a list")
         .iter()
-        .map(|v| (v["Version"].as_u64().unwrap_or(0), v["Current"] == json!(true)))
+        .map(|v| {
+            (
+                v["Version"].as_u64().unwrap_or(0),
+                v["Current"] == json!(true),
+            )
+        })
         .collect();
     assert_eq!(listed, vec![(1, false), (2, true)], "{versions:#}");
     assert!(server.json(&["versions", "echo", "--set", "1"])["Message"].is_string());
     let back = server.wait_for("echo", "Running version 1 again", |s| {
         s.status == ServiceStatus::Running && s.current_version == 1 && s.rollout.is_none()
     });
-    assert!(back.service_config.get("model_config").is_none(), "{back:#?}");
+    assert!(
+        back.service_config.get("model_config").is_none(),
+        "{back:#?}"
+    );
     assert_eq!(back.latest_version, 2);
     assert_fails_with(&server.eas(&["versions", "echo", "--set", "9"]), "NotFound");
 

@@ -162,8 +162,8 @@ impl MirrorTarget {
             return;
         }
         self.failed.fetch_add(1, Ordering::Relaxed);
-        let backoff = (self.backoff_ms.load(Ordering::Relaxed) * 2)
-            .clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
+        let backoff =
+            (self.backoff_ms.load(Ordering::Relaxed) * 2).clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
         self.backoff_ms.store(backoff, Ordering::Relaxed);
         self.closed_until_ms
             .store(clock_ms().saturating_add(backoff), Ordering::Relaxed);

@@ -336,7 +336,10 @@ async fn a_service_should_live_its_whole_life_through_the_control_api() {
         .await
         .ok();
     assert!(
-        answer["Message"].as_str().unwrap_or("").contains("version 2"),
+        answer["Message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("version 2"),
         "{answer:#}"
     );
     let summary = api

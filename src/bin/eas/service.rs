@@ -204,7 +204,11 @@ fn command(client: &Client, command: &ServiceCommand) -> Result<(), Failure> {
             weight,
             standalone,
         } => {
-            let state = if *standalone { "standalone" } else { "grouping" };
+            let state = if *standalone {
+                "standalone"
+            } else {
+                "grouping"
+            };
             let body = serde_json::json!({"Weight": weight, "TrafficState": state});
             client.send_bytes(
                 Method::Put,
