@@ -342,6 +342,7 @@ impl Replica {
                 batch_tx,
                 shared.config.max_batch_size,
                 shared.config.max_batch_timeout,
+                Arc::clone(&shared),
             ));
         } else {
             drop(batch_tx);
