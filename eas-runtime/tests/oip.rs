@@ -738,7 +738,7 @@ async fn the_real_triton_and_kserve_clients_should_get_onnxruntime_outputs() {
     let host = server.local_addr().to_string();
     let model = models().join("mlp.onnx");
     let printed = python_client::run(
-        python.into(),
+        python,
         CLIENTS,
         vec![host.into(), TOKEN.into(), model.into()],
         "the clients",

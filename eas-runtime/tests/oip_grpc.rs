@@ -687,7 +687,7 @@ async fn the_real_triton_grpc_client_should_get_onnxruntime_outputs() {
     let host = server.local_addr().to_string();
     let model = models().join("mlp.onnx");
     let printed = python_client::run(
-        python.into(),
+        python,
         CLIENT,
         vec![host.into(), TOKEN.into(), model.into()],
         "the client",
