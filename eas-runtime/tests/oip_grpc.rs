@@ -12,6 +12,8 @@
 
 #![cfg(feature = "onnx")]
 
+#[path = "support/batches.rs"]
+mod batches;
 #[path = "support/python_client.rs"]
 mod python_client;
 #[path = "support/require.rs"]
@@ -540,26 +542,6 @@ async fn hostile_calls_should_get_the_right_status_with_a_reason() {
     server.shutdown().await;
 }
 
-/// How many batches `service` ran, and how many of them held more than `size` requests.
-async fn batches_over(server: &RunningPlatform, service: &str, size: u32) -> (f64, f64) {
-    let text = reqwest::get(format!("http://{}/metrics", server.local_addr()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let value = |metric: &str| {
-        text.lines()
-            .find(|l| l.starts_with(metric) && l.contains(&format!("service=\"{service}\"")))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {metric} for {service} in {text}"))
-    };
-    let count = value("eas_batch_size_count");
-    let within = value(&format!("eas_batch_size_bucket{{le=\"{size}.0\""));
-    (count, count - within)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grpc_and_an_http_request_should_share_one_batch() {
     let test = "a_grpc_and_an_http_request_should_share_one_batch";
@@ -613,7 +595,7 @@ async fn a_grpc_and_an_http_request_should_share_one_batch() {
         futures::future::join_all((0..clients).map(grpc)),
         futures::future::join_all((0..clients).map(http))
     );
-    let (batches, mixed) = batches_over(&server, "batched", clients).await;
+    let (batches, mixed) = batches::batches_over(&server, "batched", clients).await;
     assert!(
         mixed > 0.0,
         "no batch held both gRPC and HTTP requests: {batches} batches of at most {clients}"
