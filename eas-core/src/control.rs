@@ -439,7 +439,7 @@ pub struct MirrorStatus {
     pub targets: Vec<MirrorTargetStatus>,
 }
 
-/// One mirror target's counts.
+/// One mirror target's counts, from the server's start (a mirror set again keeps counting).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MirrorTargetStatus {

@@ -217,6 +217,20 @@ pub struct Metrics {
     custom_names: Mutex<HashMap<InstanceLabels, BTreeSet<String>>>,
 }
 
+/// The `eas_mirror_copies_total` series of one (service, target) pair, by outcome. They count
+/// from the server's start: a mirror that is set again keeps counting.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorCounters {
+    /// Copies that were due.
+    pub attempted: Counter,
+    /// Copies dropped (too many in flight, the target backing off after failures, or gone).
+    pub shed: Counter,
+    /// Copies the target answered (any status).
+    pub answered: Counter,
+    /// Copies the target refused or failed.
+    pub failed: Counter,
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -564,15 +578,25 @@ impl Metrics {
         }
     }
 
-    /// Counts a mirror copy's outcome (`attempted`, `shed`, `answered`, `failed`).
-    pub fn count_mirror_copy(&self, service: &str, target: &str, outcome: &str) {
-        self.mirror_copies
-            .get_or_create(&vec![
-                ("service".to_owned(), service.to_owned()),
-                ("target".to_owned(), target.to_owned()),
-                ("outcome".to_owned(), outcome.to_owned()),
-            ])
-            .inc();
+    /// The counters of the copies of `service`'s requests sent to `target`, looked up once
+    /// (a mirror keeps them, so that a copy costs no label lookup).
+    #[must_use]
+    pub fn mirror_counters(&self, service: &str, target: &str) -> MirrorCounters {
+        let counter = |outcome: &str| {
+            self.mirror_copies
+                .get_or_create(&vec![
+                    ("service".to_owned(), service.to_owned()),
+                    ("target".to_owned(), target.to_owned()),
+                    ("outcome".to_owned(), outcome.to_owned()),
+                ])
+                .clone()
+        };
+        MirrorCounters {
+            attempted: counter("attempted"),
+            shed: counter("shed"),
+            answered: counter("answered"),
+            failed: counter("failed"),
+        }
     }
 
     /// Drops a service's replica gauges, scaling counters and rollout gauges (the service is

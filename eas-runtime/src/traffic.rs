@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::MirrorCounters;
+
 /// The weight of a member that was never given one.
 pub const DEFAULT_WEIGHT: u32 = 100;
 /// The largest weight a member may have.
@@ -120,15 +122,8 @@ pub struct MirrorTarget {
     pub service: String,
     /// Bounds the copies in flight ([`MIRROR_IN_FLIGHT`]).
     pub permits: Arc<tokio::sync::Semaphore>,
-    /// Copies that were due.
-    pub attempted: AtomicU64,
-    /// Copies dropped: the target had [`MIRROR_IN_FLIGHT`] in flight, is backing off after
-    /// failures, or is gone.
-    pub shed: AtomicU64,
-    /// Copies the target answered (any status).
-    pub answered: AtomicU64,
-    /// Copies the target refused or failed.
-    pub failed: AtomicU64,
+    /// What became of its copies (the `eas_mirror_copies_total` series).
+    pub copies: MirrorCounters,
     /// No copies before this time (milliseconds on [`clock_ms`]).
     closed_until_ms: AtomicU64,
     /// The current back-off, in milliseconds (0: none).
@@ -157,11 +152,11 @@ impl MirrorTarget {
     /// Records what became of a copy: a success ends the back-off, a failure doubles it.
     pub fn finished(&self, ok: bool) {
         if ok {
-            self.answered.fetch_add(1, Ordering::Relaxed);
+            self.copies.answered.inc();
             self.backoff_ms.store(0, Ordering::Relaxed);
             return;
         }
-        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.copies.failed.inc();
         let backoff =
             (self.backoff_ms.load(Ordering::Relaxed) * 2).clamp(BACKOFF_MIN_MS, BACKOFF_MAX_MS);
         self.backoff_ms.store(backoff, Ordering::Relaxed);
@@ -184,20 +179,18 @@ pub struct MirrorCounts {
 }
 
 impl Mirror {
-    /// Copies of `ratio` percent of the requests to each of `targets`.
+    /// Copies of `ratio` percent of the requests to each of `targets` (each with its
+    /// counters: [`Metrics::mirror_counters`](crate::metrics::Metrics::mirror_counters)).
     #[must_use]
-    pub fn new(ratio: u32, targets: Vec<String>) -> Self {
+    pub fn new(ratio: u32, targets: Vec<(String, MirrorCounters)>) -> Self {
         Self {
             ratio: ratio.min(100),
             targets: targets
                 .into_iter()
-                .map(|service| MirrorTarget {
+                .map(|(service, copies)| MirrorTarget {
                     service,
                     permits: Arc::new(tokio::sync::Semaphore::new(MIRROR_IN_FLIGHT)),
-                    attempted: AtomicU64::new(0),
-                    shed: AtomicU64::new(0),
-                    answered: AtomicU64::new(0),
-                    failed: AtomicU64::new(0),
+                    copies,
                     closed_until_ms: AtomicU64::new(0),
                     backoff_ms: AtomicU64::new(0),
                 })
@@ -234,10 +227,10 @@ impl Mirror {
                 (
                     t.service.clone(),
                     MirrorCounts {
-                        attempted: t.attempted.load(Ordering::Relaxed),
-                        shed: t.shed.load(Ordering::Relaxed),
-                        answered: t.answered.load(Ordering::Relaxed),
-                        failed: t.failed.load(Ordering::Relaxed),
+                        attempted: t.copies.attempted.get(),
+                        shed: t.copies.shed.get(),
+                        answered: t.copies.answered.get(),
+                        failed: t.copies.failed.get(),
                     },
                 )
             })
@@ -359,7 +352,7 @@ mod tests {
     #[test]
     fn a_mirror_should_sample_its_ratio_of_every_hundred() {
         for ratio in [0, 1, 30, 99, 100] {
-            let mirror = Mirror::new(ratio, vec!["t".into()]);
+            let mirror = Mirror::new(ratio, vec![("t".into(), MirrorCounters::default())]);
             let copied = (0..1000).filter(|_| mirror.sample()).count();
             assert_eq!(copied, ratio as usize * 10, "{ratio}");
         }
@@ -367,7 +360,7 @@ mod tests {
 
     #[test]
     fn a_failing_target_should_back_off_and_a_success_end_it() {
-        let mirror = Mirror::new(100, vec!["t".into()]);
+        let mirror = Mirror::new(100, vec![("t".into(), MirrorCounters::default())]);
         let target = &mirror.targets()[0];
         assert!(target.open());
         target.finished(false);

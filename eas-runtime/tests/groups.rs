@@ -8,8 +8,8 @@
 //!   token, async services cannot join.
 //! - Mirroring at ratio 30 copies 30% of 4,000 requests (attempted copies, shed ones
 //!   included), and a target that sleeps 2 s per request does not slow the primary: its p99
-//!   with the mirror on stays within 10% (or 1 ms) of its p99 with it off, measured in
-//!   alternating rounds of the same run.
+//!   with the mirror on stays within 10% (or 1 ms) of its p99 with it off (the median of 5
+//!   rounds each, off and on alternating in the same run).
 
 #[path = "support/json_merge.rs"]
 mod json_merge;
@@ -143,6 +143,11 @@ async fn load(
 fn p99(latencies: &mut [Duration]) -> Duration {
     latencies.sort();
     latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)]
+}
+
+fn median(values: &mut [Duration]) -> Duration {
+    values.sort();
+    values[values.len() / 2]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,9 +295,10 @@ async fn mirroring_should_copy_its_ratio_and_never_slow_the_primary() {
         + mirror["Targets"][0]["Failed"].as_u64().unwrap_or(0);
     assert!(dropped > attempted / 2, "{mirror}");
 
-    // The primary's p99, mirror off and on in alternating rounds.
+    // The primary's p99, mirror off and on in alternating rounds; each side's median round,
+    // so that one stall of this shared machine in one round does not decide.
     let (mut off, mut on) = (Vec::new(), Vec::new());
-    for round in 0..6 {
+    for round in 0..10 {
         let mirrored = round % 2 == 1;
         let body = if mirrored {
             json!({"Ratio": 30, "Target": ["sleepy"]})
@@ -301,15 +307,13 @@ async fn mirroring_should_copy_its_ratio_and_never_slow_the_primary() {
         };
         let (status, answer) = control(&server, reqwest::Method::PUT, "primary/mirror", body).await;
         assert_eq!(status, 200, "{answer}");
-        let (_, latencies) = load(&server, "/api/predict/primary", 1000).await;
-        if mirrored {
-            on.extend(latencies)
-        } else {
-            off.extend(latencies)
-        }
+        let (_, mut latencies) = load(&server, "/api/predict/primary", 800).await;
+        let side = if mirrored { &mut on } else { &mut off };
+        side.push(p99(&mut latencies));
     }
-    let (p99_off, p99_on) = (p99(&mut off), p99(&mut on));
-    println!("primary p99: mirror off {p99_off:?}, on {p99_on:?}");
+    println!("primary p99 per round: mirror off {off:?}, on {on:?}");
+    let (p99_off, p99_on) = (median(&mut off), median(&mut on));
+    println!("primary p99 (median round): mirror off {p99_off:?}, on {p99_on:?}");
     let allowed = (p99_off.mul_f64(1.1)).max(p99_off + Duration::from_millis(1));
     assert!(p99_on <= allowed, "p99 off {p99_off:?}, on {p99_on:?}");
     let described = server.control().describe("primary").expect("described");

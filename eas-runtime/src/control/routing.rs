@@ -105,10 +105,18 @@ impl ControlPlane {
 
     /// Pushes a service's mirror and every group into the directory's traffic tables.
     pub(super) fn apply_routing(&self, name: &str) {
-        let mirror = self
-            .routing_of(name)
-            .mirror
-            .map(|m| Mirror::new(m.ratio, m.targets));
+        let mirror = self.routing_of(name).mirror.map(|m| {
+            let metrics = self.directory.metrics();
+            let targets = m
+                .targets
+                .into_iter()
+                .map(|target| {
+                    let counters = metrics.mirror_counters(name, &target);
+                    (target, counters)
+                })
+                .collect();
+            Mirror::new(m.ratio, targets)
+        });
         self.directory.traffic().set_mirror(name, mirror);
         self.sync_groups();
     }

@@ -6,7 +6,6 @@
 //! failures; not refusals) and into the request metrics.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -77,7 +76,7 @@ pub(super) async fn predict(
             if let Some(mirror) = edge.directory().traffic().mirror(service.name())
                 && mirror.sample()
             {
-                copy(&edge, &mirror, service.name(), &request);
+                copy(&edge, &mirror, &request);
             }
             layers.predict(request).await
         }
@@ -131,16 +130,9 @@ pub(super) async fn predict(
 /// Sends a copy of `request` to each target of `mirror`, without waiting: the answers are
 /// counted and dropped; a target with [`MIRROR_IN_FLIGHT`](crate::traffic::MIRROR_IN_FLIGHT)
 /// copies in flight, backing off after failures, or gone, sheds the copy (counted).
-fn copy(
-    edge: &Arc<Edge>,
-    mirror: &Arc<Mirror>,
-    service: &str,
-    request: &eas_core::processor::Request,
-) {
-    let metrics = edge.directory().metrics();
+fn copy(edge: &Arc<Edge>, mirror: &Arc<Mirror>, request: &eas_core::processor::Request) {
     for (index, target) in mirror.targets().iter().enumerate() {
-        target.attempted.fetch_add(1, Ordering::Relaxed);
-        metrics.count_mirror_copy(service, &target.service, "attempted");
+        target.copies.attempted.inc();
         let entry = target
             .open()
             .then(|| edge.directory().get(&target.service))
@@ -149,18 +141,13 @@ fn copy(
             .as_ref()
             .and_then(|_| Arc::clone(&target.permits).try_acquire_owned().ok());
         let (Some(entry), Some(permit)) = (entry, permit) else {
-            target.shed.fetch_add(1, Ordering::Relaxed);
-            metrics.count_mirror_copy(service, &target.service, "shed");
+            target.copies.shed.inc();
             continue;
         };
         let (mirror, request) = (Arc::clone(mirror), request.clone());
-        let (metrics, service) = (Arc::clone(metrics), service.to_owned());
         tokio::spawn(async move {
             let ok = entry.admission().predict(request).await.is_ok();
-            let target = &mirror.targets()[index];
-            target.finished(ok);
-            let outcome = if ok { "answered" } else { "failed" };
-            metrics.count_mirror_copy(&service, &target.service, outcome);
+            mirror.targets()[index].finished(ok);
             drop(permit);
         });
     }
