@@ -1,21 +1,31 @@
-//! Mount bench (figures, not pass/fail), for one large model file (1 GiB by default;
-//! `EAS_BENCH_MIB` changes it), all in one run on one machine:
+//! Mount bench (figures, not pass/fail), for one large model file (512 MiB by default;
+//! `EAS_BENCH_MIB` changes it), generated at start-up, all in one run on one machine and on
+//! the same object in the same S3-compatible server (moto, loopback):
 //!
-//! - local disk read: `std::fs::read` of the same bytes from a local file (the baseline);
-//! - one plain GET: the whole object from moto into memory (what moto serves by itself);
-//! - cold mount: an eager mount from moto (S3-compatible, loopback) into an empty directory,
-//!   without a memory cache, once with one streamed GET and once with parallel ranged GETs
-//!   (the default for real endpoints; moto re-reads the whole object for every range, so it
-//!   is pathological there). Goal: cold (one GET) >= 0.7x the local rate;
-//! - peer hit: a fresh instance (empty cache and directory) whose peer holds the file in
-//!   memory, (a) eager mount: the file on disk and in its memory; (b) lazy read through the
-//!   cache: the bytes in its memory (the reference's cachefs "remote hit"; the disk copy is
-//!   written in the background, outside the timing). Goal: >= 6x faster than cold (one GET).
+//! - **local read**: `std::fs::read` of the same bytes from a local file in the page cache;
+//! - **raw ranged GETs**: a plain HTTP client (reqwest, on a presigned URL) with `N`
+//!   concurrent ranged GETs of `size / N` bytes each, streamed into one buffer allocated per
+//!   run, for each `N` of `EAS_BENCH_SWEEP` (default `1,2,4`); the best `N` is the baseline;
+//! - **cold mount**: an eager mount into an empty directory, without a memory cache, with
+//!   the same `N` (concurrency `N`, parts of `size / N`; one streamed GET for `N = 1`) and
+//!   the mount's default checks (MD5 of the ETag; `EAS_BENCH_MD5=0` turns it off); and once
+//!   more without the MD5 check, at `N = EAS_BENCH_NO_MD5_N` (default 1), to show its cost;
+//! - **peer hit**: a fresh instance (empty cache and directory) whose peer holds the file in
+//!   memory: (a) a lazy read through the cache, the bytes in its memory (the reference's
+//!   cachefs "remote hit"; the disk copy is written in the background, outside the timing);
+//!   (b) an eager mount: the file on disk and in its memory.
 //!
-//! Each figure is the median of `EAS_BENCH_RUNS` runs (default 3; cold and peer runs
-//! interleave). `EAS_BENCH_CONCURRENCY` (8) and `EAS_BENCH_PART_MIB` (16) set the ranged
-//! GETs, `EAS_BENCH_RANGED=0` skips them, `EAS_BENCH_MD5` (1: check MD5 ETags) applies to
-//! both cold mounts. Needs `EAS_PYTHON` (moto lives next to it).
+//! Goals, printed as ratios: cold mount (best `N`) >= 0.8x raw ranged GETs (best `N`); peer
+//! hit (lazy read) >= 0.5x the local read, and faster than the cold mount.
+//!
+//! moto re-reads the whole object for every range it serves, so more ranges cost it more:
+//! that is why the sweep uses `size / N` parts (and why its best `N` is small), not the
+//! mount's default 16 MiB parts (`EAS_BENCH_DEFAULT=1` adds the mount with its defaults).
+//!
+//! Each figure is the median of `EAS_BENCH_RUNS` runs (default 3); within a run every case
+//! is measured once, in turn, so that load on the machine falls on all of them.
+//! `EAS_BENCH_ONLY` (a comma list of `local`, `raw`, `cold`, `peer`) keeps some cases, for
+//! profiling. Needs `EAS_PYTHON` (moto lives next to it: `source scripts/test-env.sh`).
 //! Run: `cargo bench -p eas-storage --bench mount`.
 
 #![allow(clippy::unwrap_used)]
@@ -23,13 +33,16 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use eas_core::StorageMount;
 use eas_core::storage::MountMode;
 use eas_storage::{BucketMount, MemoryCache, TransferOptions};
-use object_store::ObjectStoreExt as _;
+use futures::StreamExt as _;
+use object_store::signer::Signer as _;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -43,14 +56,66 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn rate(bytes: usize, time: Duration) -> String {
-    format!("{:8.1} MB/s", bytes as f64 / time.as_secs_f64() / 1e6)
+/// `N` concurrent ranged GETs of `size / N` bytes each, streamed into one buffer.
+async fn ranged_gets(client: &reqwest::Client, url: &str, size: usize, n: usize) -> BytesMut {
+    let part = size.div_ceil(n);
+    let mut rest = BytesMut::zeroed(size);
+    let mut tasks = Vec::new();
+    for start in (0..size).step_by(part) {
+        let mut buffer = rest.split_to(part.min(size - start));
+        let end = start + buffer.len() - 1;
+        let request = client
+            .get(url)
+            .header("range", format!("bytes={start}-{end}"));
+        tasks.push(tokio::spawn(async move {
+            let response = request.send().await.unwrap().error_for_status().unwrap();
+            let mut body = response.bytes_stream();
+            let mut at = 0;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.unwrap();
+                buffer[at..at + chunk.len()].copy_from_slice(&chunk);
+                at += chunk.len();
+            }
+            assert_eq!(at, buffer.len(), "a whole range");
+            buffer
+        }));
+    }
+    let mut whole = BytesMut::new();
+    for task in tasks {
+        whole.unsplit(task.await.unwrap());
+    }
+    assert_eq!(whole.len(), size);
+    whole
+}
+
+/// The mount's options for `n` concurrent parts of `size / n` bytes (one GET for `n = 1`).
+fn sweep_options(size: usize, n: usize, md5: bool) -> TransferOptions {
+    let part = if n == 1 {
+        u64::MAX
+    } else {
+        size.div_ceil(n) as u64
+    };
+    TransferOptions::default()
+        .with_concurrency(n)
+        .with_part_size(part)
+        .with_verify_md5(md5)
 }
 
 #[tokio::main]
 async fn main() {
-    let mib = env_usize("EAS_BENCH_MIB", 1024);
+    let mib = env_usize("EAS_BENCH_MIB", 512);
     let runs = env_usize("EAS_BENCH_RUNS", 3).max(1);
+    let md5 = env_usize("EAS_BENCH_MD5", 1) == 1;
+    let with_default = env_usize("EAS_BENCH_DEFAULT", 0) == 1;
+    let no_md5_n = env_usize("EAS_BENCH_NO_MD5_N", 1).max(1);
+    let sweep: Vec<usize> = std::env::var("EAS_BENCH_SWEEP")
+        .unwrap_or_else(|_| "1,2,4".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .collect();
+    let only = std::env::var("EAS_BENCH_ONLY").unwrap_or_default();
+    let wants = |case: &str| only.is_empty() || only.split(',').any(|c| c.trim() == case);
     let size = mib << 20;
     let Some(moto) = support::Moto::start("bench mount").await else {
         return;
@@ -67,16 +132,21 @@ async fn main() {
     let local_file = work.path().join("local.bin");
     std::fs::write(&local_file, &content).unwrap();
     drop(content);
-    let store = moto.store("models");
-
-    let part_mib = env_usize("EAS_BENCH_PART_MIB", 16);
-    let ranged = TransferOptions::default()
-        .with_concurrency(env_usize("EAS_BENCH_CONCURRENCY", 8))
-        .with_part_size(part_mib as u64 * (1 << 20))
-        .with_verify_md5(env_usize("EAS_BENCH_MD5", 1) == 1);
-    let with_ranges = env_usize("EAS_BENCH_RANGED", 1) == 1;
-    // One streamed GET: a part size no object reaches.
-    let single = ranged.with_part_size(u64::MAX);
+    // A presigned URL: the raw client sends plain GETs with a `range` header, nothing else.
+    let url = eas_storage::bucket::s3_store(&moto.location("models", ""), &support::credentials())
+        .unwrap()
+        .signed_url(
+            reqwest::Method::GET,
+            &"big/model.bin".into(),
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap()
+        .to_string();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
     let mount =
         |dir: std::path::PathBuf, transfer: TransferOptions, cache: Option<Arc<MemoryCache>>| {
             let mut builder = BucketMount::builder(moto.location("models", "big/"), dir)
@@ -87,67 +157,83 @@ async fn main() {
             }
             builder.build().unwrap()
         };
+    let single = sweep_options(size, 1, md5);
 
     // The peer: an instance that holds the file in memory and serves it over HTTP.
     let secret = eas_storage::peer::PeerSecret::new("bench-secret").unwrap();
     let first_cache =
         Arc::new(MemoryCache::new(size as u64 + (1 << 20)).with_peer_secret(secret.clone()));
     let server = support::serve(eas_storage::peer::router(Arc::clone(&first_cache))).await;
-    mount(
-        work.path().join("first"),
-        single,
-        Some(Arc::clone(&first_cache)),
-    )
-    .mount(MountMode::Eager, None)
-    .await
-    .unwrap();
+    if wants("peer") {
+        mount(
+            work.path().join("first"),
+            single,
+            Some(Arc::clone(&first_cache)),
+        )
+        .mount(MountMode::Eager, None)
+        .await
+        .unwrap();
+    }
 
-    // Every run measures each case once, in turn, so that load on the machine falls on all.
     let mut local = Vec::new();
-    let mut raw = Vec::new();
-    let mut cold_single = Vec::new();
-    let mut cold_ranged = Vec::new();
-    let mut peer_mount = Vec::new();
+    let mut raw: BTreeMap<usize, Vec<Duration>> = BTreeMap::new();
+    let mut cold: BTreeMap<usize, Vec<Duration>> = BTreeMap::new();
+    let mut cold_default = Vec::new();
+    let mut cold_no_md5 = Vec::new();
     let mut peer_read = Vec::new();
+    let mut peer_mount = Vec::new();
     for run in 0..runs {
-        // Baseline: the same bytes read from a local file.
-        let start = Instant::now();
-        let bytes = std::fs::read(&local_file).unwrap();
-        local.push(start.elapsed());
-        assert_eq!(bytes.len(), size);
-        drop(bytes);
-
-        // For reference: one plain GET of the whole object, what moto serves by itself.
-        let start = Instant::now();
-        let bytes = store
-            .get(&"big/model.bin".into())
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        raw.push(start.elapsed());
-        assert_eq!(bytes.len(), size);
-        drop(bytes);
-
-        // Cold: a fresh directory, straight from the store, without a memory cache.
-        for (transfer, samples) in [(single, &mut cold_single), (ranged, &mut cold_ranged)] {
-            if transfer == ranged && !with_ranges {
-                continue;
-            }
-            let target = work.path().join(format!("cold-{run}"));
+        if wants("local") {
             let start = Instant::now();
-            let report = mount(target.clone(), transfer, None)
+            let bytes = std::fs::read(&local_file).unwrap();
+            local.push(start.elapsed());
+            assert_eq!(bytes.len(), size);
+        }
+        for &n in &sweep {
+            if wants("raw") {
+                let start = Instant::now();
+                let bytes = ranged_gets(&client, &url, size, n).await;
+                raw.entry(n).or_default().push(start.elapsed());
+                drop(bytes);
+            }
+            if wants("cold") {
+                let target = work.path().join(format!("cold-{run}-{n}"));
+                let start = Instant::now();
+                let report = mount(target.clone(), sweep_options(size, n, md5), None)
+                    .mount(MountMode::Eager, None)
+                    .await
+                    .unwrap();
+                cold.entry(n).or_default().push(start.elapsed());
+                assert_eq!(report.fetched_bytes, size as u64);
+                std::fs::remove_dir_all(target).unwrap();
+            }
+        }
+        if md5 && wants("cold") {
+            let target = work.path().join(format!("cold-{run}-no-md5"));
+            let start = Instant::now();
+            mount(target.clone(), sweep_options(size, no_md5_n, false), None)
                 .mount(MountMode::Eager, None)
                 .await
                 .unwrap();
-            samples.push(start.elapsed());
-            assert_eq!(report.fetched_bytes, size as u64);
+            cold_no_md5.push(start.elapsed());
             std::fs::remove_dir_all(target).unwrap();
         }
-
+        if with_default && wants("cold") {
+            let target = work.path().join(format!("cold-{run}-default"));
+            let start = Instant::now();
+            let options = TransferOptions::default().with_verify_md5(md5);
+            mount(target.clone(), options, None)
+                .mount(MountMode::Eager, None)
+                .await
+                .unwrap();
+            cold_default.push(start.elapsed());
+            std::fs::remove_dir_all(target).unwrap();
+        }
+        if !wants("peer") {
+            continue;
+        }
         // Peer hits: a fresh instance (empty cache and directory) whose only peer is the first.
-        for eager in [true, false] {
+        for eager in [false, true] {
             let target = work.path().join(format!("peer-{run}"));
             let cache = Arc::new(
                 MemoryCache::new(size as u64 + (1 << 20))
@@ -157,12 +243,9 @@ async fn main() {
             let instance = mount(target.clone(), single, Some(Arc::clone(&cache)));
             let start = Instant::now();
             if eager {
-                // The model file on disk (and in this instance's memory).
                 instance.mount(MountMode::Eager, None).await.unwrap();
                 peer_mount.push(start.elapsed());
             } else {
-                // A lazy read through the cache: the bytes in this instance's memory, as the
-                // reference's cachefs remote hit; the disk copy follows in the background.
                 instance.mount(MountMode::Lazy, None).await.unwrap();
                 let bytes = instance.read("model.bin").await.unwrap();
                 peer_read.push(start.elapsed());
@@ -170,6 +253,7 @@ async fn main() {
             }
             assert_eq!(cache.stats().peer_hits, 1, "served by the peer");
             drop(instance);
+            drop(cache);
             // Let the background disk copy land before the directory goes.
             while std::fs::metadata(target.join("model.bin"))
                 .map_or(true, |m| m.len() != size as u64)
@@ -181,40 +265,75 @@ async fn main() {
     }
 
     println!(
-        "mount bench: {mib} MiB file, median of {runs} runs, ranged: concurrency {}, parts of {part_mib} MiB; MD5 check {}",
-        ranged.concurrency, ranged.verify_md5
+        "mount bench: {mib} MiB object, median of {runs} runs; MD5 check {md5}; sweep N = {sweep:?} (N ranged GETs of size/N)"
     );
-    let line = |name: &str, samples: Vec<Duration>| {
+    let line = |name: &str, samples: &[Duration]| -> Option<f64> {
         if samples.is_empty() {
             return None;
         }
         let (low, high) = (samples.iter().min()?, samples.iter().max()?);
-        let spread = format!("{:.2}-{:.2}", low.as_secs_f64(), high.as_secs_f64());
-        let time = median(samples.clone());
+        let time = median(samples.to_vec());
+        let rate = size as f64 / time.as_secs_f64() / 1e6;
         println!(
-            "  {name:<34}{:>9.3} s  {}  (runs {spread} s)",
+            "  {name:<40}{:>8.3} s {rate:>8.1} MB/s  (runs {:.2}-{:.2} s)",
             time.as_secs_f64(),
-            rate(size, time)
+            low.as_secs_f64(),
+            high.as_secs_f64()
         );
-        Some(time.as_secs_f64())
+        Some(rate)
     };
-    let local = line("local disk read", local).unwrap();
-    let raw = line("one plain GET (into memory)", raw).unwrap();
-    let cold = line("cold mount, one streamed GET", cold_single).unwrap();
-    let cold_ranged = line("cold mount, ranged GETs", cold_ranged);
-    let peer_mount = line("peer hit, eager mount (disk)", peer_mount).unwrap();
-    let peer_read = line("peer hit, lazy read (memory)", peer_read).unwrap();
-    println!(
-        "  cold (one GET) / local rate: {:.2}x (goal >= 0.7x); / plain GET rate: {:.2}x",
-        local / cold,
-        raw / cold
+    let best = |rates: Vec<(usize, f64)>| rates.into_iter().max_by(|a, b| a.1.total_cmp(&b.1));
+    let local = line("local read (page cache)", &local);
+    let raw = best(
+        raw.iter()
+            .filter_map(|(n, s)| Some((*n, line(&format!("raw ranged GETs, N = {n}"), s)?)))
+            .collect(),
     );
-    if let Some(cold_ranged) = cold_ranged {
-        println!("  cold (ranged)  / local rate: {:.2}x", local / cold_ranged);
+    let cold = best(
+        cold.iter()
+            .filter_map(|(n, s)| Some((*n, line(&format!("cold mount, N = {n}"), s)?)))
+            .collect(),
+    );
+    let cold_no_md5 = line(
+        &format!("cold mount, N = {no_md5_n}, no MD5 check"),
+        &cold_no_md5,
+    );
+    line("cold mount, default options", &cold_default);
+    let peer_read = line("peer hit, lazy read (memory)", &peer_read);
+    let peer_mount = line("peer hit, eager mount (disk + memory)", &peer_mount);
+    if let (Some((cn, cold)), Some((rn, raw))) = (cold, raw) {
+        println!(
+            "  cold mount (N = {cn}) / raw ranged GETs (N = {rn}): {:.2}x (goal >= 0.8x)",
+            cold / raw
+        );
     }
-    println!(
-        "  peer hit vs cold (one GET): eager mount {:.2}x, lazy read {:.2}x faster (goal >= 6x)",
-        cold / peer_mount,
-        cold / peer_read
-    );
+    if let (Some(cold), Some((rn, raw))) = (cold_no_md5, raw) {
+        println!(
+            "  cold mount (N = {no_md5_n}, no MD5 check) / raw ranged GETs (N = {rn}): {:.2}x",
+            cold / raw
+        );
+    }
+    if let (Some(peer), Some(local)) = (peer_read, local) {
+        println!(
+            "  peer hit (lazy read) / local read: {:.2}x (goal >= 0.5x)",
+            peer / local
+        );
+    }
+    if let (Some(peer), Some(local)) = (peer_mount, local) {
+        println!(
+            "  peer hit (eager mount) / local read: {:.2}x",
+            peer / local
+        );
+    }
+    if let Some((_, cold)) = cold {
+        for (name, peer) in [("lazy read", peer_read), ("eager mount", peer_mount)] {
+            if let Some(peer) = peer {
+                println!(
+                    "  peer hit ({name}) vs cold mount: {:.2}x faster (goal > 1x: {})",
+                    peer / cold,
+                    if peer > cold { "yes" } else { "no" }
+                );
+            }
+        }
+    }
 }

@@ -16,7 +16,8 @@
 //!   process left under the target; live downloads hold a lock on theirs and are left alone.
 //! - **Sources**, in order: the [`MemoryCache`] (when attached), the file already under the
 //!   target, the cache's peers, the store. Bodies stream into a temporary file (renamed once
-//!   verified) and, when kept, into memory; checksums are computed as they stream.
+//!   verified) and, when kept, into memory; ranges are written at their offsets as they
+//!   arrive; checksums are computed as they stream.
 //! - **What is verified**, per source: *store*: the size, the ETag (every GET is `If-Match`
 //!   the listed ETag), and, when [`TransferOptions::verify_md5`] and the ETag stands for an
 //!   MD5 (single-part uploads), the MD5 of the bytes (computed in its own thread, overlapping
@@ -526,9 +527,10 @@ impl BucketMount {
 
     /// Downloads one object from the store into a temporary file renamed to `path` once
     /// verified (size, and the MD5 its ETag stands for when `verify_md5`); with `keep`, also
-    /// into memory. One streamed GET for objects up to the part size, else ordered parallel
-    /// ranged GETs (each `If-Match` the listed ETag). Returns the bytes when kept, and their
-    /// CRC-32C (computed as they streamed in).
+    /// into memory. One streamed GET for objects up to the part size, else parallel ranged
+    /// GETs (each `If-Match` the listed ETag), each streamed into its place in the file (and
+    /// in memory) as it arrives: no part is collected first, nothing is copied twice. Returns
+    /// the bytes when kept, and their CRC-32C (computed as they streamed in).
     async fn download(
         &self,
         info: &ObjectInfo,
@@ -542,7 +544,7 @@ impl BucketMount {
         let mut download = Download::new(&uri, info.size, Some(dir), keep, md5);
         let location = self.key(&info.path);
         let ranges = split(info.size, self.options.part_size);
-        if let [None] = ranges.as_slice() {
+        let done = if let [None] = ranges.as_slice() {
             let _permit = self.requests.acquire().await;
             let options = GetOptions {
                 if_match: info.etag.clone(),
@@ -559,33 +561,45 @@ impl BucketMount {
                 meter.advance(&info.path, chunk.len() as u64, false);
                 download.push(chunk).await?;
             }
+            download.finish().await?
         } else {
-            let if_match = info.etag.clone();
-            let parts = ranges.into_iter().map(|range| {
+            // Every range streams into its place (file and memory) from its own task; the
+            // tasks wait for a request slot in order, so the MD5 rarely waits for a range.
+            let mut tasks = tokio::task::JoinSet::new();
+            for range in ranges.into_iter().flatten() {
+                let mut part = download.part(range.clone());
                 let store = Arc::clone(&self.store);
                 let requests = Arc::clone(&self.requests);
                 let location = location.clone();
-                let if_match = if_match.clone();
-                tokio::spawn(async move {
+                let uri = uri.clone();
+                let options = GetOptions {
+                    if_match: info.etag.clone(),
+                    range: Some(GetRange::Bounded(range)),
+                    ..GetOptions::default()
+                };
+                tasks.spawn(async move {
                     let _permit = requests.acquire_owned().await;
-                    let options = GetOptions {
-                        if_match,
-                        range: range.map(GetRange::Bounded),
-                        ..GetOptions::default()
-                    };
-                    store.get_opts(&location, options).await?.bytes().await
-                })
-            });
-            let mut parts = futures::stream::iter(parts).buffered(self.options.concurrency.max(1));
-            while let Some(part) = parts.next().await {
-                let part = part
-                    .map_err(|e| Error::io(path, std::io::Error::other(e)))?
-                    .map_err(|e| Error::from_store(&uri, e))?;
-                meter.advance(&info.path, part.len() as u64, false);
-                download.push(part).await?;
+                    let mut body = store
+                        .get_opts(&location, options)
+                        .await
+                        .map_err(|e| Error::from_store(&uri, e))?
+                        .into_stream();
+                    while let Some(chunk) = body.next().await {
+                        part.push(chunk.map_err(|e| Error::from_store(&uri, e))?)
+                            .await?;
+                    }
+                    part.finish_whole().await
+                });
             }
-        }
-        let done = download.finish().await?;
+            let mut parts = Vec::with_capacity(tasks.len());
+            // The first failure ends the download (dropping the set aborts the other ranges).
+            while let Some(part) = tasks.join_next().await {
+                let part = part.map_err(|e| Error::io(path, std::io::Error::other(e)))??;
+                meter.advance(&info.path, part.len(), false);
+                parts.push(part);
+            }
+            download.finish_parts(parts).await?
+        };
         check_size(&uri, info.size, done.len)?;
         if let (Some(md5), Some(etag)) = (&done.md5, info.etag.as_deref()) {
             check_md5(&uri, etag, md5)?;
