@@ -8,6 +8,7 @@
 //! | [`platform`] | composes a platform: storage, the control plane, the store, the control API, the listener |
 //! | [`http`] | the edge: routes, the queue protocol, status codes (the only module that knows HTTP statuses) |
 //! | [`control`] | the control plane: services' desired state, operations, the control loop |
+//! | [`series`] | second-level series of every service and instance (the console's charts), sampled from [`metrics`] |
 //! | [`controller`] | one service's live controller: observe, decide (eas-scheduler), plan, act |
 //! | [`directory`] | the services by name, swapped as a whole while requests flow |
 //! | [`traffic`] | service groups (weights) and mirroring between services |
@@ -20,6 +21,7 @@
 //! | [`provider`] | where instances run: in process (default), child processes, later clusters |
 //! | [`worker`] | worker mode: the far end of the child-process provider, and its wire protocol |
 //! | [`replica`] | one running replica of a service (an EAS "instance"; eas-core's `Instance` is the control plane's record of one): batcher, workers, crash recovery, instance-level admission |
+//! | [`stress`] | stress tests: the load generator, fixed/scan/auto modes, reports, benchmark tasks |
 //! | [`registry`], `onnx` | processors by name; the ONNX Runtime processor |
 //! | [`auth`], [`limit`], [`request`], [`metrics`], [`request_log`], [`proto`] | leaves: signatures, token bucket, the request builder, metrics, request logs, EAS protobufs |
 //!
@@ -68,8 +70,10 @@ pub mod registry;
 pub mod replica;
 pub mod request;
 pub mod request_log;
+pub mod series;
 pub mod service;
 pub mod store;
+pub mod stress;
 pub mod traffic;
 pub mod worker;
 

@@ -24,6 +24,8 @@
 //! | `eas_replicas` | gauge: replicas that exist, in any state | service |
 //! | `eas_scaling_decisions_total` | counter: changes of the desired replica count | service, direction (`up`, `down`) |
 //! | `eas_instance_cpu_utilization` | gauge: CPU in use, in percent of the instance's CPU request | service, instance |
+//! | `eas_instance_memory_bytes` | gauge: resident memory of an instance's own process (child-process provider; in-process instances share the server's) | service, instance |
+//! | `eas_server_memory_bytes` | gauge: resident memory of the server process, in-process instances included | |
 //! | `eas_custom_metric` | gauge: the latest value a processor reported | service, instance, name |
 //! | `eas_rollout_replicas` | gauge: replicas of the version being rolled out (`new`) and of the versions before (`old`), while a rollout runs | service, side, state (`ready`, `all`) |
 //! | `eas_group_weight` | gauge: a member's weight in its group's traffic (0 when standalone) | group, service |
@@ -205,6 +207,11 @@ pub struct Metrics {
     pub scaling_decisions: Family<ScalingLabels, Counter>,
     /// CPU an instance uses, in percent of its CPU request.
     pub instance_cpu_utilization: Family<InstanceLabels, FloatGauge>,
+    /// Resident memory of an instance's own process (a worker process), in bytes.
+    pub instance_memory_bytes: Family<InstanceLabels, Gauge>,
+    /// Resident memory of the server process, in bytes (set once a second by the series
+    /// sampler).
+    pub server_memory_bytes: Gauge,
     /// The latest value of each custom metric an instance's processor reported.
     pub custom_metric: Family<CustomMetricLabels, FloatGauge>,
     /// Replicas of each side of a rollout under way.
@@ -372,6 +379,18 @@ impl Metrics {
             "CPU an instance uses, in percent of its CPU request",
             instance_cpu_utilization.clone(),
         );
+        let instance_memory_bytes = Family::default();
+        registry.register(
+            "instance_memory_bytes",
+            "Resident memory of an instance's own process (in-process instances share the server's)",
+            instance_memory_bytes.clone(),
+        );
+        let server_memory_bytes = Gauge::default();
+        registry.register(
+            "server_memory_bytes",
+            "Resident memory of the server process, in-process instances included",
+            server_memory_bytes.clone(),
+        );
         let custom_metric = Family::default();
         registry.register(
             "custom_metric",
@@ -420,6 +439,8 @@ impl Metrics {
             replicas_total,
             scaling_decisions,
             instance_cpu_utilization,
+            instance_memory_bytes,
+            server_memory_bytes,
             custom_metric,
             rollout_replicas,
             group_weight,
@@ -487,6 +508,13 @@ impl Metrics {
             .set(percent);
     }
 
+    /// Sets the resident memory of an instance's own process, in bytes.
+    pub fn set_instance_memory(&self, service: &str, index: u32, bytes: u64) {
+        self.instance_memory_bytes
+            .get_or_create(&Self::instance(service, Some(index)))
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// Sets an instance's custom metrics to the latest values its processor reported.
     pub fn set_custom_metrics(&self, service: &str, index: u32, values: &BTreeMap<String, f64>) {
         if values.is_empty() {
@@ -524,6 +552,7 @@ impl Metrics {
         }
         self.instance_restarts.remove(&labels);
         self.instance_cpu_utilization.remove(&labels);
+        self.instance_memory_bytes.remove(&labels);
         let names = self
             .custom_names
             .lock()
@@ -784,6 +813,7 @@ mod tests {
         metrics.record_scaling("echo", 3, 1);
         metrics.record_scaling("echo", 1, 2);
         metrics.set_instance_cpu_utilization("echo", 1, 42.5);
+        metrics.set_instance_memory("echo", 1, 1 << 20);
         metrics.set_custom_metrics("echo", 1, &BTreeMap::from([("tokens".to_owned(), 7.25)]));
         let text = metrics.encode();
         for line in [
@@ -795,6 +825,8 @@ mod tests {
             r#"eas_scaling_decisions_total{service="echo",direction="down"} 1"#,
             "# TYPE eas_instance_cpu_utilization gauge",
             r#"eas_instance_cpu_utilization{service="echo",instance="1"} 42.5"#,
+            "# TYPE eas_instance_memory_bytes gauge",
+            r#"eas_instance_memory_bytes{service="echo",instance="1"} 1048576"#,
             "# TYPE eas_custom_metric gauge",
             r#"eas_custom_metric{service="echo",instance="1",name="tokens"} 7.25"#,
         ] {

@@ -93,7 +93,9 @@ pub struct PlatformBuilder {
     control_period: Duration,
     state_dir: Option<PathBuf>,
     admin_token: Option<String>,
+    benchmarks: crate::stress::TaskConfig,
     cluster: String,
+    price_traces: Option<Arc<eas_scheduler::pricing::TraceOracle>>,
 }
 
 impl std::fmt::Debug for PlatformBuilder {
@@ -134,7 +136,9 @@ impl Default for PlatformBuilder {
             control_period: DEFAULT_CONTROL_PERIOD,
             state_dir: None,
             admin_token: None,
+            benchmarks: crate::stress::TaskConfig::default(),
             cluster: "local".to_owned(),
+            price_traces: None,
         }
     }
 }
@@ -341,6 +345,22 @@ impl PlatformBuilder {
         })
     }
 
+    /// The spot price traces of the markets the platform may use (read them with
+    /// `eas_scheduler::pricing::aws::load`): the console draws their last 48 hours per
+    /// instance type and zone, with the bid the oracle recommends.
+    pub fn price_traces(mut self, oracle: eas_scheduler::pricing::TraceOracle) -> Self {
+        self.price_traces = Some(Arc::new(oracle));
+        self
+    }
+
+    /// The bounds of the benchmark-task API (served with the control API, behind the admin
+    /// token), and the targets other than this platform's own services that it may aim at
+    /// (none by default).
+    pub fn benchmarks(mut self, config: crate::stress::TaskConfig) -> Self {
+        self.benchmarks = config;
+        self
+    }
+
     /// Starts every service's instances, the control loop and the listener. Instances
     /// become ready in the background; see [`RunningPlatform::wait_ready`].
     pub async fn start(mut self) -> Result<RunningPlatform> {
@@ -385,6 +405,9 @@ impl PlatformBuilder {
             autoscalers: self.autoscalers.clone(),
             store,
         }));
+        if let Some(oracle) = self.price_traces.take() {
+            plane.set_price_traces(oracle);
+        }
         let specs = std::mem::take(&mut self.services);
         let given: Vec<&str> = specs
             .iter()
@@ -411,6 +434,10 @@ impl PlatformBuilder {
         let mut edge = Edge::over(Arc::clone(&directory));
         if let Some(token) = &self.admin_token {
             edge = edge.with_control(Arc::clone(&plane), token.clone());
+        }
+        if self.admin_token.is_some() {
+            let tasks = crate::stress::BenchmarkTasks::new(self.benchmarks.clone());
+            edge = edge.with_benchmarks(Arc::new(tasks));
         }
         if let Some(cache) = &self.cache {
             if cache.peer_secret().is_none() {
@@ -441,6 +468,10 @@ impl PlatformBuilder {
             header_read_timeout: self.header_read_timeout,
         };
         let control = tokio::spawn(Arc::clone(&plane).run(self.control_period, stopped.clone()));
+        // Ends with the stop signal; it holds no request or instance.
+        let sampler =
+            crate::series::Sampler::new(Arc::clone(plane.series()), Arc::clone(&directory));
+        tokio::spawn(sampler.run(stopped.clone()));
         // The longest grace period of the services there are when the platform stops.
         let grace = move || {
             directory
@@ -550,6 +581,9 @@ impl RunningPlatform {
     /// every instance.
     pub async fn shutdown(self) -> ShutdownReport {
         let _ = self.stop.send(true);
+        if let Some(tasks) = self.edge.benchmarks() {
+            tasks.stop_all();
+        }
         let _ = self.control.await;
         let _ = self.accept.await;
         let mut abandoned = 0;

@@ -365,6 +365,7 @@ impl Service {
                     metrics: Arc::clone(&self.metrics),
                     spec: Arc::clone(&template.spec),
                     process_cpu: None,
+                    process_memory: None,
                 });
                 if let Some(queues) = &self.queues {
                     queues.add_consumer(&replica);

@@ -177,6 +177,10 @@ pub struct ControlPlane {
     routing: Mutex<BTreeMap<String, routing::Routing>>,
     /// Serialises operations that start or stop services (they await storage fetches).
     ops: tokio::sync::Mutex<()>,
+    /// The services' second-level series (the platform starts their sampler).
+    series: Arc<crate::series::Series>,
+    /// The spot price traces the platform was given, for the console's price curves.
+    prices: std::sync::OnceLock<Arc<eas_scheduler::pricing::TraceOracle>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -205,6 +209,8 @@ impl ControlPlane {
             managed: Mutex::new(BTreeMap::new()),
             routing: Mutex::new(BTreeMap::new()),
             ops: tokio::sync::Mutex::new(()),
+            series: Arc::new(crate::series::Series::new()),
+            prices: std::sync::OnceLock::new(),
         }
     }
 
@@ -218,6 +224,24 @@ impl ControlPlane {
     #[must_use]
     pub fn directory(&self) -> &Arc<Directory> {
         &self.directory
+    }
+
+    /// The services' second-level series ([`crate::series`]).
+    #[must_use]
+    pub fn series(&self) -> &Arc<crate::series::Series> {
+        &self.series
+    }
+
+    /// Gives the plane the spot price traces of the markets it may use (once; a second call
+    /// changes nothing and returns `false`).
+    pub fn set_price_traces(&self, oracle: Arc<eas_scheduler::pricing::TraceOracle>) -> bool {
+        self.prices.set(oracle).is_ok()
+    }
+
+    /// The spot price traces it was given, if any.
+    #[must_use]
+    pub fn price_traces(&self) -> Option<&Arc<eas_scheduler::pricing::TraceOracle>> {
+        self.prices.get()
     }
 
     /// Where instances run.
@@ -986,6 +1010,11 @@ impl ControlPlane {
         }
         for (index, percent) in &tick.cpu_utilization {
             metrics.set_instance_cpu_utilization(name, *index, *percent);
+        }
+        for replica in instances.iter() {
+            if let Some(bytes) = replica.resident_memory() {
+                metrics.set_instance_memory(name, replica.index(), bytes);
+            }
         }
         for (index, values) in &tick.custom_metrics {
             metrics.set_custom_metrics(name, *index, values);

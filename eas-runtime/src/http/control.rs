@@ -2,7 +2,8 @@
 //! shapes are `eas_core::control`'s): create, list, describe, update, delete, start, stop and
 //! restart services; list a service's versions and move to one; list and restart instances;
 //! read, change and remove the autoscaler and the cron scaler; report a custom metric for the
-//! autoscaler.
+//! autoscaler; read the services' second-level series (`GET /api/v2/series[?service=NAME]`,
+//! [`crate::series`]).
 //!
 //! Every route wants the admin token, as `Authorization: T` or `Authorization: Bearer T`
 //! (compared in constant time); it is a different secret from the services' tokens. Any
@@ -91,6 +92,7 @@ pub(super) fn router(plane: Arc<ControlPlane>, token: String) -> Router {
             "/api/v2/services/{cluster}/{name}/metrics",
             post(report_metrics),
         )
+        .route("/api/v2/series", get(series))
         .with_state(state)
 }
 
@@ -504,12 +506,32 @@ async fn report_metrics(
     )))
 }
 
-fn rfc3339(at: SystemTime) -> String {
+/// What `GET /api/v2/series` takes.
+#[derive(serde::Deserialize)]
+struct SeriesQuery {
+    service: Option<String>,
+}
+
+/// `GET /api/v2/series[?service=NAME]`: the second-level series of every service (or of one)
+/// over the last 15 minutes ([`crate::series`]).
+async fn series(
+    _: Admin,
+    State(c): State<Control>,
+    query: Result<Query<SeriesQuery>, QueryRejection>,
+) -> Answer {
+    let Query(query) = query.map_err(|e| Refusal(ErrorCode::InvalidParameter, e.body_text()))?;
+    if let Some(name) = &query.service {
+        c.plane.describe(name)?;
+    }
+    Ok(axum::Json(c.plane.series().to_json(query.service.as_deref())).into_response())
+}
+
+pub(super) fn rfc3339(at: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// A service as DescribeService answers.
-fn summary(cluster: &str, view: &ServiceView) -> ServiceSummary {
+pub(super) fn summary(cluster: &str, view: &ServiceView) -> ServiceSummary {
     let total = u32::try_from(view.replicas.len()).unwrap_or(u32::MAX);
     let running =
         u32::try_from(view.replicas.iter().filter(|r| r.is_ready()).count()).unwrap_or(u32::MAX);
@@ -603,7 +625,7 @@ fn without_token(spec: &Value) -> Value {
 }
 
 /// A replica as ListServiceInstances answers.
-fn instance(replica: &Replica) -> InstanceSummary {
+pub(super) fn instance(replica: &Replica) -> InstanceSummary {
     let state = replica.state();
     let status = match &state {
         ReplicaState::Starting => InstanceStatus::Starting,

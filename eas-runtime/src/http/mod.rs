@@ -10,6 +10,8 @@
 //! | `GET /api/services` | services and the state of each instance (JSON) |
 //! | `GET /metrics` | Prometheus metrics |
 //! | `/api/v2/services...` | the control API, behind the admin token ([`Edge::with_control`]; `control.rs`) |
+//! | `/console...` | the web console, behind the admin token (with the control API; `console.rs`) |
+//! | `/api/v2/benchmark-tasks...` | stress tests of this platform's services, behind the admin token ([`Edge::with_benchmarks`]; `benchmark.rs`) |
 //! | `GET /healthz` | liveness: 200 while the server runs |
 //! | `GET /readyz` | readiness: 200 when every service has a ready instance, else 503 |
 //! | `GET /_eas/cache/v1/object?key=URI` | the memory cache, to peers holding the cache secret (`eas_storage::peer`; with [`Edge::with_peer_cache`]) |
@@ -24,6 +26,8 @@
 //! can be refused for maps to a status in one table, [`error`].
 
 mod admin;
+mod benchmark;
+mod console;
 mod control;
 pub mod error;
 mod grpc;
@@ -79,6 +83,7 @@ pub struct Edge {
     local_addr: OnceLock<SocketAddr>,
     peer_cache: Option<Arc<MemoryCache>>,
     control: Option<(Arc<ControlPlane>, String)>,
+    benchmarks: Option<Arc<crate::stress::BenchmarkTasks>>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -114,6 +119,7 @@ impl Edge {
             local_addr: OnceLock::new(),
             peer_cache: None,
             control: None,
+            benchmarks: None,
         }
     }
 
@@ -122,6 +128,20 @@ impl Edge {
     pub fn with_control(mut self, plane: Arc<ControlPlane>, token: String) -> Self {
         self.control = Some((plane, token));
         self
+    }
+
+    /// Serves the benchmark-task API over `tasks`, behind the control API's admin token (so
+    /// only with [`with_control`](Self::with_control)).
+    #[must_use]
+    pub fn with_benchmarks(mut self, tasks: Arc<crate::stress::BenchmarkTasks>) -> Self {
+        self.benchmarks = Some(tasks);
+        self
+    }
+
+    /// The benchmark tasks, when the edge serves their API.
+    #[must_use]
+    pub fn benchmarks(&self) -> Option<&Arc<crate::stress::BenchmarkTasks>> {
+        self.benchmarks.as_ref()
     }
 
     /// Serves `cache` to the peers of this deployment (those holding its secret) at
@@ -154,8 +174,22 @@ impl Edge {
             })
             .with_state(Arc::clone(self));
         let router = match &self.control {
-            Some((plane, token)) => router.merge(control::router(Arc::clone(plane), token.clone())),
+            Some((plane, token)) => router
+                .merge(control::router(Arc::clone(plane), token.clone()))
+                .merge(console::router(
+                    Arc::clone(plane),
+                    token.clone(),
+                    Arc::downgrade(self),
+                )),
             None => router,
+        };
+        let router = match (&self.benchmarks, &self.control) {
+            (Some(tasks), Some((_, token))) => router.merge(benchmark::router(
+                Arc::clone(tasks),
+                token.clone(),
+                Arc::downgrade(self),
+            )),
+            _ => router,
         };
         let router = match &self.peer_cache {
             Some(cache) => router.merge(eas_storage::peer::router(Arc::clone(cache))),

@@ -18,7 +18,7 @@
 //! `metadata.rpc.enable_sigterm` it sends SIGTERM first. A worker still there after
 //! `eas.termination_grace_period` is killed. `metadata.cpu` and `metadata.memory` are held
 //! by [`Limits`]. The CPU time of the worker process counts as the instance's CPU time for
-//! the autoscaler.
+//! the autoscaler, and its resident memory as the instance's ([`Replica::resident_memory`]).
 
 use std::ffi::OsString;
 use std::io;
@@ -37,7 +37,7 @@ use eas_scheduler::control::NodeCapacity;
 
 use super::limits::{Group, Limits};
 use super::{InstanceProvider, detect_node};
-use crate::replica::{CpuClock, ProcessDied, Replica, ReplicaParts};
+use crate::replica::{CpuClock, MemoryProbe, ProcessDied, Replica, ReplicaParts};
 use crate::worker::wire::{self, Hello, Results, Started, WireRequest};
 
 /// A worker that dies within this long of its start counts toward a crash loop.
@@ -151,6 +151,9 @@ impl InstanceProvider for ChildProcess {
         let meter = Arc::clone(&settings.meter);
         let clock: CpuClock = Arc::new(move || meter.read());
         parts.process_cpu = Some(clock);
+        let meter = Arc::clone(&settings.meter);
+        let memory: MemoryProbe = Arc::new(move || meter.resident_memory());
+        parts.process_memory = Some(memory);
         parts.make_processor = Arc::new(move || {
             Ok(Box::new(Remote {
                 settings: Arc::clone(&settings),
@@ -632,6 +635,13 @@ impl CpuMeter {
             state.current = state.current.max(ticks);
         }
         ticks_to_duration(state.earlier + state.current)
+    }
+
+    /// The current worker's resident memory (`None` before the first worker starts or once
+    /// it is gone).
+    fn resident_memory(&self) -> Option<u64> {
+        let pid = self.state.lock().unwrap_or_else(|e| e.into_inner()).pid?;
+        super::resident_memory(pid)
     }
 
     fn switch(&self, pid: u32) {

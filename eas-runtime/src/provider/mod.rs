@@ -84,6 +84,16 @@ pub fn detect_node() -> NodeCapacity {
     NodeCapacity::new(cores as u64 * 1000, memory_mb, 0)
 }
 
+/// The resident memory of process `pid`, in bytes (`VmRSS` of `/proc/PID/status`); `None`
+/// when it cannot be read (no such process, or no `/proc`).
+#[must_use]
+pub fn resident_memory(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 impl Default for InProcess {
     fn default() -> Self {
         Self::new()

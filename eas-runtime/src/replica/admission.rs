@@ -205,6 +205,7 @@ mod tests {
             warm_up: Vec::new(),
             metrics: Arc::new(Metrics::new()),
             process_cpu: None,
+            process_memory: None,
         })
     }
 

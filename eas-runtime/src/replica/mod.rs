@@ -52,6 +52,11 @@ pub type ProcessorMaker = Arc<dyn Fn() -> eas_core::Result<DynProcessor> + Send 
 /// decreases.
 pub type CpuClock = Arc<dyn Fn() -> Duration + Send + Sync>;
 
+/// The resident memory, in bytes, of the process an instance runs in when that is a process
+/// of its own (its worker process, with the child-process provider); `None` while it has
+/// none. Read once a second by the series sampler and on each control tick.
+pub type MemoryProbe = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+
 /// The panic payload a processor unwinds with when the process that ran the batch died (a
 /// worker process of the child-process provider): the instance restarts its processor, and
 /// the requests get [`Failure::Died`] instead of [`Failure::Panicked`].
@@ -236,6 +241,8 @@ struct Shared {
     reporter: MetricReporter,
     /// CPU time spent for it elsewhere (a worker process).
     process_cpu: Option<CpuClock>,
+    /// The resident memory of its own process, if it has one.
+    process_memory: Option<MemoryProbe>,
     /// Whether usage() has warned about rejected custom metrics yet.
     warned_rejected: AtomicBool,
     /// Set once the instance's series were removed: publish none again.
@@ -272,6 +279,9 @@ pub struct ReplicaParts {
     pub spec: Arc<ServiceSpec>,
     /// CPU time spent for it outside this process's threads, added to [`ReplicaUsage::cpu_time`].
     pub process_cpu: Option<CpuClock>,
+    /// The resident memory of a process of its own ([`Replica::resident_memory`]); `None`
+    /// for an instance that shares the server's process.
+    pub process_memory: Option<MemoryProbe>,
 }
 
 impl Replica {
@@ -332,6 +342,7 @@ impl Replica {
             started_at: SystemTime::now(),
             reporter,
             process_cpu: parts.process_cpu,
+            process_memory: parts.process_memory,
             warned_rejected: AtomicBool::new(false),
             metrics_removed: AtomicBool::new(false),
         });
@@ -374,6 +385,17 @@ impl Replica {
     #[must_use]
     pub fn version(&self) -> u32 {
         self.shared.version
+    }
+
+    /// The resident memory of the process it runs in, in bytes, when that process is its own
+    /// (a worker process); `None` for an instance in the server's process, which shares the
+    /// server's memory.
+    #[must_use]
+    pub fn resident_memory(&self) -> Option<u64> {
+        self.shared
+            .process_memory
+            .as_ref()
+            .and_then(|probe| probe())
     }
 
     /// Where it is in its life.
@@ -709,6 +731,7 @@ mod tests {
             metrics: Arc::clone(metrics),
             spec: Arc::new(ServiceSpec::new(eas_core::spec::Metadata::new("svc", 1))),
             process_cpu: None,
+            process_memory: None,
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !replica.is_ready() {

@@ -4,6 +4,7 @@
 mod serve;
 mod service;
 mod simulate;
+mod stress;
 mod validate;
 
 use std::path::PathBuf;
@@ -40,6 +41,10 @@ enum Command {
     /// describe, update, delete, start, stop, restart, versions, release, mirror, instances,
     /// autoscaler, cron scaler.
     Service(Box<service::ServiceArgs>),
+    /// Stress-test an EAS endpoint: find its capacity (auto), raise the QPS step by step
+    /// (scan) or hold a QPS or a concurrency (fixed); report per-second QPS, latency and
+    /// errors as JSON and a self-contained HTML page.
+    Stress(Box<stress::StressArgs>),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Service(args) => service::run(&args),
+        Command::Stress(args) => stress::run(&args),
     }
 }
 

@@ -90,6 +90,14 @@ pub struct ServeArgs {
     /// `metadata.memory` are enforced through cgroups where the machine allows it).
     #[arg(long, value_enum, default_value_t = ProviderArg::InProcess)]
     provider: ProviderArg,
+    /// Spot price histories (AWS describe-spot-price-history CSV, as `eas simulate` reads
+    /// them): the web console (`/console`) draws their last 48 hours per instance type and
+    /// zone with the recommended bid. Needs --on-demand.
+    #[arg(long, value_name = "P.csv", num_args = 1.., requires = "on_demand")]
+    prices: Vec<PathBuf>,
+    /// On-demand prices for --prices (columns instance_type, on_demand_usd_per_hour).
+    #[arg(long = "on-demand", value_name = "O.csv", requires = "prices")]
+    on_demand: Option<PathBuf>,
 }
 
 /// `--provider`.
@@ -170,6 +178,15 @@ async fn serve(args: &ServeArgs) -> ExitCode {
         }
     };
     builder = builder.admin_token(admin.token.clone());
+    if let Some(on_demand) = &args.on_demand {
+        match read_prices(&args.prices, on_demand) {
+            Ok(oracle) => builder = builder.price_traces(oracle),
+            Err(e) => {
+                eprintln!("eas serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if args.provider == ProviderArg::Child {
         match eas::runtime::provider::ChildProcess::new() {
             Ok(provider) => {
@@ -340,6 +357,26 @@ struct AdminToken {
     generated: bool,
 }
 
+/// The spot price traces of `--prices` with the on-demand prices of `--on-demand`.
+fn read_prices(
+    spot: &[PathBuf],
+    on_demand: &Path,
+) -> Result<eas::scheduler::pricing::TraceOracle, String> {
+    use eas::scheduler::pricing::{TraceOracle, aws};
+    let open = |path: &Path| {
+        std::fs::File::open(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+    };
+    let mut oracle = TraceOracle::new();
+    for path in spot {
+        let trace = aws::read_spot_csv(open(path)?, &path.display().to_string())
+            .map_err(|e| e.to_string())?;
+        oracle = oracle.merge(trace);
+    }
+    let prices = aws::read_on_demand_csv(open(on_demand)?, &on_demand.display().to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(oracle.with_on_demand_prices(prices))
+}
+
 /// The admin token: `--admin-token`, else `EAS_ADMIN_TOKEN` (unless empty), else a random one.
 /// The error names where the token came from, never the token.
 fn admin_token(
@@ -406,6 +443,7 @@ fn announce(server: &RunningPlatform, admin: &AdminToken) {
     } else {
         println!("  control API http://{addr}/api/v2/services  (admin token as given)");
     }
+    println!("  console http://{addr}/console?token=ADMIN_TOKEN");
 }
 
 async fn wait_for_signal() {
