@@ -1,5 +1,6 @@
 //! `eas serve` as a user runs it: it prints where it listens and the token, answers predict
-//! requests, and exits 0 after Ctrl-C (SIGINT); a bad spec exits 1 naming the problem.
+//! requests, and exits 0 after Ctrl-C (SIGINT); a bad spec exits 1 naming the problem; and
+//! `eas stress` measures what it serves.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -304,4 +305,74 @@ fn serve_with_child_processes_should_run_each_instance_in_a_worker_and_stop_them
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// `eas stress` against `eas serve`: a fixed-rate run writes its JSON and HTML reports with the
+/// answers counted; a wrong token shows as 401s in the report; a data file that is not base64
+/// is refused with exit 1 naming its line.
+#[cfg(unix)]
+#[test]
+fn stress_should_load_a_served_echo_and_report_it() {
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_eas"));
+    serve.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "serve",
+        &example("echo.json"),
+        "--listen",
+        "127.0.0.1:0",
+        "--no-state",
+    ]);
+    let (mut child, addr, token, _output) = spawn_serve(serve);
+    let dir = std::env::temp_dir().join(format!("eas-cli-stress-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let data = dir.join("bodies.txt");
+    std::fs::write(&data, "hello\nworld\n").expect("write");
+    let (json, html) = (dir.join("report.json"), dir.join("report.html"));
+    let url = format!("http://{addr}/api/predict/echo");
+    let stress = |token: &str, data: &std::path::Path, format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_eas"))
+            .args(["stress", &url, "--token", token, "--data"])
+            .arg(data)
+            .args(["--data-format", format, "--mode", "fixed", "--qps", "100"])
+            .args(["--duration", "2", "--quiet", "--report"])
+            .arg(&json)
+            .arg("--html")
+            .arg(&html)
+            .output()
+            .expect("eas stress runs")
+    };
+
+    let out = stress(&token, &data, "lines");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report"))
+            .expect("JSON");
+    let ok = report["summary"]["ok"].as_u64().unwrap_or(0);
+    assert!((150..=210).contains(&ok), "100 QPS for 2 s: {report}");
+    assert_eq!(report["summary"]["errors"], 0, "{report}");
+    assert_eq!(report["mode"], "fixed", "{report}");
+    let page = std::fs::read_to_string(&html).expect("the HTML report");
+    assert!(page.contains("<svg"), "plots");
+
+    let _ = stress("wrong", &data, "lines");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report"))
+            .expect("JSON");
+    assert!(
+        report["summary"]["errors_by_status"]["401"].as_u64() > Some(100),
+        "a wrong token: {report}"
+    );
+
+    let bad = dir.join("bad.txt");
+    std::fs::write(&bad, "aGVsbG8=\nnot base64!\n").expect("write");
+    let out = stress(&token, &bad, "base64");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+
+    child.kill().expect("kill");
+    let _ = child.wait();
 }
