@@ -9,8 +9,9 @@
 //!    onnxruntime server under uvicorn (`benches/support/fastapi_onnx.py`, raw float32 bodies;
 //!    goal >= 3x). A few batching configurations are tried first and the best is measured.
 //!
-//! The load generator is in this file: a Rust client on hyper 1 (`client::conn::http1`), one
-//! task per connection, each sending its next request as soon as the previous answer is in.
+//! The load generator is `support/load.rs` (shared with the other load benches): a Rust
+//! client on hyper 1 (`client::conn::http1`), one task per connection, each sending its next
+//! request as soon as the previous answer is in.
 //! Each measurement opens its connections, warms up, then counts the answers completed in a
 //! fixed window; the compared servers take turns window by window, and the figures are the
 //! medians over the windows (latency percentiles over every answer of the measured windows).
@@ -41,10 +42,14 @@
     clippy::cast_sign_loss
 )]
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener as StdListener};
+#[path = "support/load.rs"]
+mod load;
+#[path = "support/mlp.rs"]
+mod mlp;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,20 +59,21 @@ use axum::routing::post;
 use eas_core::spec::ServiceSpec;
 use eas_runtime::onnx::{runtime, testing};
 use eas_runtime::platform::{Platform, RunningPlatform};
-use eas_runtime::proto::{DataProto, DataType, Message, TensorProto};
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use ort::session::Session;
 use ort::value::TensorRef;
 use serde_json::json;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 
+use load::{
+    CpuSnapshot, Figure, GENERATOR, Load, ServerProcess, Target, Window, children_of, env_parse,
+    free_port, median, ms, post_once,
+};
+use mlp::{FEATURES, OUTPUTS, check_close, decode_answer, inputs, request_proto};
+
 const TOKEN: &str = "bench-token";
-const FEATURES: usize = 256;
-const OUTPUTS: usize = 10;
 /// The intra-op threads of the in-process baseline and of the eas sessions (`cpu: 2`).
 const ORT_THREADS: usize = 2;
 const ORT_BATCHES: [usize; 5] = [1, 8, 32, 64, 128];
@@ -75,8 +81,6 @@ const ORT_BATCHES: [usize; 5] = [1, 8, 32, 64, 128];
 const EAS_CONFIGS: [(u32, u64, u32); 4] = [(32, 2, 1), (64, 2, 1), (32, 2, 2), (64, 5, 2)];
 /// FastAPI configurations tried: (uvicorn workers, onnxruntime intra-op threads).
 const FASTAPI_CONFIGS: [(u32, u32); 3] = [(1, 1), (1, 2), (2, 1)];
-const GENERATOR: &str = "Rust hyper 1 client (client::conn::http1), one tokio task per \
-                         keep-alive connection, next request as soon as the answer is in";
 
 fn main() {
     // The `child` part runs instances as worker processes of this binary.
@@ -147,10 +151,6 @@ impl Settings {
     }
 }
 
-fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
-
 struct Bench {
     settings: Settings,
     servers: Runtime,
@@ -159,37 +159,19 @@ struct Bench {
 
 impl Bench {
     fn new(settings: Settings) -> Self {
-        let runtime = |threads: usize, name: &str| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .thread_name(name)
-                .enable_all()
-                .build()
-                .expect("a tokio runtime can be built")
-        };
         Self {
-            servers: runtime(settings.server_threads, "srv-io"),
-            clients: runtime(settings.client_threads, "load-gen"),
+            servers: load::runtime(settings.server_threads, "srv-io"),
+            clients: load::runtime(settings.client_threads, "load-gen"),
             settings,
         }
     }
 
     fn header(&self) {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| {
-                c.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|s| s.trim().to_owned())
-            })
-            .unwrap_or_else(|| "unknown CPU".into());
-        let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("http_load: {}", self.settings.describe());
         println!(
-            "machine: {cores} cores available, {cpu}; load average {}",
-            load.trim()
+            "machine: {}; load average {}",
+            load::cores_and_cpu(),
+            load::loadavg()
         );
         println!("generator: {GENERATOR}");
         println!(
@@ -278,20 +260,13 @@ impl Bench {
     fn onnx(&self) -> Vec<String> {
         println!();
         println!("== ONNX MLP 256-1024-1024-10 FP32, single-row requests ==");
-        let Some(python) = testing::python_from_env() else {
-            let why = "EAS_PYTHON is not set (the Python that writes the model)";
-            println!("SKIPPED: http_load onnx: {why}");
-            return vec![format!("onnx: SKIPPED ({why})")];
-        };
-        let runtime = match runtime() {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                println!("SKIPPED: http_load onnx: {e}");
-                return vec![format!("onnx: SKIPPED ({e})")];
+        let (runtime, dir) = match mlp::setup() {
+            Ok(setup) => setup,
+            Err(why) => {
+                println!("SKIPPED: http_load onnx: {why}");
+                return vec![format!("onnx: SKIPPED ({why})")];
             }
         };
-        let dir = testing::cached_models(&python, Path::new(env!("CARGO_TARGET_TMPDIR")), true)
-            .expect("the bench model is written");
         let model = dir.join("bench_mlp.onnx");
         println!(
             "model: {}; ONNX Runtime: {}",
@@ -357,9 +332,9 @@ impl Bench {
         let mut best_eas = 0;
         let mut best_rate = 0.0;
         for (i, target) in candidates.iter().enumerate() {
-            let before = batch_stats(&eas, target.service.as_deref());
+            let before = batches(&eas, target);
             let figure = Figure::of(target, vec![self.window(target, &[])]);
-            let after = batch_stats(&eas, target.service.as_deref());
+            let after = batches(&eas, target);
             println!(
                 "{}; mean batch {:.1}",
                 figure.line("rows/s"),
@@ -389,7 +364,7 @@ impl Bench {
         let mut ort_used = Vec::new();
         let mut eas_windows = Vec::new();
         let mut fastapi_windows = Vec::new();
-        let before = batch_stats(&eas, ours.service.as_deref());
+        let before = batches(&eas, ours);
         for _ in 0..self.settings.rounds {
             let (rate, used, others) =
                 ort_rate_and_others(&mut session, best_batch, &batch_input, self.settings.window);
@@ -401,7 +376,7 @@ impl Bench {
                 fastapi_windows.push(self.window(target, &server.pids()));
             }
         }
-        let after = batch_stats(&eas, ours.service.as_deref());
+        let after = batches(&eas, ours);
         let mean_batch = (after.0 - before.0) / (after.1 - before.1).max(1.0);
         let ort = median(ort_rates);
         let ours_figure = Figure::of(ours, eas_windows);
@@ -646,511 +621,15 @@ impl Bench {
 
     /// One measurement: fresh connections, warm-up, then the measured window.
     fn window(&self, target: &Target, pids: &[u32]) -> Window {
-        let target = Arc::new(target.clone());
         let settings = &self.settings;
-        self.clients.block_on(async {
-            let start = Instant::now();
-            let from = start + settings.warmup;
-            let until = from + settings.window;
-            let tasks: Vec<_> = (0..settings.connections)
-                .map(|_| tokio::spawn(connection(Arc::clone(&target), from, until)))
-                .collect();
-            tokio::time::sleep_until(from.into()).await;
-            let before = CpuSnapshot::take(pids);
-            tokio::time::sleep_until(until.into()).await;
-            let after = CpuSnapshot::take(pids);
-            let mut window = Window {
-                rate: 0.0,
-                latencies_us: Vec::new(),
-                errors: 0,
-                first_error: None,
-                cpu: after.since(&before),
-            };
-            let mut answers = 0u64;
-            for task in tasks {
-                let done = task.await.expect("a connection task does not panic");
-                answers += done.answers;
-                window.latencies_us.extend(done.latencies_us);
-                window.errors += done.errors;
-                if window.first_error.is_none() {
-                    window.first_error = done.first_error;
-                }
-            }
-            window.rate = answers as f64 / settings.window.as_secs_f64();
-            window
-        })
-    }
-}
-
-/// Where and what a load sends.
-#[derive(Clone)]
-struct Target {
-    name: String,
-    addr: SocketAddr,
-    path: String,
-    authorization: Option<String>,
-    content_type: &'static str,
-    body: Bytes,
-    /// The length every answer must have.
-    answer_len: Option<usize>,
-    /// The eas service, for its batch-size metric.
-    service: Option<String>,
-    /// Whether the server runs in this process (its threads are shown).
-    in_process: bool,
-}
-
-impl Target {
-    fn new(
-        name: &str,
-        addr: SocketAddr,
-        path: &str,
-        authorization: Option<&str>,
-        content_type: &'static str,
-        body: &Bytes,
-    ) -> Self {
-        Self {
-            name: name.to_owned(),
-            addr,
-            path: path.to_owned(),
-            authorization: authorization.map(str::to_owned),
-            content_type,
-            body: body.clone(),
-            answer_len: None,
-            service: None,
-            in_process: false,
+        Load {
+            clients: &self.clients,
+            connections: settings.connections,
+            warmup: settings.warmup,
+            window: settings.window,
         }
+        .measure(target, pids)
     }
-
-    fn expecting(mut self, len: usize) -> Self {
-        self.answer_len = Some(len);
-        self
-    }
-
-    fn in_process(mut self) -> Self {
-        self.in_process = true;
-        self
-    }
-
-    fn with_service(mut self, service: &str) -> Self {
-        self.service = Some(service.to_owned());
-        self
-    }
-
-    fn request(&self) -> hyper::Request<Full<Bytes>> {
-        let mut request = hyper::Request::post(self.path.as_str())
-            .header(HOST, "127.0.0.1")
-            .header(CONTENT_TYPE, self.content_type);
-        if let Some(token) = &self.authorization {
-            request = request.header(AUTHORIZATION, token.as_str());
-        }
-        request
-            .body(Full::new(self.body.clone()))
-            .expect("the request is well-formed")
-    }
-}
-
-/// What one connection did during a window.
-#[derive(Default)]
-struct Connection {
-    answers: u64,
-    latencies_us: Vec<u32>,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Connection {
-    fn error(&mut self, why: String) {
-        self.errors += 1;
-        self.first_error.get_or_insert(why);
-    }
-}
-
-/// One keep-alive connection sending request after request until `until`; answers completed
-/// in `[from, until)` are counted.
-async fn connection(target: Arc<Target>, from: Instant, until: Instant) -> Connection {
-    let mut done = Connection::default();
-    let stream = match TcpStream::connect(target.addr).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            done.error(format!("connect to {}: {e}", target.addr));
-            return done;
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            done.error(format!("handshake: {e}"));
-            return done;
-        }
-    };
-    tokio::spawn(conn);
-    while Instant::now() < until {
-        let sent = Instant::now();
-        let outcome = async {
-            sender.ready().await.map_err(|e| e.to_string())?;
-            let response = sender
-                .send_request(target.request())
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            if !status.is_success() {
-                return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
-            }
-            match target.answer_len {
-                Some(len) if body.len() != len => {
-                    Err(format!("an answer of {} bytes, not {len}", body.len()))
-                }
-                _ => Ok(()),
-            }
-        }
-        .await;
-        let finished = Instant::now();
-        match outcome {
-            Ok(()) if finished >= from && finished < until => {
-                done.answers += 1;
-                let us = finished.duration_since(sent).as_micros();
-                done.latencies_us
-                    .push(u32::try_from(us).unwrap_or(u32::MAX));
-            }
-            Ok(()) => {}
-            Err(why) => {
-                done.error(why);
-                if sender.is_closed() {
-                    break;
-                }
-            }
-        }
-    }
-    done
-}
-
-/// One request on a fresh connection; panics (the bench cannot go on) unless it is a 200.
-async fn post_once(addr: SocketAddr, path: &str, token: Option<&str>, body: &Bytes) -> Bytes {
-    let target = Target::new("check", addr, path, token, "application/octet-stream", body);
-    let stream = TcpStream::connect(addr).await.expect("the server accepts");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("an HTTP/1 handshake");
-    tokio::spawn(conn);
-    let response = sender
-        .send_request(target.request())
-        .await
-        .expect("an answer");
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert!(
-        status.is_success(),
-        "POST {path}: {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
-    body
-}
-
-/// A measured window.
-struct Window {
-    rate: f64,
-    latencies_us: Vec<u32>,
-    errors: u64,
-    first_error: Option<String>,
-    cpu: CpuUse,
-}
-
-/// The medians over a target's windows.
-struct Figure {
-    name: String,
-    rate: f64,
-    /// Latency percentiles over every answer of the windows, in microseconds.
-    p50: u32,
-    p99: u32,
-    errors: u64,
-    first_error: Option<String>,
-    cpu: CpuUse,
-    windows: usize,
-    /// Whether to show the server's threads (an eas server in this process).
-    threads: bool,
-}
-
-impl Figure {
-    fn of(target: &Target, windows: Vec<Window>) -> Self {
-        let count = windows.len();
-        let rate = median(windows.iter().map(|w| w.rate).collect());
-        let mut groups = BTreeMap::new();
-        for window in &windows {
-            for (name, cores) in &window.cpu.groups {
-                *groups.entry(name.clone()).or_insert(0.0) += cores / count as f64;
-            }
-        }
-        let cpu = CpuUse {
-            client: median(windows.iter().map(|w| w.cpu.client).collect()),
-            server: median(windows.iter().map(|w| w.cpu.server).collect()),
-            other: median(windows.iter().map(|w| w.cpu.other).collect()),
-            groups,
-            switches: median(windows.iter().map(|w| w.cpu.switches).collect()),
-        };
-        let errors = windows.iter().map(|w| w.errors).sum();
-        let first_error = windows.iter().find_map(|w| w.first_error.clone());
-        let mut latencies: Vec<u32> = windows.into_iter().flat_map(|w| w.latencies_us).collect();
-        latencies.sort_unstable();
-        Self {
-            name: target.name.clone(),
-            rate,
-            p50: percentile(&latencies, 0.50),
-            p99: percentile(&latencies, 0.99),
-            errors,
-            first_error,
-            cpu,
-            windows: count,
-            threads: target.in_process,
-        }
-    }
-
-    /// Microseconds of server CPU per answer: steadier than rates on a shared machine.
-    fn cpu_per_answer(&self) -> f64 {
-        self.cpu.server * 1e6 / self.rate.max(1.0)
-    }
-
-    fn line(&self, unit: &str) -> String {
-        let mut line = format!(
-            "  {:<34} {:>8.0} {unit} (median of {}), p50 {} p99 {}; cores: client {:.2}, server \
-             {:.2}, others {:.2}; server CPU {:.1} us per answer",
-            self.name,
-            self.rate,
-            self.windows,
-            ms(self.p50),
-            ms(self.p99),
-            self.cpu.client,
-            self.cpu.server,
-            self.cpu.other,
-            self.cpu_per_answer()
-        );
-        if self.threads {
-            let mut groups: Vec<_> = self.cpu.groups.iter().filter(|g| *g.1 >= 0.01).collect();
-            groups.sort_by(|a, b| b.1.total_cmp(a.1));
-            let groups: Vec<String> = groups
-                .iter()
-                .map(|(name, cores)| format!("{name}* {cores:.2}"))
-                .collect();
-            line.push_str(&format!(
-                "\n    server threads (cores): {}; {:.1} context switches per answer",
-                groups.join(", "),
-                self.cpu.switches / self.rate.max(1.0)
-            ));
-        }
-        if self.errors > 0 {
-            line.push_str(&format!(
-                "; {} ERRORS, first: {}",
-                self.errors,
-                self.first_error.as_deref().unwrap_or("?")
-            ));
-        }
-        line
-    }
-}
-
-fn ms(us: u32) -> String {
-    format!("{:.2} ms", f64::from(us) / 1000.0)
-}
-
-fn percentile(sorted: &[u32], q: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Cores used during a window: by the generator's threads, by the server (the other threads
-/// of this process, or the server processes), and by everything else on the machine.
-#[derive(Clone, Default)]
-struct CpuUse {
-    client: f64,
-    server: f64,
-    other: f64,
-    /// Cores by group of server threads of this process (names without their trailing digits).
-    groups: BTreeMap<String, f64>,
-    /// Context switches a second of the server threads of this process.
-    switches: f64,
-}
-
-/// CPU time so far, in clock ticks (`/proc` counts in USER_HZ, 100 a second on Linux).
-struct CpuSnapshot {
-    at: Instant,
-    client: u64,
-    server: u64,
-    machine_busy: u64,
-    groups: BTreeMap<String, u64>,
-    switches: u64,
-}
-
-const TICKS_PER_SEC: f64 = 100.0;
-
-impl CpuSnapshot {
-    /// This process's threads (`load-gen*` and the main thread count as the client, the rest
-    /// as the server), plus `server_pids` and their descendants as the server.
-    fn take(server_pids: &[u32]) -> Self {
-        let me = std::process::id().to_string();
-        let (mut client, mut server, mut switches) = (0, 0, 0);
-        let mut groups = BTreeMap::new();
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-            for task in tasks.flatten() {
-                let tid = task.file_name().to_string_lossy().into_owned();
-                let Some((comm, ticks)) = read_stat(&task.path().join("stat")) else {
-                    continue;
-                };
-                if comm.starts_with("load-gen") || tid == me {
-                    client += ticks;
-                } else {
-                    server += ticks;
-                    let group = comm.trim_end_matches(|c: char| c.is_ascii_digit());
-                    *groups.entry(group.to_owned()).or_insert(0) += ticks;
-                    switches += context_switches(&task.path().join("status"));
-                }
-            }
-        }
-        for pid in descendants(server_pids) {
-            if let Some((_, ticks)) = read_stat(Path::new(&format!("/proc/{pid}/stat"))) {
-                server += ticks;
-            }
-        }
-        Self {
-            at: Instant::now(),
-            client,
-            server,
-            machine_busy: machine_busy().unwrap_or(0),
-            groups,
-            switches,
-        }
-    }
-
-    fn since(&self, before: &Self) -> CpuUse {
-        let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-3) * TICKS_PER_SEC;
-        let cores = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
-        let client = cores(self.client, before.client);
-        let server = cores(self.server, before.server);
-        let machine = cores(self.machine_busy, before.machine_busy);
-        let groups = self
-            .groups
-            .iter()
-            .map(|(name, &ticks)| {
-                let earlier = before.groups.get(name).copied().unwrap_or(0);
-                (name.clone(), cores(ticks, earlier))
-            })
-            .collect();
-        CpuUse {
-            client,
-            server,
-            other: (machine - client - server).max(0.0),
-            groups,
-            switches: self.switches.saturating_sub(before.switches) as f64 * TICKS_PER_SEC / secs,
-        }
-    }
-}
-
-/// The command name and user + system ticks of a `/proc/.../stat` file.
-fn read_stat(path: &Path) -> Option<(String, u64)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    // After the command: state (field 3) ... utime (14), stime (15).
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
-
-/// Voluntary and involuntary context switches in a `/proc/.../status` file.
-fn context_switches(path: &Path) -> u64 {
-    std::fs::read_to_string(path)
-        .map(|text| {
-            text.lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-/// The parent process id in a `/proc/PID/stat` file.
-fn parent_of(pid: u32) -> Option<u32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let close = text.rfind(')')?;
-    text.get(close + 1..)?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// The processes whose parent is `pid`.
-fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|p| parent_of(*p) == Some(pid))
-        .collect()
-}
-
-/// `roots` and every process descended from them.
-fn descendants(roots: &[u32]) -> BTreeSet<u32> {
-    let mut found: BTreeSet<u32> = roots.iter().copied().collect();
-    if roots.is_empty() {
-        return found;
-    }
-    let all: Vec<u32> = std::fs::read_dir("/proc")
-        .map(|dir| {
-            dir.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let parents: Vec<(u32, u32)> = all
-        .into_iter()
-        .filter_map(|pid| Some((pid, parent_of(pid)?)))
-        .collect();
-    loop {
-        let before = found.len();
-        for (pid, parent) in &parents {
-            if found.contains(parent) {
-                found.insert(*pid);
-            }
-        }
-        if found.len() == before {
-            return found;
-        }
-    }
-}
-
-/// Busy ticks of the whole machine (all but idle and iowait), from `/proc/stat`.
-fn machine_busy() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().next()?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = ticks.iter().take(8).sum();
-    Some(total - ticks.get(3)? - ticks.get(4)?)
 }
 
 /// A bare axum echo server on hyper, served like the eas server (HTTP/1.1 keep-alive,
@@ -1205,61 +684,12 @@ async fn start_onnx_server(dir: &Path) -> RunningPlatform {
     server
 }
 
-/// The sum and count of the batch-size histogram of `service`.
-fn batch_stats(server: &RunningPlatform, service: Option<&str>) -> (f64, f64) {
-    let Some(service) = service else {
-        return (0.0, 0.0);
-    };
-    let text = server.edge().metrics().encode();
-    let label = format!("service=\"{service}\"");
-    let value = |name: &str| {
-        text.lines()
-            .filter(|l| l.starts_with(name) && l.contains(&label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    (value("eas_batch_size_sum"), value("eas_batch_size_count"))
-}
-
-/// `batch` rows of inputs, different for each `seed`.
-fn inputs(batch: usize, seed: usize) -> Vec<f32> {
-    (0..batch * FEATURES)
-        .map(|k| (((k + seed * 7919) % 97) as f32 / 97.0) - 0.5)
-        .collect()
-}
-
-/// A `DataProto` with input `x` of one row.
-fn request_proto(x: &[f32]) -> Vec<u8> {
-    let raw: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let tensor = TensorProto::new("x", vec![1, FEATURES as i64], DataType::Float, raw);
-    DataProto {
-        tensors: vec![tensor],
-    }
-    .encode_to_vec()
-}
-
-/// The `y` of a `DataProto` answer.
-fn decode_answer(body: &[u8]) -> Vec<f32> {
-    let answer = DataProto::decode(body).expect("the answer is a DataProto");
-    let y = answer
-        .tensors
-        .iter()
-        .find(|t| t.name == "y")
-        .expect("the answer has y");
-    y.raw_data
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
-
-fn check_close(name: &str, got: &[f32], expected: &[f32]) {
-    assert_eq!(got.len(), expected.len(), "{name}: answer length");
-    for (g, e) in got.iter().zip(expected) {
-        assert!(
-            (g - e).abs() <= 1e-4 * e.abs().max(1.0),
-            "{name}: {got:?} vs {expected:?}"
-        );
-    }
+/// The sum and count of the batch-size histogram of `target`'s eas service (none without one).
+fn batches(server: &RunningPlatform, target: &Target) -> (f64, f64) {
+    target
+        .service
+        .as_deref()
+        .map_or((0.0, 0.0), |service| mlp::batch_stats(server, service))
 }
 
 /// The output of one run of `batch` rows.
@@ -1307,7 +737,7 @@ fn ort_rate_and_others(
 
 /// The FastAPI server process; stopped (SIGTERM, then SIGKILL) when dropped.
 struct PyServer {
-    child: Child,
+    process: ServerProcess,
     addr: SocketAddr,
 }
 
@@ -1320,10 +750,7 @@ impl PyServer {
     ) -> Result<Self, String> {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/support/fastapi_onnx.py");
-        let port = StdListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free port: {e}"))?
-            .port();
+        let port = free_port()?;
         let child = Command::new(python)
             .arg(&script)
             .arg(model)
@@ -1337,65 +764,15 @@ impl PyServer {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", python.to_string_lossy()))?;
-        let mut server = Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!(
-                    "{} exited with {status} (is fastapi/uvicorn installed there?)",
-                    script.display()
-                ));
-            }
-            if healthy(server.addr) {
-                return Ok(server);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server.stop();
-        Err(format!("{} did not answer within 60 s", script.display()))
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let hint = "is fastapi/uvicorn installed there?";
+        Ok(Self {
+            process: ServerProcess::ready(child, &script, addr, "/healthz", hint)?,
+            addr,
+        })
     }
 
     fn pids(&self) -> Vec<u32> {
-        vec![self.child.id()]
+        self.process.pids()
     }
-
-    fn stop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Whether `GET /healthz` answers 200 (a blocking probe).
-fn healthy(addr: SocketAddr) -> bool {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
 }

@@ -17,9 +17,9 @@
 //! (one uvicorn worker; its onnxruntime intra-op threads, 1 or 2, are tried first and the faster
 //! kept).
 //!
-//! The load generator is in this file (copied from `benches/http_load.rs`): one tokio task per
-//! connection (threads `load-gen`), each sending its next request as soon as the previous
-//! answer is in; HTTP on hyper 1 (`client::conn::http1`, keep-alive), gRPC on tonic (one HTTP/2
+//! The load generator is `support/load.rs` (shared with `benches/http_load.rs`, the gRPC
+//! connection is here): one tokio task per connection (threads `load-gen`), each sending its
+//! next request as soon as the previous answer is in; HTTP on hyper 1 (`client::conn::http1`, keep-alive), gRPC on tonic (one HTTP/2
 //! channel per connection, the client generated from the server's own proto,
 //! `src/http/grpc/inference.rs`, included with `#[path]`). Each measurement opens its
 //! connections, warms up, then counts the answers completed in a fixed window; at each
@@ -57,35 +57,36 @@
     clippy::nursery
 )]
 mod inference;
+#[path = "support/load.rs"]
+mod load;
+#[path = "support/mlp.rs"]
+mod mlp;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use eas_core::spec::ServiceSpec;
-use eas_runtime::onnx::{runtime, testing};
 use eas_runtime::platform::{Platform, RunningPlatform};
-use eas_runtime::proto::{DataProto, DataType, Message, TensorProto};
-use http_body_util::{BodyExt, Full};
+use eas_runtime::proto::Message;
+use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName};
-use hyper_util::rt::TokioIo;
 use inference::ModelInferRequest;
 use inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use inference::model_infer_request::InferInputTensor;
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tonic::metadata::{Ascii, MetadataValue};
+
+use load::{Connection, Layout, Load, ServerProcess, Window, env_parse, free_port, loadavg, ms};
+use mlp::{FEATURES, OUTPUTS, decode_answer, inputs, request_proto};
 
 const TOKEN: &str = "bench-token";
 /// The model's name on both servers (the eas service, the KServe model).
 const MODEL: &str = "mlp";
-const FEATURES: usize = 256;
-const OUTPUTS: usize = 10;
 /// The intra-op threads of the eas session (`cpu: 2`).
 const ORT_THREADS: usize = 2;
 /// eas batching: (max_batch_size, max_batch_timeout ms, worker_threads), http_load's third
@@ -98,6 +99,13 @@ const HEADER_LENGTH: &str = "inference-header-content-length";
 const GENERATOR: &str = "Rust client, one tokio task per connection, next request as soon as \
                          the answer is in: hyper 1 (client::conn::http1, keep-alive) for HTTP, \
                          tonic (one HTTP/2 channel per connection) for gRPC";
+/// How a figure is printed.
+const LAYOUT: Layout = Layout {
+    name: 26,
+    rate: 7,
+    us_digits: 0,
+    switches: false,
+};
 
 fn main() {
     let bench = Bench::new(Settings::from_env());
@@ -107,7 +115,7 @@ fn main() {
     println!("== summary ({}) ==", bench.settings.describe());
     println!(
         "machine load average now: {} (shared, busy machine: the figures move with it)",
-        load_average()
+        loadavg()
     );
     for line in summary {
         println!("{line}");
@@ -167,17 +175,6 @@ impl Settings {
     }
 }
 
-fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-}
-
 /// The protocols measured.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Protocol {
@@ -208,37 +205,20 @@ struct Bench {
 
 impl Bench {
     fn new(settings: Settings) -> Self {
-        let runtime = |threads: usize, name: &str| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .thread_name(name)
-                .enable_all()
-                .build()
-                .expect("a tokio runtime can be built")
-        };
         Self {
-            servers: runtime(settings.server_threads, "srv-io"),
-            clients: runtime(settings.client_threads, "load-gen"),
+            servers: load::runtime(settings.server_threads, "srv-io"),
+            clients: load::runtime(settings.client_threads, "load-gen"),
             settings,
         }
     }
 
     fn header(&self) {
-        let cpu = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|c| {
-                c.lines()
-                    .find(|l| l.starts_with("model name"))
-                    .and_then(|l| l.split(':').nth(1))
-                    .map(|s| s.trim().to_owned())
-            })
-            .unwrap_or_else(|| "unknown CPU".into());
-        let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
         println!("oip_load: {}", self.settings.describe());
         println!(
-            "machine: {cores} cores available, {cpu}; load average {} (a shared machine, busy \
-             with other work: the figures move with it)",
-            load_average()
+            "machine: {}; load average {} (a shared machine, busy with other work: the figures \
+             move with it)",
+            load::cores_and_cpu(),
+            loadavg()
         );
         println!("generator: {GENERATOR}");
         println!(
@@ -250,20 +230,13 @@ impl Bench {
 
     /// The whole run: the servers, their answers checked, then each concurrency.
     fn run(&self) -> Vec<String> {
-        let Some(python) = testing::python_from_env() else {
-            let why = "EAS_PYTHON is not set (the Python that writes the model)";
-            println!("SKIPPED: oip_load: {why}");
-            return vec![format!("oip_load: SKIPPED ({why})")];
-        };
-        let runtime = match runtime() {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                println!("SKIPPED: oip_load: {e}");
-                return vec![format!("oip_load: SKIPPED ({e})")];
+        let (runtime, dir) = match mlp::setup() {
+            Ok(setup) => setup,
+            Err(why) => {
+                println!("SKIPPED: oip_load: {why}");
+                return vec![format!("oip_load: SKIPPED ({why})")];
             }
         };
-        let dir = testing::cached_models(&python, Path::new(env!("CARGO_TARGET_TMPDIR")), true)
-            .expect("the bench model is written");
         let model = dir.join("bench_mlp.onnx");
         println!(
             "model: {} (256-1024-1024-10 FP32, one row per request); ONNX Runtime: {}",
@@ -302,7 +275,7 @@ impl Bench {
             println!();
             println!(
                 "== {connections} connections (load average {}) ==",
-                load_average()
+                loadavg()
             );
             let mut targets: Vec<&Target> = eas_targets.iter().collect();
             if let Some((theirs, _)) = &kserve {
@@ -410,44 +383,29 @@ impl Bench {
     fn window(&self, target: &Target, connections: usize) -> Window {
         let target = Arc::new(target.clone());
         let settings = &self.settings;
-        self.clients.block_on(async {
-            let start = Instant::now();
-            let from = start + settings.warmup;
-            let until = from + settings.window;
-            let tasks: Vec<_> = (0..connections)
-                .map(|_| {
-                    let target = Arc::clone(&target);
-                    tokio::spawn(async move {
-                        match &target.wire {
-                            Wire::Http { .. } => http_connection(&target, from, until).await,
-                            Wire::Grpc { .. } => grpc_connection(&target, from, until).await,
-                        }
-                    })
-                })
-                .collect();
-            tokio::time::sleep_until(from.into()).await;
-            let before = CpuSnapshot::take(&target.pids);
-            tokio::time::sleep_until(until.into()).await;
-            let after = CpuSnapshot::take(&target.pids);
-            let mut window = Window {
-                rate: 0.0,
-                latencies_us: Vec::new(),
-                errors: 0,
-                first_error: None,
-                cpu: after.since(&before),
-            };
-            let mut answers = 0u64;
-            for task in tasks {
-                let done = task.await.expect("a connection task does not panic");
-                answers += done.answers;
-                window.latencies_us.extend(done.latencies_us);
-                window.errors += done.errors;
-                if window.first_error.is_none() {
-                    window.first_error = done.first_error;
+        let load = Load {
+            clients: &self.clients,
+            connections,
+            warmup: settings.warmup,
+            window: settings.window,
+        };
+        load.measure_with(&target.pids, |from, until| {
+            let target = Arc::clone(&target);
+            async move {
+                match &target.wire {
+                    Wire::Http { .. } => {
+                        load::http_connection(
+                            target.addr,
+                            target.answer_len,
+                            || target.request(),
+                            from,
+                            until,
+                        )
+                        .await
+                    }
+                    Wire::Grpc { .. } => grpc_connection(&target, from, until).await,
                 }
             }
-            window.rate = answers as f64 / settings.window.as_secs_f64();
-            window
         })
     }
 }
@@ -695,98 +653,6 @@ impl Target {
     }
 }
 
-/// What one connection did during a window.
-#[derive(Default)]
-struct Connection {
-    answers: u64,
-    latencies_us: Vec<u32>,
-    errors: u64,
-    first_error: Option<String>,
-}
-
-impl Connection {
-    fn error(&mut self, why: String) {
-        self.errors += 1;
-        self.first_error.get_or_insert(why);
-    }
-
-    /// Counts an answer completed in `[from, until)`, or the error.
-    fn record(
-        &mut self,
-        outcome: Result<(), String>,
-        sent: Instant,
-        from: Instant,
-        until: Instant,
-    ) {
-        let finished = Instant::now();
-        match outcome {
-            Ok(()) if finished >= from && finished < until => {
-                self.answers += 1;
-                let us = finished.duration_since(sent).as_micros();
-                self.latencies_us
-                    .push(u32::try_from(us).unwrap_or(u32::MAX));
-            }
-            Ok(()) => {}
-            Err(why) => self.error(why),
-        }
-    }
-}
-
-/// One keep-alive HTTP/1.1 connection sending request after request until `until`.
-async fn http_connection(target: &Target, from: Instant, until: Instant) -> Connection {
-    let mut done = Connection::default();
-    let stream = match TcpStream::connect(target.addr).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            done.error(format!("connect to {}: {e}", target.addr));
-            return done;
-        }
-    };
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
-        Ok(pair) => pair,
-        Err(e) => {
-            done.error(format!("handshake: {e}"));
-            return done;
-        }
-    };
-    tokio::spawn(conn);
-    while Instant::now() < until {
-        let sent = Instant::now();
-        let outcome = async {
-            sender.ready().await.map_err(|e| e.to_string())?;
-            let response = sender
-                .send_request(target.request())
-                .await
-                .map_err(|e| e.to_string())?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            if !status.is_success() {
-                return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
-            }
-            match target.answer_len {
-                Some(len) if body.len() != len => {
-                    Err(format!("an answer of {} bytes, not {len}", body.len()))
-                }
-                _ => Ok(()),
-            }
-        }
-        .await;
-        let failed = outcome.is_err();
-        done.record(outcome, sent, from, until);
-        if failed && sender.is_closed() {
-            break;
-        }
-    }
-    done
-}
-
 /// One HTTP/2 channel sending `ModelInfer` call after call until `until`.
 async fn grpc_connection(target: &Target, from: Instant, until: Instant) -> Connection {
     let mut done = Connection::default();
@@ -843,20 +709,7 @@ async fn answer_once(target: &Target) -> (Vec<f32>, usize) {
         };
         return (y, answer.encoded_len());
     }
-    let stream = TcpStream::connect(target.addr)
-        .await
-        .expect("the server accepts");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("an HTTP/1 handshake");
-    tokio::spawn(conn);
-    let response = sender
-        .send_request(target.request())
-        .await
-        .expect("an answer");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, headers, body) = load::send_once(target.addr, target.request()).await;
     assert!(
         status.is_success(),
         "{}: {status}: {}",
@@ -864,22 +717,11 @@ async fn answer_once(target: &Target) -> (Vec<f32>, usize) {
         String::from_utf8_lossy(&body)
     );
     let y = match target.protocol {
-        Protocol::Eas => decode_proto(&body),
+        Protocol::Eas => decode_answer(&body),
         Protocol::RestJson => decode_json(&body),
         Protocol::RestBinary | Protocol::Grpc => decode_binary(&headers, &body),
     };
     (y, body.len())
-}
-
-/// The `y` of a `DataProto` answer.
-fn decode_proto(body: &[u8]) -> Vec<f32> {
-    let answer = DataProto::decode(body).expect("the answer is a DataProto");
-    let y = answer
-        .tensors
-        .iter()
-        .find(|t| t.name == "y")
-        .expect("the answer has y");
-    f32s(&y.raw_data)
 }
 
 /// The first output's `data` of an OIP JSON answer.
@@ -913,32 +755,11 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
+/// Panics unless `got` is `expected` within float tolerance, and a whole answer.
 fn check_close(name: &str, got: &[f32], expected: &[f32]) {
     assert_eq!(got.len(), expected.len(), "{name}: answer length");
     assert_eq!(got.len(), OUTPUTS, "{name}: answer length");
-    for (g, e) in got.iter().zip(expected) {
-        assert!(
-            (g - e).abs() <= 1e-4 * e.abs().max(1.0),
-            "{name}: {got:?} vs {expected:?}"
-        );
-    }
-}
-
-/// `batch` rows of inputs, different for each `seed`.
-fn inputs(batch: usize, seed: usize) -> Vec<f32> {
-    (0..batch * FEATURES)
-        .map(|k| (((k + seed * 7919) % 97) as f32 / 97.0) - 0.5)
-        .collect()
-}
-
-/// A `DataProto` with input `x` of one row.
-fn request_proto(x: &[f32]) -> Vec<u8> {
-    let raw: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let tensor = TensorProto::new("x", vec![1, FEATURES as i64], DataType::Float, raw);
-    DataProto {
-        tensors: vec![tensor],
-    }
-    .encode_to_vec()
+    mlp::check_close(name, got, expected);
 }
 
 /// The eas server with one `onnx` service of the bench MLP that also takes gRPC.
@@ -969,7 +790,7 @@ async fn start_eas(dir: &Path) -> RunningPlatform {
 
 /// The KServe server process; stopped (SIGTERM, then SIGKILL) when dropped.
 struct PyServer {
-    child: Child,
+    process: ServerProcess,
     http: SocketAddr,
     grpc: SocketAddr,
 }
@@ -978,13 +799,7 @@ impl PyServer {
     fn start(python: &std::ffi::OsStr, model: &Path, threads: u32) -> Result<Self, String> {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/support/kserve_onnx.py");
-        let port = || {
-            StdListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map(|a| a.port())
-                .map_err(|e| format!("no free port: {e}"))
-        };
-        let (http, grpc) = (port()?, port()?);
+        let (http, grpc) = (free_port()?, free_port()?);
         let child = Command::new(python)
             .arg(&script)
             .arg(model)
@@ -998,337 +813,48 @@ impl PyServer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", python.to_string_lossy()))?;
-        let mut server = Self {
-            child,
-            http: SocketAddr::from(([127, 0, 0, 1], http)),
-            grpc: SocketAddr::from(([127, 0, 0, 1], grpc)),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!(
-                    "{} exited with {status} (are kserve and onnxruntime installed there?)",
-                    script.display()
-                ));
-            }
-            if ready(server.http) {
-                return Ok(server);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server.stop();
-        Err(format!("{} did not answer within 60 s", script.display()))
+        let (http, grpc) = (
+            SocketAddr::from(([127, 0, 0, 1], http)),
+            SocketAddr::from(([127, 0, 0, 1], grpc)),
+        );
+        let hint = "are kserve and onnxruntime installed there?";
+        Ok(Self {
+            process: ServerProcess::ready(child, &script, http, "/v2/health/ready", hint)?,
+            http,
+            grpc,
+        })
     }
 
     fn pids(&self) -> Vec<u32> {
-        vec![self.child.id()]
-    }
-
-    fn stop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.pids()
     }
 }
 
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Whether `GET /v2/health/ready` answers 200 (a blocking probe).
-fn ready(addr: SocketAddr) -> bool {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = "GET /v2/health/ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
-}
-
-/// A measured window.
-struct Window {
-    rate: f64,
-    latencies_us: Vec<u32>,
-    errors: u64,
-    first_error: Option<String>,
-    cpu: CpuUse,
-}
-
-/// The medians over a target's windows.
+/// A target's figure, with the server and protocol it is of.
 struct Figure {
     server: &'static str,
     protocol: Protocol,
-    name: String,
-    rate: f64,
-    /// Latency percentiles over every answer of the windows, in microseconds.
-    p50: u32,
-    p99: u32,
-    errors: u64,
-    first_error: Option<String>,
-    cpu: CpuUse,
-    windows: usize,
-    /// Whether to show the server's threads (an eas server in this process).
-    threads: bool,
+    figure: load::Figure,
+}
+
+impl std::ops::Deref for Figure {
+    type Target = load::Figure;
+
+    fn deref(&self) -> &load::Figure {
+        &self.figure
+    }
 }
 
 impl Figure {
     fn of(target: &Target, windows: Vec<Window>) -> Self {
-        let count = windows.len();
-        let rate = median(windows.iter().map(|w| w.rate).collect());
-        let mut groups = BTreeMap::new();
-        for window in &windows {
-            for (name, cores) in &window.cpu.groups {
-                *groups.entry(name.clone()).or_insert(0.0) += cores / count as f64;
-            }
-        }
-        let cpu = CpuUse {
-            client: median(windows.iter().map(|w| w.cpu.client).collect()),
-            server: median(windows.iter().map(|w| w.cpu.server).collect()),
-            other: median(windows.iter().map(|w| w.cpu.other).collect()),
-            groups,
-        };
-        let errors = windows.iter().map(|w| w.errors).sum();
-        let first_error = windows.iter().find_map(|w| w.first_error.clone());
-        let mut latencies: Vec<u32> = windows.into_iter().flat_map(|w| w.latencies_us).collect();
-        latencies.sort_unstable();
         Self {
             server: target.server,
             protocol: target.protocol,
-            name: target.name.clone(),
-            rate,
-            p50: percentile(&latencies, 0.50),
-            p99: percentile(&latencies, 0.99),
-            errors,
-            first_error,
-            cpu,
-            windows: count,
-            threads: target.in_process,
+            figure: load::Figure::of_windows(&target.name, target.in_process, windows),
         }
-    }
-
-    /// Microseconds of server CPU per answer: steadier than rates on a shared machine.
-    fn cpu_per_answer(&self) -> f64 {
-        self.cpu.server * 1e6 / self.rate.max(1.0)
     }
 
     fn line(&self, unit: &str) -> String {
-        let mut line = format!(
-            "  {:<26} {:>7.0} {unit} (median of {}), p50 {} p99 {}; cores: client {:.2}, server \
-             {:.2}, others {:.2}; server CPU {:.0} us per answer",
-            self.name,
-            self.rate,
-            self.windows,
-            ms(self.p50),
-            ms(self.p99),
-            self.cpu.client,
-            self.cpu.server,
-            self.cpu.other,
-            self.cpu_per_answer()
-        );
-        if self.threads {
-            let mut groups: Vec<_> = self.cpu.groups.iter().filter(|g| *g.1 >= 0.01).collect();
-            groups.sort_by(|a, b| b.1.total_cmp(a.1));
-            let groups: Vec<String> = groups
-                .iter()
-                .map(|(name, cores)| format!("{name}* {cores:.2}"))
-                .collect();
-            line.push_str(&format!(
-                "\n    server threads (cores): {}",
-                groups.join(", ")
-            ));
-        }
-        if self.errors > 0 {
-            line.push_str(&format!(
-                "; {} ERRORS, first: {}",
-                self.errors,
-                self.first_error.as_deref().unwrap_or("?")
-            ));
-        }
-        line
+        self.figure.line_as(unit, &LAYOUT)
     }
-}
-
-fn ms(us: u32) -> String {
-    format!("{:.2} ms", f64::from(us) / 1000.0)
-}
-
-fn percentile(sorted: &[u32], q: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// Cores used during a window: by the generator's threads, by the server (the other threads
-/// of this process, or the server processes), and by everything else on the machine.
-#[derive(Clone, Default)]
-struct CpuUse {
-    client: f64,
-    server: f64,
-    other: f64,
-    /// Cores by group of server threads of this process (names without their trailing digits).
-    groups: BTreeMap<String, f64>,
-}
-
-/// CPU time so far, in clock ticks (`/proc` counts in USER_HZ, 100 a second on Linux).
-struct CpuSnapshot {
-    at: Instant,
-    client: u64,
-    server: u64,
-    machine_busy: u64,
-    groups: BTreeMap<String, u64>,
-}
-
-const TICKS_PER_SEC: f64 = 100.0;
-
-impl CpuSnapshot {
-    /// This process's threads (`load-gen*` and the main thread count as the client, the rest
-    /// as the server), plus `server_pids` and their descendants as the server.
-    fn take(server_pids: &[u32]) -> Self {
-        let me = std::process::id().to_string();
-        let (mut client, mut server) = (0, 0);
-        let mut groups = BTreeMap::new();
-        if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
-            for task in tasks.flatten() {
-                let tid = task.file_name().to_string_lossy().into_owned();
-                let Some((comm, ticks)) = read_stat(&task.path().join("stat")) else {
-                    continue;
-                };
-                if comm.starts_with("load-gen") || tid == me {
-                    client += ticks;
-                } else {
-                    server += ticks;
-                    let group = comm.trim_end_matches(|c: char| c.is_ascii_digit());
-                    *groups.entry(group.to_owned()).or_insert(0) += ticks;
-                }
-            }
-        }
-        for pid in descendants(server_pids) {
-            if let Some((_, ticks)) = read_stat(Path::new(&format!("/proc/{pid}/stat"))) {
-                server += ticks;
-            }
-        }
-        Self {
-            at: Instant::now(),
-            client,
-            server,
-            machine_busy: machine_busy().unwrap_or(0),
-            groups,
-        }
-    }
-
-    fn since(&self, before: &Self) -> CpuUse {
-        let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-3) * TICKS_PER_SEC;
-        let cores = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
-        let client = cores(self.client, before.client);
-        let server = cores(self.server, before.server);
-        let machine = cores(self.machine_busy, before.machine_busy);
-        let groups = self
-            .groups
-            .iter()
-            .map(|(name, &ticks)| {
-                let earlier = before.groups.get(name).copied().unwrap_or(0);
-                (name.clone(), cores(ticks, earlier))
-            })
-            .collect();
-        CpuUse {
-            client,
-            server,
-            other: (machine - client - server).max(0.0),
-            groups,
-        }
-    }
-}
-
-/// The command name and user + system ticks of a `/proc/.../stat` file.
-fn read_stat(path: &Path) -> Option<(String, u64)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    // After the command: state (field 3) ... utime (14), stime (15).
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((comm, utime + stime))
-}
-
-/// The parent process id in a `/proc/PID/stat` file.
-fn parent_of(pid: u32) -> Option<u32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let close = text.rfind(')')?;
-    text.get(close + 1..)?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// `roots` and every process descended from them.
-fn descendants(roots: &[u32]) -> BTreeSet<u32> {
-    let mut found: BTreeSet<u32> = roots.iter().copied().collect();
-    if roots.is_empty() {
-        return found;
-    }
-    let all: Vec<u32> = std::fs::read_dir("/proc")
-        .map(|dir| {
-            dir.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let parents: Vec<(u32, u32)> = all
-        .into_iter()
-        .filter_map(|pid| Some((pid, parent_of(pid)?)))
-        .collect();
-    loop {
-        let before = found.len();
-        for (pid, parent) in &parents {
-            if found.contains(parent) {
-                found.insert(*pid);
-            }
-        }
-        if found.len() == before {
-            return found;
-        }
-    }
-}
-
-/// Busy ticks of the whole machine (all but idle and iowait), from `/proc/stat`.
-fn machine_busy() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().next()?;
-    let ticks: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = ticks.iter().take(8).sum();
-    Some(total - ticks.get(3)? - ticks.get(4)?)
 }

@@ -17,14 +17,16 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::Path;
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::StatusCode;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
@@ -50,6 +52,11 @@ pub fn runtime(threads: usize, name: &str) -> Runtime {
 
 /// The machine in one line: cores, CPU model, load average.
 pub fn machine() -> String {
+    format!("{}; load average {}", cores_and_cpu(), load_average())
+}
+
+/// The cores available and the CPU model: `N cores available, MODEL`.
+pub fn cores_and_cpu() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
@@ -60,10 +67,7 @@ pub fn machine() -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    format!(
-        "{cores} cores available, {cpu}; load average {}",
-        load_average()
-    )
+    format!("{cores} cores available, {cpu}")
 }
 
 /// `/proc/loadavg`'s first three fields (1, 5 and 15 minutes).
@@ -74,6 +78,14 @@ pub fn load_average() -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `/proc/loadavg` whole: the three load averages, running/all tasks, the last pid.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 /// Where and what a load sends.
@@ -145,7 +157,7 @@ impl Target {
 
 /// What one connection did during a window.
 #[derive(Default)]
-struct Connection {
+pub struct Connection {
     answers: u64,
     latencies_us: Vec<u32>,
     errors: u64,
@@ -153,20 +165,60 @@ struct Connection {
 }
 
 impl Connection {
-    fn error(&mut self, why: String) {
+    pub fn error(&mut self, why: String) {
         self.errors += 1;
         self.first_error.get_or_insert(why);
+    }
+
+    /// Counts an answer completed in `[from, until)`, or the error.
+    pub fn record(
+        &mut self,
+        outcome: Result<(), String>,
+        sent: Instant,
+        from: Instant,
+        until: Instant,
+    ) {
+        let finished = Instant::now();
+        match outcome {
+            Ok(()) if finished >= from && finished < until => {
+                self.answers += 1;
+                let us = finished.duration_since(sent).as_micros();
+                self.latencies_us
+                    .push(u32::try_from(us).unwrap_or(u32::MAX));
+            }
+            Ok(()) => {}
+            Err(why) => self.error(why),
+        }
     }
 }
 
 /// One keep-alive connection sending request after request until `until`; answers completed
 /// in `[from, until)` are counted.
 async fn connection(target: Arc<Target>, from: Instant, until: Instant) -> Connection {
+    http_connection(
+        target.addr,
+        target.answer_len,
+        || target.request(),
+        from,
+        until,
+    )
+    .await
+}
+
+/// One keep-alive HTTP/1.1 connection to `addr` sending `request()` after request until
+/// `until`; answers completed in `[from, until)` are counted, each `answer_len` long if given.
+pub async fn http_connection(
+    addr: SocketAddr,
+    answer_len: Option<usize>,
+    request: impl Fn() -> hyper::Request<Full<Bytes>>,
+    from: Instant,
+    until: Instant,
+) -> Connection {
     let mut done = Connection::default();
-    let stream = match TcpStream::connect(target.addr).await {
+    let stream = match TcpStream::connect(addr).await {
         Ok(stream) => stream,
         Err(e) => {
-            done.error(format!("connect to {}: {e}", target.addr));
+            done.error(format!("connect to {addr}: {e}"));
             return done;
         }
     };
@@ -185,7 +237,7 @@ async fn connection(target: Arc<Target>, from: Instant, until: Instant) -> Conne
         let outcome = async {
             sender.ready().await.map_err(|e| e.to_string())?;
             let response = sender
-                .send_request(target.request())
+                .send_request(request())
                 .await
                 .map_err(|e| e.to_string())?;
             let status = response.status();
@@ -198,7 +250,7 @@ async fn connection(target: Arc<Target>, from: Instant, until: Instant) -> Conne
             if !status.is_success() {
                 return Err(format!("{status}: {}", String::from_utf8_lossy(&body)));
             }
-            match target.answer_len {
+            match answer_len {
                 Some(len) if body.len() != len => {
                     Err(format!("an answer of {} bytes, not {len}", body.len()))
                 }
@@ -206,21 +258,10 @@ async fn connection(target: Arc<Target>, from: Instant, until: Instant) -> Conne
             }
         }
         .await;
-        let finished = Instant::now();
-        match outcome {
-            Ok(()) if finished >= from && finished < until => {
-                done.answers += 1;
-                let us = finished.duration_since(sent).as_micros();
-                done.latencies_us
-                    .push(u32::try_from(us).unwrap_or(u32::MAX));
-            }
-            Ok(()) => {}
-            Err(why) => {
-                done.error(why);
-                if sender.is_closed() {
-                    break;
-                }
-            }
+        let failed = outcome.is_err();
+        done.record(outcome, sent, from, until);
+        if failed && sender.is_closed() {
+            break;
         }
     }
     done
@@ -229,23 +270,31 @@ async fn connection(target: Arc<Target>, from: Instant, until: Instant) -> Conne
 /// One request on a fresh connection; panics (the bench cannot go on) unless it is a 200.
 pub async fn post_once(addr: SocketAddr, path: &str, token: Option<&str>, body: &Bytes) -> Bytes {
     let target = Target::new("check", addr, path, token, "application/octet-stream", body);
-    let stream = TcpStream::connect(addr).await.expect("the server accepts");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("an HTTP/1 handshake");
-    tokio::spawn(conn);
-    let response = sender
-        .send_request(target.request())
-        .await
-        .expect("an answer");
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, body) = send_once(addr, target.request()).await;
     assert!(
         status.is_success(),
         "POST {path}: {status}: {}",
         String::from_utf8_lossy(&body)
     );
     body
+}
+
+/// `request` on a fresh connection to `addr`: the answer's status, headers and body; panics
+/// (the bench cannot go on) without an answer.
+pub async fn send_once(
+    addr: SocketAddr,
+    request: hyper::Request<Full<Bytes>>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let stream = TcpStream::connect(addr).await.expect("the server accepts");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("an HTTP/1 handshake");
+    tokio::spawn(conn);
+    let response = sender.send_request(request).await.expect("an answer");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, body)
 }
 
 /// How one measurement runs: `connections` fresh connections on `clients`, `warmup`, then the
@@ -261,13 +310,25 @@ impl Load<'_> {
     /// One measurement of `target`.
     pub fn measure(&self, target: &Target, pids: &[u32]) -> Window {
         let target = Arc::new(target.clone());
+        self.measure_with(pids, |from, until| {
+            connection(Arc::clone(&target), from, until)
+        })
+    }
+
+    /// One measurement of the connections that `connect(from, until)` runs (each counting
+    /// the answers completed in `[from, until)`).
+    pub fn measure_with<C, F>(&self, pids: &[u32], connect: C) -> Window
+    where
+        C: Fn(Instant, Instant) -> F,
+        F: Future<Output = Connection> + Send + 'static,
+    {
         let (warmup, window, connections) = (self.warmup, self.window, self.connections);
         self.clients.block_on(async {
             let start = Instant::now();
             let from = start + warmup;
             let until = from + window;
             let tasks: Vec<_> = (0..connections)
-                .map(|_| tokio::spawn(connection(Arc::clone(&target), from, until)))
+                .map(|_| tokio::spawn(connect(from, until)))
                 .collect();
             tokio::time::sleep_until(from.into()).await;
             let before = CpuSnapshot::take(pids);
@@ -322,6 +383,11 @@ pub struct Figure {
 
 impl Figure {
     pub fn of(target: &Target, windows: Vec<Window>) -> Self {
+        Self::of_windows(&target.name, target.in_process, windows)
+    }
+
+    /// The figure named `name` of `windows`; `threads`: whether to show the server's threads.
+    pub fn of_windows(name: &str, threads: bool, windows: Vec<Window>) -> Self {
         let count = windows.len();
         let rate = median(windows.iter().map(|w| w.rate).collect());
         let mut groups = BTreeMap::new();
@@ -342,7 +408,7 @@ impl Figure {
         let mut latencies: Vec<u32> = windows.into_iter().flat_map(|w| w.latencies_us).collect();
         latencies.sort_unstable();
         Self {
-            name: target.name.clone(),
+            name: name.to_owned(),
             rate,
             p50: percentile(&latencies, 0.50),
             p99: percentile(&latencies, 0.99),
@@ -350,7 +416,7 @@ impl Figure {
             first_error,
             cpu,
             windows: count,
-            threads: target.in_process,
+            threads,
         }
     }
 
@@ -360,9 +426,14 @@ impl Figure {
     }
 
     pub fn line(&self, unit: &str) -> String {
+        self.line_as(unit, &Layout::WIDE)
+    }
+
+    /// [`Figure::line`] laid out as `layout` says.
+    pub fn line_as(&self, unit: &str, layout: &Layout) -> String {
         let mut line = format!(
-            "  {:<34} {:>8.0} {unit} (median of {}), p50 {} p99 {}; cores: client {:.2}, server \
-             {:.2}, others {:.2}; server CPU {:.1} us per answer",
+            "  {:<name$} {:>rate$.0} {unit} (median of {}), p50 {} p99 {}; cores: client {:.2}, \
+             server {:.2}, others {:.2}; server CPU {:.us$} us per answer",
             self.name,
             self.rate,
             self.windows,
@@ -371,7 +442,10 @@ impl Figure {
             self.cpu.client,
             self.cpu.server,
             self.cpu.other,
-            self.cpu_per_answer()
+            self.cpu_per_answer(),
+            name = layout.name,
+            rate = layout.rate,
+            us = layout.us_digits,
         );
         if self.threads {
             let mut groups: Vec<_> = self.cpu.groups.iter().filter(|g| *g.1 >= 0.01).collect();
@@ -381,10 +455,15 @@ impl Figure {
                 .map(|(name, cores)| format!("{name}* {cores:.2}"))
                 .collect();
             line.push_str(&format!(
-                "\n    server threads (cores): {}; {:.1} context switches per answer",
-                groups.join(", "),
-                self.cpu.switches / self.rate.max(1.0)
+                "\n    server threads (cores): {}",
+                groups.join(", ")
             ));
+            if layout.switches {
+                line.push_str(&format!(
+                    "; {:.1} context switches per answer",
+                    self.cpu.switches / self.rate.max(1.0)
+                ));
+            }
         }
         if self.errors > 0 {
             line.push_str(&format!(
@@ -395,6 +474,28 @@ impl Figure {
         }
         line
     }
+}
+
+/// How [`Figure::line_as`] lays a figure out.
+pub struct Layout {
+    /// The width of the name column.
+    pub name: usize,
+    /// The width of the rate column.
+    pub rate: usize,
+    /// The decimals of the server CPU per answer.
+    pub us_digits: usize,
+    /// Whether to show the context switches per answer (with the server's threads).
+    pub switches: bool,
+}
+
+impl Layout {
+    /// The layout of [`Figure::line`].
+    pub const WIDE: Self = Self {
+        name: 34,
+        rate: 8,
+        us_digits: 1,
+        switches: true,
+    };
 }
 
 /// Microseconds as milliseconds, for printing.
@@ -594,4 +695,87 @@ fn machine_busy() -> Option<u64> {
         .collect();
     let total: u64 = ticks.iter().take(8).sum();
     Some(total - ticks.get(3)? - ticks.get(4)?)
+}
+
+/// A free port of 127.0.0.1 (bound, then let go).
+pub fn free_port() -> Result<u16, String> {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+/// A baseline server's process; stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct ServerProcess {
+    child: Child,
+}
+
+impl ServerProcess {
+    /// `child` (running `script`) once `GET health` on `addr` answers 200, within 60 s; or why
+    /// not, with `hint` (what to check) should it exit.
+    pub fn ready(
+        child: Child,
+        script: &Path,
+        addr: SocketAddr,
+        health: &str,
+        hint: &str,
+    ) -> Result<Self, String> {
+        let mut server = Self { child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!(
+                    "{} exited with {status} ({hint})",
+                    script.display()
+                ));
+            }
+            if healthy(addr, health) {
+                return Ok(server);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server.stop();
+        Err(format!("{} did not answer within 60 s", script.display()))
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        vec![self.child.id()]
+    }
+
+    fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether `GET path` answers 200 (a blocking probe).
+fn healthy(addr: SocketAddr, path: &str) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
 }

@@ -11,6 +11,9 @@
     clippy::cast_possible_wrap
 )]
 
+use std::path::{Path, PathBuf};
+
+use eas_runtime::onnx::{OrtRuntime, runtime, testing};
 use eas_runtime::platform::RunningPlatform;
 use eas_runtime::proto::{DataProto, DataType, Message, TensorProto};
 
@@ -18,6 +21,18 @@ use eas_runtime::proto::{DataProto, DataType, Message, TensorProto};
 pub const FEATURES: usize = 256;
 /// Outputs of a row.
 pub const OUTPUTS: usize = 10;
+
+/// The ONNX Runtime and the folder of the bench models (written by `EAS_PYTHON` if not cached);
+/// or why the bench cannot run them.
+pub fn setup() -> Result<(&'static OrtRuntime, PathBuf), String> {
+    let Some(python) = testing::python_from_env() else {
+        return Err("EAS_PYTHON is not set (the Python that writes the model)".to_owned());
+    };
+    let runtime = runtime().map_err(|e| e.to_string())?;
+    let dir = testing::cached_models(&python, Path::new(env!("CARGO_TARGET_TMPDIR")), true)
+        .expect("the bench model is written");
+    Ok((runtime, dir))
+}
 
 /// `batch` rows of inputs, different for each `seed`.
 pub fn inputs(batch: usize, seed: usize) -> Vec<f32> {
