@@ -207,7 +207,7 @@
       charts.appendChild(chartCard("Replicas", last(s.ready) + " / " + last(s.desired), "replicas", s.t, [
         { name: "ready", values: s.ready, color: COLORS[2] }, { name: "desired", values: s.desired, color: COLORS[0], dash: true }], { min_max: 1 }));
       const cpu = s.instances.map((i, k) => ({ name: "#" + i.index, values: i.cpu_percent, t: i.t, color: COLORS[k % COLORS.length] }));
-      charts.appendChild(chartCard("CPU, % of request", cpu.map((c) => fmt(last(c.values))).join(" "), "cpu", s.t, cpu));
+      charts.appendChild(chartCard("CPU, % of the cpu requested", cpu.map((c) => fmt(last(c.values))).join(" "), "cpu", s.t, cpu));
       const mem = s.instances.map((i, k) => ({ name: "#" + i.index + (i.shared_memory ? " (server)" : ""), values: i.memory_bytes.map((b) => b / 1048576), t: i.t, color: COLORS[k % COLORS.length] }));
       charts.appendChild(chartCard("Memory, MiB", mem.map((m) => fmt(last(m.values), 0)).join(" "), "memory", s.t, mem, { auto_floor: true }));
       card.appendChild(charts);
