@@ -63,9 +63,9 @@ fn spawn_serve(mut command: Command) -> (std::process::Child, String, String, Ou
     (child, addr, token, lines)
 }
 
+/// `eas serve examples/services/echo.json` on a free port, without a state directory.
 #[cfg(unix)]
-#[test]
-fn serve_should_answer_requests_and_exit_cleanly_on_sigint() {
+fn serve_echo() -> (std::process::Child, String, String, Output) {
     let mut serve = Command::new(env!("CARGO_BIN_EXE_eas"));
     serve.current_dir(env!("CARGO_MANIFEST_DIR")).args([
         "serve",
@@ -74,7 +74,13 @@ fn serve_should_answer_requests_and_exit_cleanly_on_sigint() {
         "127.0.0.1:0",
         "--no-state",
     ]);
-    let (mut child, addr, token, _output) = spawn_serve(serve);
+    spawn_serve(serve)
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_should_answer_requests_and_exit_cleanly_on_sigint() {
+    let (mut child, addr, token, _output) = serve_echo();
 
     assert_eq!(
         post(&addr, "/api/predict/echo", &token, "hi"),
@@ -313,15 +319,7 @@ fn serve_with_child_processes_should_run_each_instance_in_a_worker_and_stop_them
 #[cfg(unix)]
 #[test]
 fn stress_should_load_a_served_echo_and_report_it() {
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_eas"));
-    serve.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-        "serve",
-        &example("echo.json"),
-        "--listen",
-        "127.0.0.1:0",
-        "--no-state",
-    ]);
-    let (mut child, addr, token, _output) = spawn_serve(serve);
+    let (mut child, addr, token, _output) = serve_echo();
     let dir = std::env::temp_dir().join(format!("eas-cli-stress-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let data = dir.join("bodies.txt");
