@@ -151,6 +151,13 @@ pub struct InitContext {
     pub model_config: Option<String>,
     /// The device to run on.
     pub device: Device,
+    /// The GPU memory this instance may use on its device, in bytes, when the spec slices a
+    /// GPU (`metadata.gpu_memory`); `None` for a whole GPU or the CPU. A processor enforces it
+    /// where its backend can (a memory limit or an allocator fraction) and says so where not.
+    pub gpu_memory_limit: Option<u64>,
+    /// The share of its device's compute this instance may use, in percent (1 to 100), when
+    /// the spec slices a GPU (`metadata.gpu_core_percentage`); `None` for a whole GPU or the CPU.
+    pub gpu_core_percentage: Option<u32>,
     /// The number of threads the processor may use for inference.
     pub threads: usize,
     /// Where the processor reports custom metrics; see [`InitContext::metrics`].
@@ -169,6 +176,8 @@ impl InitContext {
             model_config: None,
             device: Device::Cpu,
             threads: 1,
+            gpu_memory_limit: None,
+            gpu_core_percentage: None,
             metrics: MetricReporter::new(),
         }
     }
@@ -221,6 +230,19 @@ impl InitContext {
     #[must_use]
     pub fn with_device(mut self, device: Device) -> Self {
         self.device = device;
+        self
+    }
+
+    /// The same with a GPU slice: at most `memory_limit` bytes of the device's memory and
+    /// `core_percentage` percent of its compute (each `None` when not sliced).
+    #[must_use]
+    pub fn with_gpu_slice(
+        mut self,
+        memory_limit: Option<u64>,
+        core_percentage: Option<u32>,
+    ) -> Self {
+        self.gpu_memory_limit = memory_limit;
+        self.gpu_core_percentage = core_percentage;
         self
     }
 
