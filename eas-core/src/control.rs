@@ -133,6 +133,8 @@ pub enum ErrorCode {
     Unsupported,
     /// The request body is larger than the control API takes.
     PayloadTooLarge,
+    /// Too many failed attempts (wrong admin tokens) from the client's address lately.
+    TooManyRequests,
     /// Something went wrong on the server.
     InternalError,
 }
@@ -148,6 +150,7 @@ impl ErrorCode {
             Self::InvalidParameter => "InvalidParameter",
             Self::Unsupported => "Unsupported",
             Self::PayloadTooLarge => "PayloadTooLarge",
+            Self::TooManyRequests => "TooManyRequests",
             Self::InternalError => "InternalError",
         }
     }

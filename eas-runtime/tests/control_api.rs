@@ -82,7 +82,25 @@ struct Api {
 impl Api {
     fn new(server: &RunningPlatform) -> Self {
         Self {
-            client: reqwest::Client::new(),
+            // A connection per request: the server closes a connection after refusing a body
+            // it did not read (413), and a pooled one could be picked just as it closes.
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client"),
+            base: format!("http://{}", server.local_addr()),
+        }
+    }
+
+    /// A client whose connections come from `local` (any of 127.0.0.0/8 on loopback): the
+    /// server throttles wrong admin tokens per client address.
+    fn from_address(server: &RunningPlatform, local: [u8; 4]) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .local_address(std::net::IpAddr::from(local))
+                .build()
+                .expect("client"),
             base: format!("http://{}", server.local_addr()),
         }
     }
@@ -519,9 +537,12 @@ async fn every_control_route_should_want_the_admin_token() {
         Some("ad"),
         Some("Basic adm"),
     ];
-    for (method, path) in &routes {
+    for (n, (method, path)) in routes.iter().enumerate() {
+        // Each route's 7 wrong tokens from an address of their own, under the 10 failures an
+        // address may make before it is throttled (see the next test).
+        let from = Api::from_address(&server, [127, 0, 1, u8::try_from(n + 1).unwrap()]);
         for auth in wrong {
-            let answer = api
+            let answer = from
                 .send(method.clone(), path, auth, body(method, path))
                 .await;
             assert_eq!(
@@ -555,6 +576,76 @@ async fn every_control_route_should_want_the_admin_token() {
     assert_eq!(answer.status, 200, "{answer:?}");
     api.wait_for("guarded", "Running with 3", running_with(3))
         .await;
+    server.shutdown().await;
+}
+
+/// Guessing the admin token: an address gets 10 wrong tries, then 429 with `Retry-After` for
+/// anything it sends with a token, the right one included (so a guess cannot be confirmed),
+/// on the control API, the benchmark-task API and the console's sign-in alike; other addresses
+/// go on as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_admin_tokens_should_be_throttled_per_address() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let server = platform(state.path()).await;
+    let guesser = Api::from_address(&server, [127, 0, 0, 3]);
+    for n in 0..10 {
+        if n == 5 {
+            // Without a token it is not a guess: 401, and it costs no attempt.
+            guesser
+                .send(Method::GET, "/api/v2/services", None, None)
+                .await
+                .refused(401, "Unauthorized");
+        }
+        let answer = guesser
+            .send(
+                Method::GET,
+                "/api/v2/services",
+                Some(&format!("guess-{n}")),
+                None,
+            )
+            .await;
+        answer.refused(401, "Unauthorized");
+    }
+    for auth in ["guess-10", ADMIN] {
+        let response = guesser
+            .client
+            .get(format!("{}/api/v2/services", guesser.base))
+            .header("authorization", auth)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status().as_u16(), 429, "{auth}");
+        let retry: u64 = response.headers()["retry-after"]
+            .to_str()
+            .expect("text")
+            .parse()
+            .expect("seconds");
+        assert!((1..=10).contains(&retry), "Retry-After: {retry}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["Code"], "TooManyRequests", "{body}");
+    }
+    // The same gate guards the benchmark-task API and the console's sign-in.
+    guesser
+        .send(Method::GET, "/api/v2/benchmark-tasks", Some(ADMIN), None)
+        .await
+        .refused(429, "TooManyRequests");
+    let login = guesser
+        .client
+        .get(format!("{}/console?token={ADMIN}", guesser.base))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(login.status().as_u16(), 429);
+    assert!(login.headers().get("set-cookie").is_none());
+    // Another address is not affected.
+    let operator = Api::new(&server);
+    assert_eq!(
+        operator
+            .admin(Method::GET, "/api/v2/services", None)
+            .await
+            .status,
+        200
+    );
     server.shutdown().await;
 }
 

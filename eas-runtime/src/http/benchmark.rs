@@ -19,34 +19,30 @@ use std::sync::{Arc, Weak};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, put};
 use eas_core::control::{ErrorCode, ErrorResponse};
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq as _;
 
 use super::Edge;
 use super::error::control_status;
+use super::gate::{AdminGate, Peer};
 use crate::stress::BenchmarkTasks;
 use crate::stress::tasks::{OwnService, TaskError, TaskRequest};
 
 #[derive(Clone)]
 struct Bench {
     tasks: Arc<BenchmarkTasks>,
-    token: Arc<str>,
+    gate: Arc<AdminGate>,
     edge: Weak<Edge>,
 }
 
 /// The routes behind the admin `token`.
-pub(super) fn router(tasks: Arc<BenchmarkTasks>, token: String, edge: Weak<Edge>) -> Router {
-    let state = Bench {
-        tasks,
-        token: token.into(),
-        edge,
-    };
+pub(super) fn router(tasks: Arc<BenchmarkTasks>, gate: Arc<AdminGate>, edge: Weak<Edge>) -> Router {
+    let state = Bench { tasks, gate, edge };
     Router::new()
         .route("/api/v2/benchmark-tasks", get(list).post(create))
         .route(
@@ -99,28 +95,15 @@ impl From<TaskError> for Refusal {
 struct Admin;
 
 impl FromRequestParts<Bench> for Admin {
-    type Rejection = Refusal;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, bench: &Bench) -> Result<Self, Refusal> {
-        authorize(bench, &parts.headers).map(|()| Self)
-    }
-}
-
-fn authorize(bench: &Bench, headers: &HeaderMap) -> Result<(), Refusal> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
-    match given {
-        Some(given) if bool::from(given.as_bytes().ct_eq(bench.token.as_bytes())) => Ok(()),
-        Some(_) => Err(Refusal::code(
-            ErrorCode::Unauthorized,
-            "the admin token is wrong",
-        )),
-        None => Err(Refusal::code(
-            ErrorCode::Unauthorized,
-            "the benchmark-task API needs the admin token: `Authorization: <token>`",
-        )),
+    async fn from_request_parts(parts: &mut Parts, bench: &Bench) -> Result<Self, Response> {
+        let peer = parts.extensions.get::<Peer>().copied();
+        bench
+            .gate
+            .check_headers(peer, &parts.headers)
+            .refusal("the benchmark-task API")
+            .map_or(Ok(Self), Err)
     }
 }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -38,6 +38,7 @@ use tower::ServiceExt as _;
 
 use super::Edge;
 use super::control::{instance, rfc3339, summary};
+use super::gate::{AdminGate, Peer, Verdict};
 use crate::control::ControlPlane;
 
 /// The most sessions at a time; a new one past it ends the oldest.
@@ -64,7 +65,7 @@ struct Session {
 /// What the console's routes share.
 struct Console {
     plane: Arc<ControlPlane>,
-    token: String,
+    gate: Arc<AdminGate>,
     /// The whole edge, to ask the control API's other routes in process (stress reports).
     edge: Weak<Edge>,
     sessions: Sessions,
@@ -76,11 +77,11 @@ struct Sessions(Mutex<HashMap<String, Session>>);
 
 type Shared = State<Arc<Console>>;
 
-/// The console's routes: `token` is the admin token.
-pub(super) fn router(plane: Arc<ControlPlane>, token: String, edge: Weak<Edge>) -> Router {
+/// The console's routes, behind the admin token's `gate`.
+pub(super) fn router(plane: Arc<ControlPlane>, gate: Arc<AdminGate>, edge: Weak<Edge>) -> Router {
     let console = Arc::new(Console {
         plane,
-        token,
+        gate,
         edge,
         sessions: Sessions::default(),
     });
@@ -111,8 +112,25 @@ fn random_id() -> Option<String> {
 }
 
 impl Console {
-    fn token_is(&self, given: &str) -> bool {
-        bool::from(given.as_bytes().ct_eq(self.token.as_bytes()))
+    /// Lets `token` in with a session, or says why not (on the login page).
+    fn sign_in(&self, peer: Option<Peer>, token: Option<&str>) -> Response {
+        match self.gate.check(peer, token) {
+            Verdict::Admitted => enter(self),
+            Verdict::Throttled(wait) => {
+                let mut page = login_page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many wrong tokens from your address: wait a minute and try again.",
+                );
+                page.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(super::gate::retry_after(wait)),
+                );
+                page
+            }
+            Verdict::Wrong | Verdict::Missing => {
+                login_page(StatusCode::UNAUTHORIZED, "That token is wrong.")
+            }
+        }
     }
 
     fn session(&self, headers: &HeaderMap) -> Option<String> {
@@ -228,15 +246,12 @@ struct PageQuery {
 
 async fn page(
     State(console): Shared,
+    peer: Option<Extension<Peer>>,
     headers: HeaderMap,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     if let Ok(Query(PageQuery { token: Some(token) })) = query {
-        return if console.token_is(&token) {
-            enter(&console)
-        } else {
-            login_page(StatusCode::UNAUTHORIZED, "That token is wrong.")
-        };
+        return console.sign_in(peer.map(|p| p.0), Some(&token));
     }
     match console.session(&headers) {
         Some(csrf) => html(StatusCode::OK, PAGE.replace("{{CSRF}}", &csrf)),
@@ -245,16 +260,14 @@ async fn page(
 }
 
 /// `application/x-www-form-urlencoded` `token=...`.
-async fn login(State(console): Shared, body: Bytes) -> Response {
+async fn login(State(console): Shared, peer: Option<Extension<Peer>>, body: Bytes) -> Response {
     let token = std::str::from_utf8(&body).ok().and_then(|text| {
         text.split('&')
             .find_map(|pair| pair.strip_prefix("token="))
             .and_then(form_decode)
     });
-    match token {
-        Some(token) if console.token_is(&token) => enter(&console),
-        _ => login_page(StatusCode::UNAUTHORIZED, "That token is wrong."),
-    }
+    // A form without a token is a wrong guess too: it costs an attempt.
+    console.sign_in(peer.map(|p| p.0), Some(token.as_deref().unwrap_or("")))
 }
 
 /// Decodes one form value (`+` is a space, `%XX` a byte); `None` when malformed.
@@ -456,7 +469,7 @@ async fn ask_control(console: &Console, path: &str) -> Response {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let request = Request::get(path)
-        .header(header::AUTHORIZATION, console.token.as_str())
+        .header(header::AUTHORIZATION, console.gate.token())
         .body(Body::empty());
     let Ok(request) = request else {
         return StatusCode::BAD_REQUEST.into_response();

@@ -6,7 +6,8 @@
 //! [`crate::series`]).
 //!
 //! Every route wants the admin token, as `Authorization: T` or `Authorization: Bearer T`
-//! (compared in constant time); it is a different secret from the services' tokens. Any
+//! (compared in constant time; wrong ones are throttled per client address, see
+//! [`gate`](super::gate)); it is a different secret from the services' tokens. Any
 //! `{cluster}` names this deployment. Errors answer `{"Code": ..., "Message": ...}` with the
 //! status [`control_status`](super::error::control_status) gives the code.
 
@@ -17,7 +18,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use eas_core::control::{
@@ -29,9 +30,9 @@ use eas_core::control::{
 };
 use eas_core::spec::AutoscalerSpec;
 use serde_json::Value;
-use subtle::ConstantTimeEq as _;
 
 use super::error::control_status;
+use super::gate::{AdminGate, Peer};
 use eas_core::control::merge_patch;
 
 use crate::control::{ControlPlane, PlaneError, ServiceView};
@@ -41,15 +42,12 @@ use crate::replica::{Replica, ReplicaState, describe_state};
 #[derive(Clone)]
 struct Control {
     plane: Arc<ControlPlane>,
-    token: Arc<str>,
+    gate: Arc<AdminGate>,
 }
 
 /// The control API's routes behind `token`.
-pub(super) fn router(plane: Arc<ControlPlane>, token: String) -> Router {
-    let state = Control {
-        plane,
-        token: token.into(),
-    };
+pub(super) fn router(plane: Arc<ControlPlane>, gate: Arc<AdminGate>) -> Router {
+    let state = Control { plane, gate };
     Router::new()
         .route("/api/v2/services", get(list).post(create))
         .route(
@@ -133,32 +131,18 @@ type Answer = Result<Response, Refusal>;
 struct Admin;
 
 impl axum::extract::FromRequestParts<Control> for Admin {
-    type Rejection = Refusal;
+    type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         control: &Control,
-    ) -> Result<Self, Refusal> {
-        authorize(control, &parts.headers).map(|()| Self)
-    }
-}
-
-/// Lets the request through when it carries the admin token.
-fn authorize(control: &Control, headers: &HeaderMap) -> Result<(), Refusal> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
-    match given {
-        Some(given) if bool::from(given.as_bytes().ct_eq(control.token.as_bytes())) => Ok(()),
-        Some(_) => Err(Refusal(
-            ErrorCode::Unauthorized,
-            "the admin token is wrong".to_owned(),
-        )),
-        None => Err(Refusal(
-            ErrorCode::Unauthorized,
-            "the control API needs the admin token: `Authorization: <token>`".to_owned(),
-        )),
+    ) -> Result<Self, Response> {
+        let peer = parts.extensions.get::<Peer>().copied();
+        control
+            .gate
+            .check_headers(peer, &parts.headers)
+            .refusal("the control API")
+            .map_or(Ok(Self), Err)
     }
 }
 

@@ -71,6 +71,7 @@ pub const fn control_status(code: eas_core::control::ErrorCode) -> u16 {
         ErrorCode::Conflict => 409,
         ErrorCode::InvalidParameter | ErrorCode::Unsupported => 400,
         ErrorCode::PayloadTooLarge => 413,
+        ErrorCode::TooManyRequests => 429,
         _ => 500,
     }
 }

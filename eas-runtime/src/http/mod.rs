@@ -30,6 +30,7 @@ mod benchmark;
 mod console;
 mod control;
 pub mod error;
+mod gate;
 mod grpc;
 mod oip;
 mod predict;
@@ -173,20 +174,25 @@ impl Edge {
                 ApiError::NotFound("no such route; predict with POST /api/predict/{service}".into())
             })
             .with_state(Arc::clone(self));
-        let router = match &self.control {
-            Some((plane, token)) => router
-                .merge(control::router(Arc::clone(plane), token.clone()))
+        // One gate for every route behind the admin token: failed attempts count together.
+        let gate = self
+            .control
+            .as_ref()
+            .map(|(_, token)| Arc::new(gate::AdminGate::new(token.clone())));
+        let router = match (&self.control, &gate) {
+            (Some((plane, _)), Some(gate)) => router
+                .merge(control::router(Arc::clone(plane), Arc::clone(gate)))
                 .merge(console::router(
                     Arc::clone(plane),
-                    token.clone(),
+                    Arc::clone(gate),
                     Arc::downgrade(self),
                 )),
-            None => router,
+            _ => router,
         };
-        let router = match (&self.benchmarks, &self.control) {
-            (Some(tasks), Some((_, token))) => router.merge(benchmark::router(
+        let router = match (&self.benchmarks, &gate) {
+            (Some(tasks), Some(gate)) => router.merge(benchmark::router(
                 Arc::clone(tasks),
-                token.clone(),
+                Arc::clone(gate),
                 Arc::downgrade(self),
             )),
             _ => router,

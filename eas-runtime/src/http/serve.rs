@@ -38,6 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
+use super::gate::Peer;
 use crate::metrics::Metrics;
 
 /// The most requests an HTTP/2 connection has in service at once.
@@ -85,6 +86,8 @@ impl ConnectionLimits {
 struct Connection {
     /// Requests of this connection being served now.
     in_service: AtomicUsize,
+    /// The client's address, given to each request as a [`Peer`] extension.
+    peer: Option<Peer>,
 }
 
 /// The open connections, oldest first, with what closes each one at once.
@@ -186,8 +189,8 @@ pub(crate) async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok((stream, peer)) => (stream, peer),
                     Err(e) => {
                         // Out of descriptors and the like: wait, keep serving.
                         let wait = backoff.failed(&e);
@@ -199,7 +202,10 @@ pub(crate) async fn accept_loop(
                 };
                 backoff.succeeded();
                 let _ = stream.set_nodelay(true);
-                let connection = Arc::new(Connection::default());
+                let connection = Arc::new(Connection {
+                    peer: Some(Peer(peer.ip())),
+                    ..Connection::default()
+                });
                 let service = TowerToHyperService::new(Tracked {
                     inner: router.clone(),
                     connection: Arc::clone(&connection),
@@ -464,9 +470,9 @@ struct Tracked<S> {
     connection: Arc<Connection>,
 }
 
-impl<S, R> tower::Service<R> for Tracked<S>
+impl<S, B> tower::Service<http::Request<B>> for Tracked<S>
 where
-    S: tower::Service<R>,
+    S: tower::Service<http::Request<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -476,8 +482,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: R) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         self.connection.in_service.fetch_add(1, Ordering::AcqRel);
+        if let Some(peer) = self.connection.peer {
+            request.extensions_mut().insert(peer);
+        }
         TrackedFuture {
             inner: self.inner.call(request),
             _serving: InService(Arc::clone(&self.connection)),
