@@ -6,6 +6,7 @@
 #   the ONNX Runtime library its onnxruntime wheel ships as ORT_DYLIB_PATH;
 # - the client SDK (.ci/requirements-sdk.txt): exported as EAS_SDK_PYTHON;
 # - the OIP clients, tritonclient and kserve (.ci/requirements-oip.txt): EAS_OIP_PYTHON.
+# It also sources scripts/libtorch.sh: a CPU-only libtorch in target/libtorch for `torch`.
 # EAS_VENV, EAS_SDK_VENV and EAS_OIP_VENV put them elsewhere. pip runs only when a requirements file changed
 # since the venv was last filled (a copy of it is kept in the venv), so a second run is quick
 # and needs no network.
@@ -33,6 +34,9 @@ eas_test_env() {
   export EAS_SDK_PYTHON="$sdk_venv/bin/python"
   ORT_DYLIB_PATH="$("$EAS_PYTHON" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[-1])')" || return
   export ORT_DYLIB_PATH
+  # libtorch for the `torch` feature (LIBTORCH, LIBTORCH_CXX11_ABI, LD_LIBRARY_PATH).
+  # shellcheck source=scripts/libtorch.sh
+  source "$root/scripts/libtorch.sh" || return
   echo "tools: $EAS_PYTHON; SDK: $EAS_SDK_PYTHON; OIP clients: $EAS_OIP_PYTHON; onnxruntime: $ORT_DYLIB_PATH"
 }
 

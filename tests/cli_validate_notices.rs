@@ -95,7 +95,6 @@ fn validate_should_warn_about_exactly_these_fields_of_the_examples() {
             &[
                 "metadata.workspace_id",
                 "metadata.memory",
-                "metadata.gpu_memory",
                 "metadata.gpu_core_percentage",
                 "metadata.resource",
                 "metadata.cuda",

@@ -11,6 +11,10 @@
 //! - `qps`: requests its processor answered per second;
 //! - `cpu_millis` and `cpu_util`: CPU time of its processor threads, in milli-cores and in
 //!   percent of its CPU request (`metadata.cpu`, one core when unset);
+//! - `gpu_util`: the utilisation of the GPUs it holds, in percent, from the latest NVML sample
+//!   ([`GpuMonitor`], once a second; a GPU shared by slices gives each the GPU's figure); none
+//!   without NVML or GPUs: the `gpu` strategy then keeps the count for want of samples, and
+//!   the service's warnings say why;
 //! - every custom metric its processor reported through `InitContext::metrics` (latest value);
 //! - phase and readiness from its state (starting: pending; failed: failed).
 //!
@@ -39,7 +43,9 @@ use eas_scheduler::control::{
     NodeCapacity, ReplicaController, ReplicaView, RolloutLimits, ScaleDecision, VersionCounts,
     plan, rollout_step,
 };
+use eas_scheduler::placement::gpu::GpuDemand;
 
+use crate::gpu::GpuMonitor;
 use crate::replica::{Replica, ReplicaState, ReplicaUsage};
 use crate::service::Service;
 
@@ -254,6 +260,12 @@ impl ServiceController {
                     sample = sample.with_metric(metric::QPS, qps);
                 }
             }
+            let gpus = replica.gpu_ordinals();
+            if !gpus.is_empty()
+                && let Some(util) = GpuMonitor::shared().utilization_percent(&gpus)
+            {
+                sample = sample.with_metric(metric::GPU_UTILIZATION, util);
+            }
             for (name, value) in &usage.custom {
                 sample = sample.with_metric(name.clone(), *value);
             }
@@ -350,7 +362,14 @@ impl ServiceController {
                     .with_in_flight(usage.in_flight)
             })
             .collect();
-        let scale = plan(decision.desired, &self.per_instance, &views, node);
+        let mut scale = plan(decision.desired, &self.per_instance, &views, node);
+        // A node without GPUs refuses GPU instances; say what is missing for them.
+        if let Some(why) = &mut scale.refused
+            && GpuDemand::of(&self.per_instance).wants_gpu()
+            && let Err(e) = service.provider().gpus().devices()
+        {
+            why.push_str(&format!(" ({e})"));
+        }
         let stop: Vec<u32> = instances
             .iter()
             .filter(|r| scale.stop.contains(&instance_id(r)))

@@ -55,6 +55,8 @@ pub mod controller;
 pub mod directory;
 pub mod error;
 pub mod fetch;
+/// GPUs (feature `cuda`): discovery, the live ledger of grants, MPS core shares, NVML metrics.
+pub mod gpu;
 pub mod http;
 pub mod job;
 pub mod limit;
@@ -74,6 +76,9 @@ pub mod series;
 pub mod service;
 pub mod store;
 pub mod stress;
+/// The `torch` processor: TorchScript models through libtorch (`tch`).
+#[cfg(feature = "torch")]
+pub mod torch;
 pub mod traffic;
 pub mod worker;
 

@@ -29,6 +29,10 @@
 //! | `eas_custom_metric` | gauge: the latest value a processor reported | service, instance, name |
 //! | `eas_rollout_replicas` | gauge: replicas of the version being rolled out (`new`) and of the versions before (`old`), while a rollout runs | service, side, state (`ready`, `all`) |
 //! | `eas_group_weight` | gauge: a member's weight in its group's traffic (0 when standalone) | group, service |
+//! | `eas_gpu_utilization_ratio` | gauge: share of the last NVML sample period a kernel ran on the GPU, 0 to 1 (feature `cuda`, with NVML) | device |
+//! | `eas_gpu_memory_used_bytes` | gauge: GPU memory in use, all processes | device |
+//! | `eas_gpu_memory_total_bytes` | gauge: GPU memory installed | device |
+//! | `eas_gpu_process_memory_bytes` | gauge: GPU memory a compute process holds (the server, or an instance's worker process) | device, pid |
 //! | `eas_mirror_copies_total` | counter: copies of a service's requests for a mirror target, by what became of them | service, target, outcome (`attempted`, `shed`, `answered`, `failed`) |
 //!
 //! `instance` is `-` where a request was answered before reaching an instance (a 401, 429, ...).
@@ -53,6 +57,22 @@ use prometheus_client::registry::Registry;
 pub struct ServiceLabels {
     /// The service name.
     pub service: String,
+}
+
+/// Labels of a per-GPU metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceLabels {
+    /// The CUDA device ordinal in this process.
+    pub device: String,
+}
+
+/// Labels of a per-process GPU metric.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuProcessLabels {
+    /// The CUDA device ordinal in this process.
+    pub device: String,
+    /// The process id.
+    pub pid: String,
 }
 
 /// Labels of a per-instance metric.
@@ -214,6 +234,14 @@ pub struct Metrics {
     pub server_memory_bytes: Gauge,
     /// The latest value of each custom metric an instance's processor reported.
     pub custom_metric: Family<CustomMetricLabels, FloatGauge>,
+    /// Share of the last sample period a kernel ran on each GPU, 0 to 1.
+    pub gpu_utilization: Family<DeviceLabels, FloatGauge>,
+    /// GPU memory in use, in bytes.
+    pub gpu_memory_used: Family<DeviceLabels, Gauge>,
+    /// GPU memory installed, in bytes.
+    pub gpu_memory_total: Family<DeviceLabels, Gauge>,
+    /// GPU memory each compute process holds, in bytes.
+    pub gpu_process_memory: Family<GpuProcessLabels, Gauge>,
     /// Replicas of each side of a rollout under way.
     pub rollout_replicas: Family<Vec<(String, String)>, Gauge>,
     /// Each group member's weight.
@@ -222,6 +250,8 @@ pub struct Metrics {
     pub mirror_copies: Family<Vec<(String, String)>, Counter>,
     /// The custom metric names set per instance, so that its series can be removed.
     custom_names: Mutex<HashMap<InstanceLabels, BTreeSet<String>>>,
+    /// The pids with a `gpu_process_memory` series, per device, so that gone ones are removed.
+    gpu_pids: Mutex<HashMap<u32, BTreeSet<u32>>>,
 }
 
 /// The `eas_mirror_copies_total` series of one (service, target) pair, by outcome. They count
@@ -397,6 +427,30 @@ impl Metrics {
             "The latest value of a metric the instance's processor reported",
             custom_metric.clone(),
         );
+        let gpu_utilization = Family::default();
+        registry.register(
+            "gpu_utilization_ratio",
+            "Share of the last sample period a kernel ran on the GPU (NVML), 0 to 1",
+            gpu_utilization.clone(),
+        );
+        let gpu_memory_used = Family::default();
+        registry.register(
+            "gpu_memory_used_bytes",
+            "GPU memory in use, all processes (NVML)",
+            gpu_memory_used.clone(),
+        );
+        let gpu_memory_total = Family::default();
+        registry.register(
+            "gpu_memory_total_bytes",
+            "GPU memory installed (NVML)",
+            gpu_memory_total.clone(),
+        );
+        let gpu_process_memory = Family::default();
+        registry.register(
+            "gpu_process_memory_bytes",
+            "GPU memory a compute process holds (NVML)",
+            gpu_process_memory.clone(),
+        );
         let rollout_replicas = Family::default();
         registry.register(
             "rollout_replicas",
@@ -442,10 +496,15 @@ impl Metrics {
             instance_memory_bytes,
             server_memory_bytes,
             custom_metric,
+            gpu_utilization,
+            gpu_memory_used,
+            gpu_memory_total,
+            gpu_process_memory,
             rollout_replicas,
             group_weight,
             mirror_copies,
             custom_names: Mutex::new(HashMap::new()),
+            gpu_pids: Mutex::new(HashMap::new()),
         }
     }
 
@@ -513,6 +572,46 @@ impl Metrics {
         self.instance_memory_bytes
             .get_or_create(&Self::instance(service, Some(index)))
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Sets one GPU's sample: utilisation (0 to 1), memory used and total in bytes, and the
+    /// memory each compute process on it holds (`(pid, bytes)`; processes not listed lose
+    /// their series).
+    pub fn set_gpu(
+        &self,
+        device: u32,
+        utilization: f64,
+        memory: (u64, u64),
+        processes: &[(u32, u64)],
+    ) {
+        let labels = DeviceLabels {
+            device: device.to_string(),
+        };
+        let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+        self.gpu_utilization.get_or_create(&labels).set(utilization);
+        self.gpu_memory_used
+            .get_or_create(&labels)
+            .set(bytes(memory.0));
+        self.gpu_memory_total
+            .get_or_create(&labels)
+            .set(bytes(memory.1));
+        let mut pids = self.gpu_pids.lock().unwrap_or_else(|e| e.into_inner());
+        let now: BTreeSet<u32> = processes.iter().map(|(pid, _)| *pid).collect();
+        for gone in pids.remove(&device).unwrap_or_default().difference(&now) {
+            self.gpu_process_memory.remove(&GpuProcessLabels {
+                device: labels.device.clone(),
+                pid: gone.to_string(),
+            });
+        }
+        for (pid, used) in processes {
+            self.gpu_process_memory
+                .get_or_create(&GpuProcessLabels {
+                    device: labels.device.clone(),
+                    pid: pid.to_string(),
+                })
+                .set(bytes(*used));
+        }
+        pids.insert(device, now);
     }
 
     /// Sets an instance's custom metrics to the latest values its processor reported.
@@ -862,5 +961,27 @@ mod tests {
         let text = metrics.encode();
         assert!(!text.contains("eas_replicas_desired{"), "{text}");
         assert!(!text.contains("eas_scaling_decisions_total{"), "{text}");
+    }
+
+    #[test]
+    fn gpu_samples_should_set_device_series_and_drop_gone_processes() {
+        let metrics = Metrics::new();
+        metrics.set_gpu(
+            0,
+            0.25,
+            (4 << 30, 16 << 30),
+            &[(10, 1 << 30), (11, 2 << 30)],
+        );
+        metrics.set_gpu(0, 0.5, (4 << 30, 16 << 30), &[(11, 3 << 30)]);
+        let text = metrics.encode();
+        for line in [
+            r#"eas_gpu_utilization_ratio{device="0"} 0.5"#,
+            r#"eas_gpu_memory_used_bytes{device="0"} 4294967296"#,
+            r#"eas_gpu_memory_total_bytes{device="0"} 17179869184"#,
+            r#"eas_gpu_process_memory_bytes{device="0",pid="11"} 3221225472"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(!text.contains(r#"pid="10""#), "{text}");
     }
 }

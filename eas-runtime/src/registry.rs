@@ -1,8 +1,9 @@
-//! Processors by name: the built-in `echo` and `onnx`, and any processor an application
-//! registers in Rust.
+//! Processors by name: the built-in `echo`, `onnx` (feature `onnx`) and `torch` (feature
+//! `torch`, also registered as `pytorch`), and any processor an application registers in Rust.
 //!
 //! A spec's `processor` names an entry: the exact name first, then its part before the first
-//! `_` (so the EAS names `onnx_cu121` or `onnx_cpu` find `onnx`).
+//! `_` (so the EAS names `onnx_cu121` or `onnx_cpu` find `onnx`, and `pytorch_cpu_1.10` or
+//! `pytorch_gpu_1.10` find `pytorch`).
 //!
 //! ```
 //! use eas_core::processor::{InitContext, Processor, ProcessError, Request, Response};
@@ -55,7 +56,8 @@ impl ProcessorRegistry {
         Self::default()
     }
 
-    /// A registry with the built-in processors: `echo`, and `onnx` with the `onnx` feature.
+    /// A registry with the built-in processors: `echo`, `onnx` with the `onnx` feature, and
+    /// `torch` (also as `pytorch`, the EAS family name) with the `torch` feature.
     #[must_use]
     pub fn with_builtins() -> Self {
         let mut registry = Self::new();
@@ -64,6 +66,12 @@ impl ProcessorRegistry {
         registry.register("onnx", |_spec| {
             Ok(Box::new(crate::onnx::OnnxProcessor::new()))
         });
+        #[cfg(feature = "torch")]
+        for name in ["torch", "pytorch"] {
+            registry.register(name, |_spec| {
+                Ok(Box::new(crate::torch::TorchProcessor::new()))
+            });
+        }
         registry
     }
 

@@ -16,6 +16,9 @@
 //! sets each tick) and `memory_bytes` (the resident memory of the instance's own worker process;
 //! an in-process instance shares the server's, which it shows with `shared_memory: true`).
 //!
+//! It also samples the GPUs through NVML ([`crate::gpu::monitor`]: `eas_gpu_*` in
+//! `/metrics`, and the latest sample the controller reads for the autoscaler's `gpu_util`).
+//!
 //! A request does no extra work for it: the sampler reads what requests record anyway. Memory is
 //! bounded: [`WINDOW_SECONDS`] points per series, at most [`MAX_SERVICES`] services and
 //! [`MAX_INSTANCES`] instance series (the rest are left out, and the answer says so).
@@ -299,6 +302,19 @@ impl Sampler {
         metrics
             .server_memory_bytes
             .set(i64::try_from(server_memory).unwrap_or(i64::MAX));
+        // GPUs (feature `cuda`, with NVML): one NVML read per device, published in /metrics
+        // and kept as the latest sample the controller gives the autoscaler (`gpu_util`).
+        // Without NVML this is one check of a flag.
+        if let Ok(devices) = crate::gpu::GpuMonitor::shared().sample() {
+            for d in &devices {
+                metrics.set_gpu(
+                    d.ordinal,
+                    d.utilization,
+                    (d.memory_used_bytes, d.memory_total_bytes),
+                    &d.processes,
+                );
+            }
+        }
         let t = at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -14,15 +14,18 @@ use arc_swap::ArcSwap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use eas_core::processor::{Device, InitContext, Request};
+use eas_core::processor::{InitContext, Request};
+use eas_core::resources::Resources;
 use eas_core::spec::ServiceSpec;
 use eas_core::spec::SinkerType;
 use eas_scheduler::control::ReplicaController;
+use eas_scheduler::placement::gpu::GpuDemand;
 use eas_storage::location::Source;
 use tokio::task::JoinHandle;
 
 use crate::auth::generate_token;
 use crate::error::{Error, Result};
+use crate::gpu::GpuLease;
 use crate::metrics::Metrics;
 use crate::provider::{InProcess, InstanceProvider};
 use crate::queue::consumer::AsyncQueues;
@@ -354,18 +357,35 @@ impl Service {
         let started: Vec<Replica> = (0..count)
             .map(|_| {
                 let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+                let mut init = init_context(&template.spec, &template.paths, index);
+                let mut make_processor = Arc::clone(&template.make_processor);
+                let gpu = match self.lease_gpus(&template.spec, index) {
+                    Ok(lease) => {
+                        if let Some(lease) = &lease {
+                            init = lease.apply(init);
+                        }
+                        lease
+                    }
+                    Err(why) => {
+                        // The instance starts and fails at once, saying why, like one whose
+                        // processor cannot load: the controller reports and replaces it.
+                        make_processor = refuse(&template.spec, why);
+                        None
+                    }
+                };
                 let replica = self.provider.launch(ReplicaParts {
                     service: self.name.clone(),
                     index,
                     version: template.version,
                     config: template.config.clone(),
-                    make_processor: Arc::clone(&template.make_processor),
-                    init: init_context(&template.spec, &template.paths, index),
+                    make_processor,
+                    init,
                     warm_up: template.warm_up.clone(),
                     metrics: Arc::clone(&self.metrics),
                     spec: Arc::clone(&template.spec),
                     process_cpu: None,
                     process_memory: None,
+                    gpu,
                 });
                 if let Some(queues) = &self.queues {
                     queues.add_consumer(&replica);
@@ -382,6 +402,20 @@ impl Service {
             });
         }
         indices
+    }
+
+    /// The GPUs instance `index` asks for (`metadata.gpu`, or a slice: `gpu_memory`,
+    /// `gpu_core_percentage`), leased from the provider's inventory; `Ok(None)` on the CPU.
+    fn lease_gpus(
+        &self,
+        spec: &ServiceSpec,
+        index: u32,
+    ) -> std::result::Result<Option<GpuLease>, String> {
+        let demand = GpuDemand::of(&Resources::per_instance(spec));
+        self.provider
+            .gpus()
+            .lease(&format!("{}/{index}", self.name), &demand)
+            .map_err(|why| format!("instance {index} of service `{}`: {why}", self.name))
     }
 
     /// Takes the replicas numbered `indices` out of routing, then stops each in the
@@ -632,6 +666,14 @@ fn processor_maker(
     Ok(Arc::new(move || factory(&spec)))
 }
 
+/// A processor maker that refuses to make one, saying `why` (an instance that cannot start).
+fn refuse(spec: &ServiceSpec, why: String) -> ProcessorMaker {
+    let processor = spec.processor.clone().unwrap_or_default();
+    Arc::new(move || Err(eas_core::Error::processor_init(&processor, &why)))
+}
+
+/// The processor's context on the CPU; the GPUs an instance is granted are applied on top
+/// ([`GpuLease::apply`]).
 fn init_context(spec: &ServiceSpec, paths: &LocalPaths, index: u32) -> InitContext {
     let cpu = spec
         .metadata
@@ -639,12 +681,7 @@ fn init_context(spec: &ServiceSpec, paths: &LocalPaths, index: u32) -> InitConte
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64));
     let mut ctx = InitContext::new(spec.metadata.name.clone())
         .with_instance_index(index)
-        .with_threads((cpu.round() as usize).max(1))
-        .with_device(if spec.metadata.gpu.unwrap_or(0) > 0 {
-            Device::Cuda { ordinal: 0 }
-        } else {
-            Device::Cpu
-        });
+        .with_threads((cpu.round() as usize).max(1));
     if let Some(dir) = &paths.model_dir {
         ctx = ctx.with_model_dir(dir.clone());
     }

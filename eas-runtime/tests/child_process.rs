@@ -396,17 +396,19 @@ async fn a_memory_limit_should_bite_and_the_answer_should_say_so() {
     let server = start(vec![spec(
         "small",
         "pid",
-        json!({"metadata": {"memory": 64}}),
+        // 256 MB: the worker is this test binary, which with `--all-features` maps libtorch
+        // (its start alone takes tens of MB).
+        json!({"metadata": {"memory": 256}}),
     )])
     .await;
     let client = reqwest::Client::new();
     let (status, body) = post(&client, &server, "/api/predict/small", "grow:16").await;
     assert_eq!(status, 200, "within the limit: {body}");
-    let (status, body) = post(&client, &server, "/api/predict/small", "grow:512").await;
+    let (status, body) = post(&client, &server, "/api/predict/small", "grow:1024").await;
     println!("{how}\n{status} {body}");
     assert_eq!(status, 502, "{body}");
     assert!(
-        body.contains("memory limit is 64 MB"),
+        body.contains("memory limit is 256 MB"),
         "the answer names the limit ({how}): {body}"
     );
     // The instance comes back.

@@ -115,8 +115,9 @@ impl ServiceSpec {
     /// | `metadata.workspace_id` | reported | `workspace_id`: no hit |
     /// | `metadata.cpu` | effective | `service.rs` `init_context` (threads), node capacity |
     /// | `metadata.memory` | reported in process; effective with child processes | node capacity; `provider/limits.rs` (cgroup or rlimit) for child processes |
-    /// | `metadata.gpu` | effective | `init_context` (device); the onnx processor refuses a GPU with its own error |
-    /// | `metadata.gpu_memory`, `metadata.gpu_core_percentage` | simulator, reported | `Resources::per_instance` (eas-core), placement; no hit in eas-runtime |
+    /// | `metadata.gpu` | effective | whole GPUs leased at instance start (`gpu/inventory.rs`, `placement/gpu.rs`), the device in `InitContext`; without a GPU, driver or the `cuda` feature the instance fails to start saying which |
+    /// | `metadata.gpu_memory` | effective | a slice packed onto one GPU within its memory (`placement/gpu.rs`), `InitContext::gpu_memory_limit`; enforced by the processor (onnx: the CUDA execution provider's `gpu_mem_limit`) |
+    /// | `metadata.gpu_core_percentage` | packed, reported unless enforced | packed onto one GPU up to 100% (`placement/gpu.rs`), `InitContext::gpu_core_percentage`; enforced only for child-process instances while a CUDA MPS daemon runs (`gpu/mps.rs`, `InstanceProvider::honours`) |
     /// | `metadata.qos` | simulator, reported | `best_effort` in `placement/round.rs` only |
     /// | `metadata.resource` | simulator, reported | `resource_group` in `placement/round.rs` only |
     /// | `metadata.cuda` | reported | `\.cuda\b`: no hit |
@@ -327,19 +328,17 @@ fn metadata_notices(m: &Metadata, note: &mut impl FnMut(&str, &str)) {
              share the server's memory (`eas serve --provider child` enforces it)",
         );
     }
-    // grep `gpu_memory|gpu_core_percentage`: Resources::per_instance and placement only.
-    if m.gpu_memory.is_some_and(|g| g > 0) {
-        note(
-            "metadata.gpu_memory",
-            "GPU slicing is a placement rule of `eas simulate` and cluster providers; local \
-             instances get no GPU share or limit",
-        );
-    }
-    if m.gpu_core_percentage.is_some() {
+    // gpu_memory: packed onto a GPU at instance start (eas-runtime `gpu/inventory.rs`,
+    // eas-scheduler `placement/gpu.rs`) and handed to the processor as its memory limit
+    // (onnx: the CUDA execution provider's `gpu_mem_limit`): effective, no notice.
+    // gpu_core_percentage: packed too, but only an MPS daemon can hold a process to its share
+    // (`gpu/mps.rs`; the child-process provider honours it while one runs).
+    if m.gpu_core_percentage.is_some_and(|p| p > 0) {
         note(
             "metadata.gpu_core_percentage",
-            "GPU slicing is a placement rule of `eas simulate` and cluster providers; local \
-             instances get no GPU share or limit",
+            "slices are packed onto a GPU up to 100% of its compute, but the share is not \
+             enforced: only child-process instances get it (`eas serve --provider child`), and \
+             only while a CUDA MPS daemon runs (eas does not start one)",
         );
     }
     // grep `best_effort`: placement/round.rs only.
@@ -583,10 +582,6 @@ mod tests {
                 "metadata.workspace_id",
             ),
             (json!({"metadata": {"memory": 1024}}), "metadata.memory"),
-            (
-                json!({"metadata": {"gpu_memory": 8}}),
-                "metadata.gpu_memory",
-            ),
             (
                 json!({"metadata": {"gpu_core_percentage": 50}}),
                 "metadata.gpu_core_percentage",

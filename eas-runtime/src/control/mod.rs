@@ -251,13 +251,25 @@ impl ControlPlane {
     }
 
     /// The spec's fields that have no effect here, with why: its notices, less the fields the
-    /// provider honours.
+    /// provider honours; and the autoscaler's `gpu` strategy when there is no GPU utilisation
+    /// to read (no NVML, GPUs or `cuda` feature).
     fn warnings(&self, spec: &ServiceSpec) -> Vec<String> {
-        spec.notices()
+        let mut warnings: Vec<String> = spec
+            .notices()
             .iter()
             .filter(|notice| !self.provider.honours(&notice.field))
             .map(ToString::to_string)
-            .collect()
+            .collect();
+        let gpu_strategy = spec
+            .autoscaler
+            .as_ref()
+            .is_some_and(|a| a.strategies.gpu.is_some());
+        if gpu_strategy && let Some(why) = crate::gpu::GpuMonitor::shared().unavailable() {
+            warnings.push(format!(
+                "autoscaler.strategies.gpu: no GPU utilisation to scale on: {why}"
+            ));
+        }
+        warnings
     }
 
     fn managed(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Managed>> {

@@ -7,6 +7,11 @@ pub const INSTALL_HINT: &str = "install it with `pip install onnxruntime==1.31.1
 ORT_DYLIB_PATH to the wheel's onnxruntime/capi/libonnxruntime.so.1.31.1 (or set EAS_PYTHON to \
 the Python that has it)";
 
+/// What installs the GPU build of ONNX Runtime this build targets.
+pub const GPU_INSTALL_HINT: &str = "install it with `pip install onnxruntime-gpu==1.31.1` \
+(with the CUDA and cuDNN libraries it was built for on the library path) and set ORT_DYLIB_PATH \
+to that wheel's onnxruntime/capi/libonnxruntime.so.1.31.1";
+
 /// What can go wrong before the `onnx` processor serves requests.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -44,7 +49,19 @@ pub enum OnnxError {
         reason: String,
     },
 
-    /// The processor was asked for something it does not do (for example a CUDA device).
+    /// The instance runs on a GPU, and the loaded ONNX Runtime cannot use it.
+    #[error(
+        "the onnx processor cannot run on the GPU with the ONNX Runtime library {library}: \
+         {reason}; a GPU needs the GPU build of ONNX Runtime: {GPU_INSTALL_HINT}"
+    )]
+    NoCudaProvider {
+        /// The library that was loaded, and from where.
+        library: String,
+        /// What is missing.
+        reason: String,
+    },
+
+    /// The processor was asked for something it does not do.
     #[error("unsupported: {0}")]
     Unsupported(String),
 }

@@ -45,6 +45,7 @@
 //! ```
 
 mod codec;
+mod cuda;
 mod element;
 mod error;
 mod library;
@@ -57,7 +58,7 @@ mod tensor;
 pub mod testing;
 
 pub use element::ElementType;
-pub use error::{INSTALL_HINT, OnnxError};
+pub use error::{GPU_INSTALL_HINT, INSTALL_HINT, OnnxError};
 pub use library::{
     DYLIB_ENV, FoundLibrary, LibraryDiscovery, LibrarySource, OrtRuntime, PYTHON_ENV, runtime,
 };

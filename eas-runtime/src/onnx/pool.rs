@@ -12,6 +12,7 @@ use ort::logging::LogLevel;
 use ort::session::Session;
 use ort::session::builder::PrepackedWeights;
 
+use super::cuda::CudaDevice;
 use super::library::OrtRuntime;
 
 /// Builds sessions of one model with fixed options.
@@ -20,6 +21,10 @@ pub(crate) struct SessionPool {
     runtime: &'static OrtRuntime,
     path: PathBuf,
     intra_threads: usize,
+    /// The GPU its sessions run on (`None`: the CPU; always without the `cuda` feature, where
+    /// the processor refuses a GPU before it builds a pool).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+    cuda: Option<CudaDevice>,
     prepacked: PrepackedWeights,
     idle: Mutex<Vec<Session>>,
     /// Sessions built (or tried), for tests.
@@ -37,11 +42,13 @@ impl SessionPool {
         runtime: &'static OrtRuntime,
         path: &Path,
         intra_threads: usize,
+        cuda: Option<CudaDevice>,
     ) -> ort::Result<Self> {
         let pool = Self {
             runtime,
             path: path.to_owned(),
             intra_threads: intra_threads.max(1),
+            cuda,
             prepacked: PrepackedWeights::new(),
             idle: Mutex::new(Vec::new()),
             #[cfg(test)]
@@ -97,7 +104,14 @@ impl SessionPool {
         #[cfg(test)]
         self.built
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Session::builder(self.runtime.environment())?
+        #[cfg_attr(not(feature = "cuda"), allow(unused_mut))]
+        let mut builder = Session::builder(self.runtime.environment())?;
+        #[cfg(feature = "cuda")]
+        if let Some(cuda) = &self.cuda {
+            // Fatal when it does not register: never a silent CPU fallback.
+            builder = builder.with_execution_providers([cuda.provider()])?;
+        }
+        builder
             .with_intra_threads(self.intra_threads)?
             .with_inter_threads(1)?
             // Spinning intra-op threads burn the cores the server and other instances share

@@ -7,6 +7,7 @@ use eas_core::processor::{Device, InitContext, ModelMetadata, ProcessError, Requ
 use ort::value::DynValue;
 
 use super::codec::{self, Format};
+use super::cuda::CudaDevice;
 use super::error::OnnxError;
 use super::library::runtime;
 use super::model::ModelSpec;
@@ -174,20 +175,23 @@ impl OnnxProcessor {
 
 impl Processor for OnnxProcessor {
     fn initialize(&mut self, ctx: &InitContext) -> eas_core::Result<()> {
-        if ctx.device != Device::Cpu {
-            return Err(OnnxError::Unsupported(format!(
-                "the onnx processor runs on the CPU only, not on {:?}",
-                ctx.device
-            ))
-            .into());
-        }
+        let cuda = match ctx.device {
+            Device::Cpu => None,
+            Device::Cuda { ordinal } => Some(CudaDevice {
+                ordinal,
+                memory_limit: ctx.gpu_memory_limit,
+            }),
+        };
         let path = model_file(ctx)?;
         let runtime = runtime()?;
+        if let Some(cuda) = &cuda {
+            super::cuda::check(runtime, cuda)?;
+        }
         let model_error = |reason: String| OnnxError::Model {
             path: path.clone(),
             reason,
         };
-        let pool = SessionPool::new(runtime, &path, ctx.threads)
+        let pool = SessionPool::new(runtime, &path, ctx.threads, cuda)
             .map_err(|e| model_error(e.to_string()))?;
         let spec = pool
             .inspect(ModelSpec::from_session)
@@ -581,11 +585,43 @@ mod tests {
         );
     }
 
+    /// With the CPU-only ONNX Runtime (what CI has), a GPU instance fails to initialize and
+    /// says that the GPU build is missing: never a silent CPU fallback. With a GPU and the GPU
+    /// build (`EAS_REQUIRE_GPU=1`, scripts/gpu-check) it initializes on the GPU.
     #[test]
-    fn initialize_should_refuse_a_gpu() {
-        let err = OnnxProcessor::new()
-            .initialize(&InitContext::new("s").with_device(Device::Cuda { ordinal: 0 }))
-            .expect_err("cpu only");
-        assert!(err.to_string().contains("CPU only"), "{err}");
+    fn initialize_on_a_gpu_should_need_the_gpu_build_of_onnx_runtime() {
+        let test = "initialize_on_a_gpu_should_need_the_gpu_build_of_onnx_runtime";
+        if !ort_or_skip(test) {
+            return;
+        }
+        // scripts/gpu-check runs this from a bundle with its own copy of the model.
+        let model = std::env::var_os("EAS_EXAMPLE_MODELS")
+            .map_or_else(
+                || Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/models"),
+                std::path::PathBuf::from,
+            )
+            .join("mlp.onnx");
+        let ctx = InitContext::new("s")
+            .with_model_entry(&model)
+            .with_device(Device::Cuda { ordinal: 0 })
+            .with_gpu_slice(Some(1 << 30), None);
+        let mut onnx = OnnxProcessor::new();
+        let result = onnx.initialize(&ctx);
+        if std::env::var("EAS_REQUIRE_GPU").as_deref() == Ok("1") {
+            result.expect("EAS_REQUIRE_GPU=1: the onnx processor should initialize on GPU 0");
+            return;
+        }
+        let err = result.expect_err("no CUDA execution provider here");
+        let text = err.to_string();
+        if cfg!(feature = "cuda") {
+            assert!(text.contains("onnxruntime-gpu"), "{text}");
+            assert!(text.contains("cannot run on the GPU"), "{text}");
+        } else {
+            assert!(text.contains("`cuda` feature"), "{text}");
+        }
+        assert!(
+            onnx.model_path().is_none(),
+            "nothing loaded on the CPU instead"
+        );
     }
 }

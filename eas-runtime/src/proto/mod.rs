@@ -3,6 +3,8 @@
 //!
 //! - [`hie`]: `hie.processor.DataProto`, the body of requests to and answers from the `onnx`
 //!   processor (what the `eas-prediction` SDK's `OnnxRequest` sends and `OnnxResponse` parses).
+//! - [`pytorch`]: `pytorch.eas.PredictRequest` and `PredictResponse`, the bodies of the `torch`
+//!   processor (what the SDK's `TorchRequest` sends and `TorchResponse` parses).
 //! - [`streaming`]: the queue service's `DataFrameProto`, `DataFrameListProto` and
 //!   `AttributesProto`.
 //!
@@ -18,6 +20,7 @@
 //! ```
 
 pub mod hie;
+pub mod pytorch;
 pub mod streaming;
 
 pub use hie::{DataProto, DataType, TensorProto};

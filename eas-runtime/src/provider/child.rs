@@ -37,6 +37,8 @@ use eas_scheduler::control::NodeCapacity;
 
 use super::limits::{Group, Limits};
 use super::{InstanceProvider, detect_node};
+use crate::gpu::GpuInventory;
+use crate::gpu::mps::{self, CoreShare};
 use crate::replica::{CpuClock, MemoryProbe, ProcessDied, Replica, ReplicaParts};
 use crate::worker::wire::{self, Hello, Results, Started, WireRequest};
 
@@ -60,6 +62,7 @@ pub struct ChildProcess {
     args: Vec<OsString>,
     limits: Arc<Limits>,
     sockets: Arc<tempfile::TempDir>,
+    gpus: GpuInventory,
 }
 
 impl ChildProcess {
@@ -91,6 +94,7 @@ impl ChildProcess {
             args: args.into_iter().map(Into::into).collect(),
             limits: Arc::new(Limits::detect()),
             sockets: Arc::new(sockets),
+            gpus: GpuInventory::shared().clone(),
         })
     }
 
@@ -98,6 +102,14 @@ impl ChildProcess {
     #[must_use]
     pub fn with_node(mut self, node: NodeCapacity) -> Self {
         self.node = node;
+        self
+    }
+
+    /// Granting GPUs from `gpus` (a share of the machine's, or a test's) instead of the
+    /// process's.
+    #[must_use]
+    pub fn with_gpus(mut self, gpus: GpuInventory) -> Self {
+        self.gpus = gpus;
         self
     }
 
@@ -124,8 +136,14 @@ impl InstanceProvider for ChildProcess {
         self.node
     }
 
+    fn gpus(&self) -> &GpuInventory {
+        &self.gpus
+    }
+
     fn honours(&self, field: &str) -> bool {
         matches!(field, "metadata.rpc.enable_sigterm" | "metadata.memory")
+            // With an MPS daemon, worker processes get their core share.
+            || (field == "metadata.gpu_core_percentage" && mps::pipe_directory().is_some())
     }
 
     fn launch(&self, mut parts: ReplicaParts) -> Replica {
@@ -299,10 +317,24 @@ impl Worker {
             .join(format!("w{}.sock", NEXT.fetch_add(1, Ordering::Relaxed)));
         let listener = UnixListener::bind(&path)
             .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
-        let child = Command::new(&settings.program)
+        let mut command = Command::new(&settings.program);
+        command
             .args(&settings.args)
             .env(wire::SOCKET_ENV, &path)
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        // A slice's core share holds for a process of its own, through an MPS daemon that
+        // already runs; eas never starts one.
+        if let Some(percent) = ctx.gpu_core_percentage {
+            match mps::core_share(percent) {
+                CoreShare::Enforced { env } => {
+                    command.envs(env);
+                }
+                CoreShare::NotEnforced { why } => {
+                    tracing::warn!("{}: {why}", settings.label);
+                }
+            }
+        }
+        let child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", settings.program.display()))?;
         let pid = child.id();

@@ -10,11 +10,17 @@
 //! The provider also says what the machine can hold ([`InstanceProvider::node`]): the
 //! controller's placement step counts every instance's request against it before it starts
 //! one, and refuses (with the reason in the service's scaling decisions) what does not fit.
+//! Its GPUs are a [`GpuInventory`] ([`InstanceProvider::gpus`]): when an instance that asks
+//! for GPUs starts, the service leases them there (whole GPUs, or a slice packed onto one GPU)
+//! and the instance gives them back when it stops; one that does not get them fails to start,
+//! saying what is missing.
 
 mod child;
 pub mod limits;
 
 use eas_scheduler::control::NodeCapacity;
+
+use crate::gpu::GpuInventory;
 
 pub use child::{CRASH_LOOP_WINDOW, ChildProcess, Remote};
 pub use limits::Limits;
@@ -37,6 +43,12 @@ pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// The GPUs its instances are granted from: by default the process's
+    /// ([`GpuInventory::shared`]), which all services share.
+    fn gpus(&self) -> &GpuInventory {
+        GpuInventory::shared()
+    }
+
     /// Starts one instance. It becomes ready in the background (model load, warm-up); the
     /// controller watches [`Replica::state`]. Must be called within a tokio runtime.
     fn launch(&self, parts: ReplicaParts) -> Replica;
@@ -46,6 +58,7 @@ pub trait InstanceProvider: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct InProcess {
     node: NodeCapacity,
+    gpus: GpuInventory,
 }
 
 impl InProcess {
@@ -54,20 +67,32 @@ impl InProcess {
     pub fn new() -> Self {
         Self {
             node: detect_node(),
+            gpus: GpuInventory::shared().clone(),
         }
     }
 
     /// On a node of the given capacity (a share of the machine, or a test's).
     #[must_use]
     pub fn with_node(node: NodeCapacity) -> Self {
-        Self { node }
+        Self {
+            node,
+            gpus: GpuInventory::shared().clone(),
+        }
+    }
+
+    /// The same, granting GPUs from `gpus` (a share of the machine's, or a test's) instead of
+    /// the process's.
+    #[must_use]
+    pub fn with_gpus(mut self, gpus: GpuInventory) -> Self {
+        self.gpus = gpus;
+        self
     }
 }
 
 /// This machine as a node: its cores (as the process may use them:
 /// [`std::thread::available_parallelism`], which honours CPU affinity and cgroup quotas), its
 /// memory (`MemTotal` of `/proc/meminfo`; where that cannot be read, memory is not counted)
-/// and no GPU (the `cuda` feature will count them). CPU may be overcommitted by the default
+/// and its GPUs ([`GpuInventory::shared`]: none without the `cuda` feature or a driver). CPU may be overcommitted by the default
 /// factor ([`eas_scheduler::control::DEFAULT_CPU_OVERCOMMIT`]): in-process instances share
 /// the cores, so a laptop can still run several small instances.
 #[must_use]
@@ -81,7 +106,11 @@ pub fn detect_node() -> NodeCapacity {
             Some(kib / 1024)
         })
         .unwrap_or(u64::MAX);
-    NodeCapacity::new(cores as u64 * 1000, memory_mb, 0)
+    NodeCapacity::new(
+        cores as u64 * 1000,
+        memory_mb,
+        GpuInventory::shared().count(),
+    )
 }
 
 /// The resident memory of process `pid`, in bytes (`VmRSS` of `/proc/PID/status`); `None`
@@ -107,6 +136,10 @@ impl InstanceProvider for InProcess {
 
     fn node(&self) -> NodeCapacity {
         self.node
+    }
+
+    fn gpus(&self) -> &GpuInventory {
+        &self.gpus
     }
 
     fn launch(&self, parts: ReplicaParts) -> Replica {

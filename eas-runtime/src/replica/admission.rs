@@ -206,6 +206,7 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
             process_cpu: None,
             process_memory: None,
+            gpu: None,
         })
     }
 

@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use crate::outcome::{Failure, ReplicaError};
 
+use crate::gpu::GpuLease;
 use crate::limit::RateLimiter;
 use crate::metrics::{InstanceLabels, Metrics};
 
@@ -243,6 +244,8 @@ struct Shared {
     process_cpu: Option<CpuClock>,
     /// The resident memory of its own process, if it has one.
     process_memory: Option<MemoryProbe>,
+    /// Its GPUs, taken (given back) when it stops.
+    gpu: Mutex<Option<GpuLease>>,
     /// Whether usage() has warned about rejected custom metrics yet.
     warned_rejected: AtomicBool,
     /// Set once the instance's series were removed: publish none again.
@@ -282,6 +285,8 @@ pub struct ReplicaParts {
     /// The resident memory of a process of its own ([`Replica::resident_memory`]); `None`
     /// for an instance that shares the server's process.
     pub process_memory: Option<MemoryProbe>,
+    /// The GPUs granted to it (already applied to `init`), given back when it stops.
+    pub gpu: Option<GpuLease>,
 }
 
 impl Replica {
@@ -343,6 +348,7 @@ impl Replica {
             reporter,
             process_cpu: parts.process_cpu,
             process_memory: parts.process_memory,
+            gpu: Mutex::new(parts.gpu),
             warned_rejected: AtomicBool::new(false),
             metrics_removed: AtomicBool::new(false),
         });
@@ -396,6 +402,18 @@ impl Replica {
             .process_memory
             .as_ref()
             .and_then(|probe| probe())
+    }
+
+    /// The ordinals of the GPUs it holds (empty on the CPU, and once it stopped).
+    #[must_use]
+    pub fn gpu_ordinals(&self) -> Vec<u32> {
+        self.shared
+            .gpu
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|lease| lease.ordinals().to_vec())
+            .unwrap_or_default()
     }
 
     /// Where it is in its life.
@@ -585,6 +603,8 @@ impl Replica {
                 .unwrap_or_else(|e| e.into_inner())
                 .take(),
         );
+        // Its GPUs are free for the next instance once its processor is gone.
+        drop(shared.gpu.lock().unwrap_or_else(|e| e.into_inner()).take());
         left
     }
 }
@@ -732,6 +752,7 @@ mod tests {
             spec: Arc::new(ServiceSpec::new(eas_core::spec::Metadata::new("svc", 1))),
             process_cpu: None,
             process_memory: None,
+            gpu: None,
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !replica.is_ready() {

@@ -54,6 +54,9 @@ pub struct Init {
     /// `None`: the CPU; else the CUDA device's ordinal (`Device` is tagged, which postcard
     /// cannot read back).
     cuda: Option<u32>,
+    /// A GPU slice's memory limit in bytes, and its core percentage (`InitContext::with_gpu_slice`).
+    gpu_memory_limit: Option<u64>,
+    gpu_core_percentage: Option<u32>,
     threads: usize,
 }
 
@@ -69,6 +72,8 @@ impl From<&InitContext> for Init {
                 Device::Cpu => None,
                 Device::Cuda { ordinal } => Some(ordinal),
             },
+            gpu_memory_limit: ctx.gpu_memory_limit,
+            gpu_core_percentage: ctx.gpu_core_percentage,
             threads: ctx.threads,
         }
     }
@@ -84,6 +89,7 @@ impl Init {
                 self.cuda
                     .map_or(Device::Cpu, |ordinal| Device::Cuda { ordinal }),
             )
+            .with_gpu_slice(self.gpu_memory_limit, self.gpu_core_percentage)
             .with_threads(self.threads);
         if let Some(entry) = &self.model_entry {
             ctx = ctx.with_model_entry(entry.clone());
@@ -282,6 +288,7 @@ mod tests {
         let ctx = InitContext::new("svc")
             .with_instance_index(3)
             .with_device(Device::Cuda { ordinal: 1 })
+            .with_gpu_slice(Some(4 << 30), Some(30))
             .with_model_entry("/m/model.onnx")
             .with_threads(2);
         let hello = Hello {
@@ -302,6 +309,10 @@ mod tests {
                 back.threads
             ),
             (3, Device::Cuda { ordinal: 1 }, ctx.model_entry, 2)
+        );
+        assert_eq!(
+            (back.gpu_memory_limit, back.gpu_core_percentage),
+            (Some(4 << 30), Some(30))
         );
         let mut buffer = Vec::new();
         let metadata = ModelMetadata {

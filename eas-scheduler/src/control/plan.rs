@@ -18,7 +18,12 @@
 //! | CPU (`cpu`) | the node's cores × `cpu_overcommit` (default [`DEFAULT_CPU_OVERCOMMIT`], 4.0): CPU is shared time, a request is a weight, not a reservation | the spec sets `cpu` |
 //! | memory (`memory`) | the node's memory, no overcommit | the spec sets `memory` |
 //! | whole GPUs (`gpu`) | the node's GPUs, exactly | the spec sets `gpu` |
-//! | a GPU slice (`gpu_memory`, `gpu_core_percentage` without `gpu`) | at least one GPU on the node (slices are not packed) | the spec sets either |
+//! | a GPU slice (`gpu_memory`, `gpu_core_percentage` without `gpu`) | at least one GPU on the node | the spec sets either |
+//!
+//! This is a count. Which GPU an instance gets is decided when it starts, by
+//! [`placement::gpu`](crate::placement::gpu) on the machine's live GPU ledger: whole GPUs
+//! only on free GPUs, slices packed onto one GPU within its memory and 100% compute; an
+//! instance that does not fit there fails to start, saying why.
 //!
 //! So a 2-core laptop runs 4 instances of `"cpu": 1` (8 cores of CPU weight). A scale-up that
 //! does not fit starts as many as fit; `refused` says why the rest were not started: the

@@ -1,4 +1,5 @@
-//! The default placement policy: [`PlacementScheduler`].
+//! The default placement policy: [`PlacementScheduler`]; and [`gpu`], which GPUs of one
+//! machine an instance gets (whole GPUs, or slices packed onto one GPU).
 //!
 //! Each round, for every [`ServiceDemand`](eas_core::scheduler::ServiceDemand) (first entry
 //! per service wins), the scheduler counts the service's active instances (pending, starting,
@@ -67,6 +68,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod gpu;
 mod index;
 mod round;
 mod scheduler;
