@@ -61,6 +61,8 @@ pub mod http;
 pub mod job;
 pub mod limit;
 pub mod metrics;
+#[cfg(any(feature = "onnx", feature = "torch"))]
+mod model_file;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod outcome;

@@ -404,91 +404,12 @@ impl Loaded {
 /// The model file: `model_entry`, else the one `*.onnx` file in `model_dir` (or `model_dir`
 /// itself when it is a file).
 fn model_file(ctx: &InitContext) -> Result<PathBuf, OnnxError> {
-    let no_model = |reason: String| OnnxError::NoModel { reason };
-    if let Some(entry) = &ctx.model_entry {
-        return if entry.is_file() {
-            Ok(entry.clone())
-        } else {
-            Err(no_model(format!(
-                "model_entry {} is not a file",
-                entry.display()
-            )))
-        };
-    }
-    let Some(dir) = &ctx.model_dir else {
-        return Err(no_model(
-            "the spec gives neither model_path nor model_entry; set model_path to an .onnx file \
-             or a directory holding one"
-                .to_owned(),
-        ));
-    };
-    if dir.is_file() {
-        return Ok(dir.clone());
-    }
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| no_model(format!("cannot list model_path {}: {e}", dir.display())))?;
-    let mut models: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .is_some_and(|ext| ext.eq_ignore_ascii_case("onnx"))
-        })
-        .collect();
-    models.sort();
-    match models.len() {
-        1 => Ok(models.remove(0)),
-        0 => Err(no_model(format!(
-            "no *.onnx file in model_path {}; set model_entry",
-            dir.display()
-        ))),
-        _ => Err(no_model(format!(
-            "model_path {} holds several .onnx files ({}); set model_entry to one",
-            dir.display(),
-            models
-                .iter()
-                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+    crate::model_file::find(ctx, &["onnx"]).map_err(|reason| OnnxError::NoModel { reason })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn model_file_should_explain_missing_or_ambiguous_models() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ctx = InitContext::new("s").with_model_dir(dir.path());
-        let err = model_file(&ctx).expect_err("empty dir");
-        assert!(err.to_string().contains("no *.onnx file"), "{err}");
-
-        std::fs::write(dir.path().join("a.onnx"), b"x").expect("write");
-        assert_eq!(
-            model_file(&ctx).expect("one model"),
-            dir.path().join("a.onnx")
-        );
-
-        std::fs::write(dir.path().join("b.ONNX"), b"x").expect("write");
-        let err = model_file(&ctx).expect_err("two models");
-        assert!(err.to_string().contains("a.onnx, b.ONNX"), "{err}");
-
-        let entry = InitContext::new("s").with_model_entry(dir.path().join("missing.onnx"));
-        let err = model_file(&entry).expect_err("missing entry");
-        assert!(
-            err.to_string().contains("missing.onnx is not a file"),
-            "{err}"
-        );
-
-        let err = model_file(&InitContext::new("s")).expect_err("nothing given");
-        assert!(
-            err.to_string()
-                .contains("neither model_path nor model_entry"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn process_before_initialize_should_fail_every_request() {

@@ -190,6 +190,10 @@ mod tests {
     use crate::replica::{ReplicaConfig, ReplicaError, ReplicaParts};
 
     fn replica(index: u32) -> Replica {
+        replica_made_by(index, Arc::new(|| Ok(Box::new(CountingEcho::new()))))
+    }
+
+    fn replica_made_by(index: u32, make_processor: crate::replica::ProcessorMaker) -> Replica {
         let spec = ServiceSpec::from_json_str(
             r#"{"metadata": {"name": "svc", "instance": 1}, "processor": "echo", "model_path": "."}"#,
         )
@@ -199,7 +203,7 @@ mod tests {
             index,
             version: 1,
             config: ReplicaConfig::from_spec(&spec),
-            make_processor: Arc::new(|| Ok(Box::new(CountingEcho::new()))),
+            make_processor,
             spec: Arc::new(spec.clone()),
             init: InitContext::new("svc"),
             warm_up: Vec::new(),
@@ -269,8 +273,16 @@ mod tests {
 
     #[tokio::test]
     async fn submit_should_refuse_with_the_replicas_own_reason() {
-        // Just started: not ready yet.
-        let refused = Submit.oneshot(routed(2)).await.expect_err("not ready");
+        // Just started, its processor still being made: not ready yet.
+        let slow: crate::replica::ProcessorMaker = Arc::new(|| {
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(Box::new(CountingEcho::new()))
+        });
+        let routed = Routed {
+            request: Request::new("x"),
+            instance: replica_made_by(2, slow),
+        };
+        let refused = Submit.oneshot(routed).await.expect_err("not ready");
         assert!(
             matches!(
                 refused,

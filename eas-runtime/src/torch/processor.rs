@@ -315,74 +315,12 @@ fn torch_device(device: Device) -> Result<tch::Device, TorchError> {
 /// The model file: `model_entry`, else the one TorchScript file in `model_dir` (or
 /// `model_dir` itself when it is a file).
 fn model_file(ctx: &InitContext) -> Result<PathBuf, TorchError> {
-    let no_model = |reason: String| TorchError::NoModel { reason };
-    if let Some(entry) = &ctx.model_entry {
-        return if entry.is_file() {
-            Ok(entry.clone())
-        } else {
-            Err(no_model(format!(
-                "model_entry {} is not a file",
-                entry.display()
-            )))
-        };
-    }
-    let Some(dir) = &ctx.model_dir else {
-        return Err(no_model(
-            "the spec gives neither model_path nor model_entry; set model_entry to a \
-             torch.jit.save file"
-                .to_owned(),
-        ));
-    };
-    if dir.is_file() {
-        return Ok(dir.clone());
-    }
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| no_model(format!("cannot list model_path {}: {e}", dir.display())))?;
-    let mut models: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file()
-                && p.extension()
-                    .is_some_and(|ext| MODEL_EXTENSIONS.iter().any(|m| ext.eq_ignore_ascii_case(m)))
-        })
-        .collect();
-    models.sort();
-    match models.len() {
-        1 => Ok(models.remove(0)),
-        0 => Err(no_model(format!(
-            "no *.pt, *.pth or *.torchscript file in model_path {}; set model_entry",
-            dir.display()
-        ))),
-        _ => Err(no_model(format!(
-            "model_path {} holds several TorchScript files ({}); set model_entry to one",
-            dir.display(),
-            models
-                .iter()
-                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+    crate::model_file::find(ctx, &MODEL_EXTENSIONS).map_err(|reason| TorchError::NoModel { reason })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn model_file_should_explain_missing_or_ambiguous_models() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ctx = InitContext::new("s").with_model_dir(dir.path());
-        let err = model_file(&ctx).expect_err("empty dir");
-        assert!(err.to_string().contains("no *.pt"), "{err}");
-        std::fs::write(dir.path().join("a.pt"), b"x").expect("write");
-        assert_eq!(model_file(&ctx).expect("one"), dir.path().join("a.pt"));
-        std::fs::write(dir.path().join("b.PTH"), b"x").expect("write");
-        let err = model_file(&ctx).expect_err("two models");
-        assert!(err.to_string().contains("a.pt, b.PTH"), "{err}");
-        let err = model_file(&InitContext::new("s")).expect_err("nothing given");
-        assert!(err.to_string().contains("neither model_path"), "{err}");
-    }
 
     #[test]
     fn summary_should_keep_the_error_line_of_a_traceback() {
