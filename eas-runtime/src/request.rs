@@ -37,3 +37,24 @@ pub fn build<'a>(
         None => request,
     }
 }
+
+/// Whether a processor that reads JSON or protobuf bodies should read `request` as JSON: its
+/// content type says JSON, or its body starts with `{`, or it starts with white space then
+/// `{` and `decodes` (the processor's protobuf decoder) refuses it: a protobuf body may start
+/// with `\n{` (field 1, 123 bytes long).
+pub fn is_json(request: &Request, decodes: impl FnOnce(&Bytes) -> bool) -> bool {
+    let json_type = request
+        .content_type
+        .as_deref()
+        .or_else(|| request.header("content-type"))
+        .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
+    let body = &request.body;
+    json_type
+        || match body.first() {
+            Some(b'{') => true,
+            Some(b) if b.is_ascii_whitespace() => {
+                body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') && !decodes(body)
+            }
+            _ => false,
+        }
+}

@@ -49,21 +49,7 @@ impl Format {
     /// with white space then `{` and is not a valid `DataProto` (a protobuf body may start
     /// with `\n{`: field 1, 123 bytes long); else protobuf.
     pub fn of(request: &Request) -> Self {
-        let json_type = request
-            .content_type
-            .as_deref()
-            .or_else(|| request.header("content-type"))
-            .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
-        let body = &request.body;
-        let json_body = match body.first() {
-            Some(b'{') => true,
-            Some(b) if b.is_ascii_whitespace() => {
-                body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-                    && DataProto::decode(body.clone()).is_err()
-            }
-            _ => false,
-        };
-        if json_type || json_body {
+        if crate::request::is_json(request, |body| DataProto::decode(body.clone()).is_ok()) {
             Self::Json
         } else {
             Self::Proto

@@ -55,21 +55,7 @@ impl Format {
     /// JSON when the content type says so, when the body starts with `{`, or when it starts
     /// with white space then `{` and is not a valid `PredictRequest`; else protobuf.
     pub fn of(request: &Request) -> Self {
-        let json_type = request
-            .content_type
-            .as_deref()
-            .or_else(|| request.header("content-type"))
-            .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
-        let body = &request.body;
-        let json_body = match body.first() {
-            Some(b'{') => true,
-            Some(b) if b.is_ascii_whitespace() => {
-                body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
-                    && PredictRequest::decode(body.clone()).is_err()
-            }
-            _ => false,
-        };
-        if json_type || json_body {
+        if crate::request::is_json(request, |body| PredictRequest::decode(body.clone()).is_ok()) {
             Self::Json
         } else {
             Self::Proto
