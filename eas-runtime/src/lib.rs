@@ -59,6 +59,8 @@ pub mod fetch;
 pub mod gpu;
 pub mod http;
 pub mod job;
+#[cfg(any(feature = "onnx", feature = "torch"))]
+mod json_tensor;
 pub mod limit;
 pub mod metrics;
 #[cfg(any(feature = "onnx", feature = "torch"))]

@@ -25,6 +25,8 @@ use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use crate::json_tensor::nested_shape;
+
 use super::element::{Element, ElementType, with_element};
 use super::model::{ModelSpec, supported};
 use super::tensor::{Tensor, element_count};
@@ -217,19 +219,6 @@ fn json_tensor(name: &str, dtype: ElementType, value: &Value) -> Result<Tensor, 
         dims,
         data: Bytes::from(data),
     })
-}
-
-/// The shape of a nested array, read along its first elements.
-fn nested_shape(mut value: &Value) -> Vec<usize> {
-    let mut shape = Vec::new();
-    while let Value::Array(items) = value {
-        shape.push(items.len());
-        match items.first() {
-            Some(first) => value = first,
-            None => break,
-        }
-    }
-    shape
 }
 
 /// Appends the elements of `value` as little-endian `dtype`; with `shape`, checks that every

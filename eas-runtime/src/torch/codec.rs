@@ -30,6 +30,8 @@ use prost::Message;
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
+
+use crate::json_tensor::nested_shape;
 use tch::{Kind, Tensor};
 
 use super::feed::Feed;
@@ -374,19 +376,6 @@ fn json_tensor(value: &Value) -> Result<Tensor, String> {
     tensor
         .f_reshape(dims.as_slice())
         .map_err(|e| format!("cannot build the tensor: {e}"))
-}
-
-/// The shape of a nested array, read along its first elements.
-fn nested_shape(mut value: &Value) -> Vec<usize> {
-    let mut shape = Vec::new();
-    while let Value::Array(items) = value {
-        shape.push(items.len());
-        match items.first() {
-            Some(first) => value = first,
-            None => break,
-        }
-    }
-    shape
 }
 
 /// Collects the leaves of `value` with their positions; with `shape`, checks that the array
