@@ -40,12 +40,12 @@ use eas_core::autoscaler::{InstanceSample, Observation, PodPhase, metric};
 use eas_core::resources::{InstanceId, Resources};
 use eas_core::spec::ServiceSpec;
 use eas_scheduler::control::{
-    NodeCapacity, ReplicaController, ReplicaView, RolloutLimits, ScaleDecision, VersionCounts,
-    plan, rollout_step,
+    NodeCapacity, ReplicaController, ReplicaView, RolloutLimits, ScaleDecision, ScalePlan,
+    VersionCounts, plan, rollout_step,
 };
 use eas_scheduler::placement::gpu::GpuDemand;
 
-use crate::gpu::GpuMonitor;
+use crate::gpu::{GpuInventory, GpuMonitor};
 use crate::replica::{Replica, ReplicaState, ReplicaUsage};
 use crate::service::Service;
 
@@ -186,6 +186,30 @@ impl ServiceController {
         }
         self.reported.insert(name.to_owned(), value);
         Ok(())
+    }
+
+    /// How many of the desired replicas a new service starts with on `node` (none of its own
+    /// running yet): the placement of every tick applies to the first replicas too, so a spec
+    /// the node cannot hold (a GPU on a node without one) is refused, with the reason in
+    /// [`refused`](Self::refused), instead of launched to fail.
+    pub fn initial(&mut self, node: &NodeCapacity, gpus: &GpuInventory) -> u32 {
+        let mut scale = plan(self.decisions.desired(), &self.per_instance, &[], node);
+        self.explain_refusal(&mut scale, gpus);
+        if let Some(why) = &scale.refused {
+            tracing::warn!("start refused: {why}");
+        }
+        self.refused.clone_from(&scale.refused);
+        scale.start
+    }
+
+    /// A node without GPUs refuses GPU instances: adds to the refusal what is missing.
+    fn explain_refusal(&self, scale: &mut ScalePlan, gpus: &GpuInventory) {
+        if let Some(why) = &mut scale.refused
+            && GpuDemand::of(&self.per_instance).wants_gpu()
+            && let Err(e) = gpus.devices()
+        {
+            why.push_str(&format!(" ({e})"));
+        }
     }
 
     /// Why the last tick started fewer replicas than desired, if it did.
@@ -363,13 +387,7 @@ impl ServiceController {
             })
             .collect();
         let mut scale = plan(decision.desired, &self.per_instance, &views, node);
-        // A node without GPUs refuses GPU instances; say what is missing for them.
-        if let Some(why) = &mut scale.refused
-            && GpuDemand::of(&self.per_instance).wants_gpu()
-            && let Err(e) = service.provider().gpus().devices()
-        {
-            why.push_str(&format!(" ({e})"));
-        }
+        self.explain_refusal(&mut scale, service.provider().gpus());
         let stop: Vec<u32> = instances
             .iter()
             .filter(|r| scale.stop.contains(&instance_id(r)))

@@ -398,7 +398,7 @@ impl ControlPlane {
         let initial = if stopped {
             0
         } else {
-            controller.decisions().desired()
+            controller.initial(&self.node_for(&name), self.provider.gpus())
         };
         let service = Service::launch_version(
             spec,
