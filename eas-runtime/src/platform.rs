@@ -483,7 +483,7 @@ impl PlatformBuilder {
         };
         let accept = tokio::spawn(accept_loop(
             listener,
-            edge.router(),
+            edge.routes(),
             limits,
             Arc::clone(edge.metrics()),
             stopped,

@@ -24,18 +24,17 @@ pub fn build<'a>(
     path: &str,
     headers: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Request {
+    let headers = headers.into_iter();
     let mut request = Request::new(body).with_path(path);
-    let mut content_type = None;
+    let (fewest, most) = headers.size_hint();
+    request.headers.reserve_exact(most.unwrap_or(fewest));
     for (name, value) in headers {
         if name.eq_ignore_ascii_case("content-type") {
-            content_type = Some(value);
+            request.content_type = Some(value.to_owned());
         }
-        request = request.with_header(name, value);
+        request.headers.push((name.to_owned(), value.to_owned()));
     }
-    match content_type {
-        Some(ct) => request.with_content_type(ct),
-        None => request,
-    }
+    request
 }
 
 /// Whether a processor that reads JSON or protobuf bodies should read `request` as JSON: its

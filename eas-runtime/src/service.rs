@@ -124,6 +124,8 @@ impl LocalPaths {
 /// the set as it is when it is routed ([`instances`](Self::instances): one atomic load).
 pub struct Service {
     name: String,
+    /// The name as a response header value, made once ([`crate::http::SERVICE_HEADER`]).
+    name_header: Option<http::HeaderValue>,
     token: String,
     replicas: ArcSwap<Vec<Replica>>,
     /// The version new replicas start from; older versions' replicas may still run during a
@@ -335,6 +337,7 @@ impl Service {
         let service = Self {
             grace: spec.metadata.termination_grace_period,
             token,
+            name_header: http::HeaderValue::from_str(&name).ok(),
             name,
             template: ArcSwap::from_pointee(template),
             previous: Mutex::new(None),
@@ -504,6 +507,11 @@ impl Service {
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The service name as a header value (`None` if it could not be one).
+    pub(crate) fn name_header(&self) -> Option<&http::HeaderValue> {
+        self.name_header.as_ref()
     }
 
     /// The spec of its current version (the one new replicas start from).

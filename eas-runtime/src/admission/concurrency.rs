@@ -11,7 +11,7 @@ use tower::load_shed::LoadShed;
 use tower::{Layer, Service};
 
 use crate::outcome::PredictError;
-use crate::outcome::future::{Refined, Refusal, refine};
+use crate::outcome::future::{Refined, refine};
 
 /// Adds a [`Concurrency`] limit (no limit when built with `None`).
 #[derive(Debug, Clone)]
@@ -115,10 +115,7 @@ where
     fn call(&mut self, request: R) -> Self::Future {
         match &mut self.inner {
             Limited::Yes(inner, refusal) => ConcurrencyFuture {
-                limited: Some(Refined::new(
-                    inner.call(request),
-                    Refusal::Shared(Arc::clone(refusal)),
-                )),
+                limited: Some(Refined::new(inner.call(request), Arc::clone(refusal))),
                 unlimited: None,
             },
             Limited::No(inner) => ConcurrencyFuture {

@@ -207,14 +207,14 @@ fn version(version: &str) -> Option<&str> {
 /// The edge's routes as one service: gRPC calls (by `Content-Type`) to the
 /// `GRPCInferenceService`, every other request to the HTTP routes.
 #[derive(Clone)]
-pub(super) struct ByContentType {
+pub(crate) struct ByContentType {
     http: Router,
     grpc: Grpc,
 }
 
 impl ByContentType {
     /// `http` for HTTP requests, the gRPC service over `edge` for gRPC calls.
-    pub(super) fn new(http: Router, edge: Arc<Edge>) -> Self {
+    pub(crate) fn new(http: Router, edge: Arc<Edge>) -> Self {
         Self {
             http,
             grpc: Grpc::new(edge),
@@ -249,7 +249,7 @@ impl Service<Request> for ByContentType {
 pin_project_lite::pin_project! {
     /// The answer of the side a request went to.
     #[project = DispatchedProj]
-    pub(super) enum Dispatched<F> {
+    pub(crate) enum Dispatched<F> {
         Http { #[pin] future: F },
         Grpc { future: BoxFuture },
     }

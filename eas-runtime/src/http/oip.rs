@@ -384,12 +384,7 @@ async fn infer(entry: &Entry, target: Target<'_>, request: axum::extract::Reques
             observation.finish(received.as_ref(), Ok(served.instance), &body);
             let mut response = (StatusCode::OK, body).into_response();
             let headers = response.headers_mut();
-            super::served_by(
-                headers,
-                entry.service().name(),
-                served.version,
-                served.instance,
-            );
+            super::served_by(headers, entry.service(), served.version, served.instance);
             match encoded.header_length {
                 Some(length) => {
                     headers.insert(

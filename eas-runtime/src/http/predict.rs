@@ -99,7 +99,7 @@ pub(super) async fn predict(
             }
             super::served_by(
                 response.headers_mut(),
-                service.name(),
+                service,
                 answered.version,
                 answered.instance,
             );

@@ -39,6 +39,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use super::gate::Peer;
+use super::grpc::ByContentType;
 use crate::metrics::Metrics;
 
 /// The most requests an HTTP/2 connection has in service at once.
@@ -169,12 +170,12 @@ impl AcceptBackoff {
     }
 }
 
-/// Serves `router` on `listener` until `stop` turns, then lets the connections serving a
+/// Serves `routes` on `listener` until `stop` turns, then lets the connections serving a
 /// request finish within the grace period `grace` gives at that moment (services come and
 /// go while the server runs).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    router: axum::Router,
+    routes: ByContentType,
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
@@ -207,7 +208,7 @@ pub(crate) async fn accept_loop(
                     ..Connection::default()
                 });
                 let service = TowerToHyperService::new(Tracked {
-                    inner: router.clone(),
+                    inner: routes.clone(),
                     connection: Arc::clone(&connection),
                 });
                 // One critical section from making room to recording the task, so that a task
@@ -279,8 +280,8 @@ pub(crate) async fn accept_loop(
     }
 }
 
-/// The service each connection serves: the router, counting the connection's requests.
-type Served = TowerToHyperService<Tracked<axum::Router>>;
+/// The service each connection serves: the edge's routes, counting the connection's requests.
+type Served = TowerToHyperService<Tracked<ByContentType>>;
 
 /// The HTTP version a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -472,7 +473,9 @@ struct Tracked<S> {
 
 impl<S, B> tower::Service<http::Request<B>> for Tracked<S>
 where
-    S: tower::Service<http::Request<B>>,
+    S: tower::Service<http::Request<axum::body::Body>>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -484,14 +487,24 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         self.connection.in_service.fetch_add(1, Ordering::AcqRel);
-        if let Some(peer) = self.connection.peer {
+        // The admin gate throttles by the client's address; the data-plane routes never ask
+        // for it, and an extension costs them an allocation per request.
+        if let Some(peer) = self.connection.peer
+            && !is_data_plane(request.uri().path())
+        {
             request.extensions_mut().insert(peer);
         }
         TrackedFuture {
-            inner: self.inner.call(request),
+            inner: self.inner.call(request.map(axum::body::Body::new)),
             _serving: InService(Arc::clone(&self.connection)),
         }
     }
+}
+
+/// Whether `path` is a predict or Open Inference Protocol route (the hot paths, behind
+/// service tokens, not the admin gate).
+fn is_data_plane(path: &str) -> bool {
+    path.starts_with("/api/predict/") || path.starts_with("/v2/")
 }
 
 /// Counts one request as being served until dropped.
@@ -586,7 +599,15 @@ mod tests {
         };
         let serving = tokio::spawn(accept_loop(
             listener,
-            axum::Router::new(),
+            Arc::new(
+                crate::http::Edge::new(
+                    Vec::new(),
+                    Arc::new(Metrics::new()),
+                    crate::admission::BodyLimits::default(),
+                )
+                .expect("an empty edge"),
+            )
+            .routes(),
             limits,
             Arc::new(Metrics::new()),
             stopped,

@@ -57,37 +57,18 @@ where
     }
 }
 
-/// What a tower layer's own error becomes: shared by every request of a layer, or made for
-/// one request.
-#[derive(Debug, Clone)]
-pub enum Refusal {
-    /// The same for every request (the concurrency limit's).
-    Shared(Arc<PredictError>),
-    /// This request's (the keepalive's, which names the instance).
-    Own(PredictError),
-}
-
-impl Refusal {
-    fn error(&self) -> &PredictError {
-        match self {
-            Self::Shared(error) => error,
-            Self::Own(error) => error,
-        }
-    }
-}
-
 pin_project! {
-    /// The future of a tower layer whose own error (`Overloaded`, `Elapsed`) becomes
-    /// `refusal`; the inner service's [`PredictError`]s pass through unchanged.
+    /// The future of a tower layer whose own error (`Overloaded`) becomes `refusal`, shared by
+    /// every request of the layer; the inner service's [`PredictError`]s pass through unchanged.
     pub struct Refined<F> {
         #[pin]
         inner: F,
-        refusal: Refusal,
+        refusal: Arc<PredictError>,
     }
 }
 
 impl<F> Refined<F> {
-    pub(crate) fn new(inner: F, refusal: Refusal) -> Self {
+    pub(crate) fn new(inner: F, refusal: Arc<PredictError>) -> Self {
         Self { inner, refusal }
     }
 }
@@ -102,7 +83,7 @@ where
         let this = self.project();
         this.inner
             .poll(cx)
-            .map_err(|error| refine(error, this.refusal.error()))
+            .map_err(|error| refine(error, this.refusal))
     }
 }
 

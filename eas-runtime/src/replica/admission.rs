@@ -1,9 +1,8 @@
 //! Replica-level admission, where every request ends up and where the queue consumer and
 //! the batch job enter (they are already authenticated and admitted): the service's
-//! `rpc.keepalive` ([`KeepaliveLayer`], tower's `Timeout`: [`PredictError::Timeout`] naming
-//! the instance), then [`Submit`], which hands the request to its instance
-//! ([`Replica::submit`], which may refuse: not ready, `rpc.rate_limit`,
-//! `rpc.max_queue_size`) and waits for the processor's answer.
+//! `rpc.keepalive` ([`KeepaliveLayer`]: [`PredictError::Timeout`] naming the instance), then
+//! [`Submit`], which hands the request to its instance ([`Replica::submit`], which may refuse:
+//! not ready, `rpc.rate_limit`, `rpc.max_queue_size`) and waits for the processor's answer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,12 +10,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use eas_core::processor::Request;
+use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
-use tower::timeout::Timeout;
+use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 use super::{Failure, Replica, Reply};
-use crate::outcome::future::{Refined, Refusal, refine};
 use crate::outcome::{Answered, PredictError};
 
 /// A request and the instance that takes it.
@@ -56,7 +55,7 @@ impl<S> Layer<S> for KeepaliveLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         Keepalive {
-            inner: Timeout::new(inner, self.keepalive),
+            inner,
             keepalive: self.keepalive,
         }
     }
@@ -65,7 +64,7 @@ impl<S> Layer<S> for KeepaliveLayer {
 /// Bounds the time a request waits for its answer.
 #[derive(Debug, Clone)]
 pub struct Keepalive<S> {
-    inner: Timeout<S>,
+    inner: S,
     keepalive: Duration,
 }
 
@@ -75,27 +74,61 @@ where
 {
     type Response = T;
     type Error = PredictError;
-    type Future = Refined<<Timeout<S> as Service<Routed>>::Future>;
+    type Future = KeepaliveFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let keepalive = self.keepalive;
-        self.inner.poll_ready(cx).map_err(|e| {
-            refine(
-                e,
-                &PredictError::Timeout {
-                    keepalive,
-                    instance: 0,
-                },
-            )
-        })
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, routed: Routed) -> Self::Future {
-        let refusal = Refusal::Own(PredictError::Timeout {
+        let instance = routed.instance.index();
+        KeepaliveFuture {
+            deadline: Instant::now() + self.keepalive,
             keepalive: self.keepalive,
-            instance: routed.instance.index(),
-        });
-        Refined::new(self.inner.call(routed), refusal)
+            instance,
+            inner: self.inner.call(routed),
+            timer: None,
+        }
+    }
+}
+
+pin_project! {
+    /// The answer of [`Keepalive`], or [`PredictError::Timeout`] at its deadline. The timer is
+    /// armed only when the answer is not there at the first poll: an instance that answers at
+    /// once (an inline processor) costs no timer.
+    pub struct KeepaliveFuture<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        timer: Option<Sleep>,
+        deadline: Instant,
+        keepalive: Duration,
+        instance: u32,
+    }
+}
+
+impl<F, T> Future for KeepaliveFuture<F>
+where
+    F: Future<Output = Result<T, PredictError>>,
+{
+    type Output = Result<T, PredictError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(answer) = this.inner.poll(cx) {
+            return Poll::Ready(answer);
+        }
+        if this.timer.is_none() {
+            this.timer
+                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        }
+        match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(PredictError::Timeout {
+                keepalive: *this.keepalive,
+                instance: *this.instance,
+            })),
+            _ => Poll::Pending,
+        }
     }
 }
 
