@@ -274,10 +274,21 @@ fn runs(pid: u32) -> bool {
 #[cfg(target_os = "linux")]
 #[test]
 fn serve_with_child_processes_should_run_each_instance_in_a_worker_and_stop_them() {
+    // Two instances and no autoscaler: echo.json's schedules make its count depend on the
+    // time of day, and its autoscaler may scale it in before the workers are counted.
+    let dir = std::env::temp_dir().join(format!("eas-cli-child-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let spec = dir.join("echo.json");
+    let doc = serde_json::json!({
+        "metadata": {"name": "echo", "instance": 2},
+        "processor": "echo",
+        "model_path": ".",
+    });
+    std::fs::write(&spec, doc.to_string()).expect("write the spec");
     let mut serve = Command::new(env!("CARGO_BIN_EXE_eas"));
     serve.current_dir(env!("CARGO_MANIFEST_DIR")).args([
         "serve",
-        &example("echo.json"),
+        spec.to_str().expect("a UTF-8 path"),
         "--listen",
         "127.0.0.1:0",
         "--no-state",
@@ -289,8 +300,15 @@ fn serve_with_child_processes_should_run_each_instance_in_a_worker_and_stop_them
         post(&addr, "/api/predict/echo", &token, "hi"),
         (200, "hi".into())
     );
-    // echo.json starts 2 instances: 2 workers, this very binary.
-    let workers = children(child.id());
+    // 2 instances: 2 workers, this very binary (the second may still be starting).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let workers = loop {
+        let workers = children(child.id());
+        if workers.len() >= 2 || std::time::Instant::now() > deadline {
+            break workers;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(workers.len(), 2, "{workers:?}");
     for worker in &workers {
         let exe = std::fs::read_link(format!("/proc/{worker}/exe")).expect("exe");
@@ -311,6 +329,7 @@ fn serve_with_child_processes_should_run_each_instance_in_a_worker_and_stop_them
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `eas stress` against `eas serve`: a fixed-rate run writes its JSON and HTML reports with the
