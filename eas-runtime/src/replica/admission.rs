@@ -83,7 +83,8 @@ where
     fn call(&mut self, routed: Routed) -> Self::Future {
         let instance = routed.instance.index();
         KeepaliveFuture {
-            deadline: Instant::now() + self.keepalive,
+            // Past the clock's range (a keepalive of centuries): no deadline.
+            deadline: Instant::now().checked_add(self.keepalive),
             keepalive: self.keepalive,
             instance,
             inner: self.inner.call(routed),
@@ -101,7 +102,7 @@ pin_project! {
         inner: F,
         #[pin]
         timer: Option<Sleep>,
-        deadline: Instant,
+        deadline: Option<Instant>,
         keepalive: Duration,
         instance: u32,
     }
@@ -118,9 +119,10 @@ where
         if let Poll::Ready(answer) = this.inner.poll(cx) {
             return Poll::Ready(answer);
         }
-        if this.timer.is_none() {
-            this.timer
-                .set(Some(tokio::time::sleep_until(*this.deadline)));
+        if this.timer.is_none()
+            && let Some(deadline) = *this.deadline
+        {
+            this.timer.set(Some(tokio::time::sleep_until(deadline)));
         }
         match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {
             Some(Poll::Ready(())) => Poll::Ready(Err(PredictError::Timeout {
@@ -269,6 +271,23 @@ mod tests {
             }
         );
         assert_eq!(started.elapsed(), Duration::from_millis(100));
+    }
+
+    /// A keepalive past the clock's range (a hostile or careless spec) is no deadline, not a
+    /// panic on the request path.
+    #[tokio::test(start_paused = true)]
+    async fn keepalive_past_the_clock_should_mean_no_deadline() {
+        let slow = service_fn(|routed: Routed| async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, PredictError>(Answered {
+                response: eas_core::processor::Response::ok(routed.request.body),
+                instance: routed.instance.index(),
+                version: 1,
+            })
+        });
+        let stack = KeepaliveLayer::new(Duration::MAX).layer(slow);
+        let answered = stack.oneshot(routed(1)).await.expect("answered late");
+        assert_eq!(answered.instance, 1);
     }
 
     #[tokio::test(start_paused = true)]
