@@ -31,12 +31,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HeaderName};
 use http::{HeaderMap, Method};
-
-/// The `Content-MD5` header, which `http` has no constant for.
-const CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
 use md5::{Digest, Md5};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
+
+/// The `Content-MD5` header, which `http` has no constant for.
+const CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
 
 /// The default bound on `|Date - now|`: any UTC offset (up to 14 h) plus 15 minutes.
 pub const DEFAULT_MAX_DATE_SKEW: Duration = Duration::from_secs(14 * 3600 + 15 * 60);
@@ -116,15 +116,7 @@ impl Authenticator {
         let signed = authorization.is_some_and(|a| a.trim().starts_with("EAS "));
         if !signed {
             // A plain token needs neither the other headers nor the clock.
-            let parts = SignedParts {
-                path,
-                authorization,
-                content_md5: None,
-                content_type: None,
-                date: None,
-            };
-            // (`check_at` reads the clock only for a signature.)
-            return self.check_at(SystemTime::UNIX_EPOCH, method, &parts);
+            return self.check_token(authorization);
         }
         // A signed header that is present but not text would be signed as if absent (the
         // Content-Type as the SDK's default): a replay could change it unnoticed.
@@ -143,23 +135,30 @@ impl Authenticator {
         self.check_at(SystemTime::now(), method, &parts)
     }
 
+    /// A plain token (`Authorization: <token>`), compared in constant time.
+    fn check_token(&self, authorization: Option<&str>) -> Result<BodyCheck, String> {
+        let token = authorization
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .ok_or("missing Authorization header")?;
+        if bool::from(token.as_bytes().ct_eq(self.token.as_bytes())) {
+            Ok(BodyCheck { claimed_md5: None })
+        } else {
+            Err("the token does not match the service's token".into())
+        }
+    }
+
     fn check_at(
         &self,
         now: SystemTime,
         method: &Method,
         parts: &SignedParts<'_>,
     ) -> Result<BodyCheck, String> {
-        let authorization = parts
+        let Some(signature) = parts
             .authorization
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .ok_or("missing Authorization header")?;
-        let Some(signature) = authorization.strip_prefix("EAS ") else {
-            return if bool::from(authorization.as_bytes().ct_eq(self.token.as_bytes())) {
-                Ok(BodyCheck { claimed_md5: None })
-            } else {
-                Err("the token does not match the service's token".into())
-            };
+            .and_then(|a| a.trim().strip_prefix("EAS "))
+        else {
+            return self.check_token(parts.authorization);
         };
 
         let claimed_md5 = parts

@@ -273,33 +273,33 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_millis(100));
     }
 
+    /// A service that answers each request with its body after `delay`.
+    fn answering_after(
+        delay: Duration,
+    ) -> impl Service<Routed, Response = Answered, Error = PredictError> + Clone {
+        service_fn(move |routed: Routed| async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, PredictError>(Answered {
+                response: eas_core::processor::Response::ok(routed.request.body),
+                instance: routed.instance.index(),
+                version: routed.instance.version(),
+            })
+        })
+    }
+
     /// A keepalive past the clock's range (a hostile or careless spec) is no deadline, not a
     /// panic on the request path.
     #[tokio::test(start_paused = true)]
     async fn keepalive_past_the_clock_should_mean_no_deadline() {
-        let slow = service_fn(|routed: Routed| async move {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            Ok::<_, PredictError>(Answered {
-                response: eas_core::processor::Response::ok(routed.request.body),
-                instance: routed.instance.index(),
-                version: 1,
-            })
-        });
-        let stack = KeepaliveLayer::new(Duration::MAX).layer(slow);
+        let stack =
+            KeepaliveLayer::new(Duration::MAX).layer(answering_after(Duration::from_secs(3600)));
         let answered = stack.oneshot(routed(1)).await.expect("answered late");
         assert_eq!(answered.instance, 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn keepalive_should_pass_answers_in_time_and_inner_errors_unchanged() {
-        let slow = service_fn(|routed: Routed| async move {
-            tokio::time::sleep(Duration::from_millis(99)).await;
-            Ok::<_, PredictError>(Answered {
-                response: eas_core::processor::Response::ok(routed.request.body),
-                instance: routed.instance.index(),
-                version: routed.instance.version(),
-            })
-        });
+        let slow = answering_after(Duration::from_millis(99));
         let stack = KeepaliveLayer::new(Duration::from_millis(100)).layer(slow);
         let answered = stack.oneshot(routed(1)).await.expect("in time");
         assert_eq!(answered.instance, 1);
