@@ -1,6 +1,7 @@
 //! Mount bench (figures, not pass/fail), for one large model file (512 MiB by default;
-//! `EAS_BENCH_MIB` changes it), generated at start-up, all in one run on one machine and on
-//! the same object in the same S3-compatible server (moto, loopback):
+//! `EAS_BENCH_MIB` changes it), generated at start-up and uploaded as S3 clients have since
+//! 2025 (with a CRC-64/NVME checksum, which S3 keeps for every object), all in one run on one
+//! machine and on the same object in the same S3-compatible server (moto, loopback):
 //!
 //! - **local read**: `std::fs::read` of the same bytes from a local file in the page cache;
 //! - **raw ranged GETs**: a plain HTTP client (reqwest, on a presigned URL) with `N`
@@ -8,8 +9,9 @@
 //!   run, for each `N` of `EAS_BENCH_SWEEP` (default `1,2,4`); the best `N` is the baseline;
 //! - **cold mount**: an eager mount into an empty directory, without a memory cache, with
 //!   the same `N` (concurrency `N`, parts of `size / N`; one streamed GET for `N = 1`) and
-//!   the mount's default checks (MD5 of the ETag; `EAS_BENCH_MD5=0` turns it off); and once
-//!   more without the MD5 check, at `N = EAS_BENCH_NO_MD5_N` (default 1), to show its cost;
+//!   the mount's default checks (the store's CRC-64); and, at `N = EAS_BENCH_CHECKS_N`
+//!   (default 1), twice more to show what the checks cost: with the MD5 of the ETag instead
+//!   (what a store without a CRC-64 gets), and with no content check;
 //! - **peer hit**: a fresh instance (empty cache and directory) whose peer holds the file in
 //!   memory: (a) a lazy read through the cache, the bytes in its memory (the reference's
 //!   cachefs "remote hit"; the disk copy is written in the background, outside the timing);
@@ -89,7 +91,7 @@ async fn ranged_gets(client: &reqwest::Client, url: &str, size: usize, n: usize)
 }
 
 /// The mount's options for `n` concurrent parts of `size / n` bytes (one GET for `n = 1`).
-fn sweep_options(size: usize, n: usize, md5: bool) -> TransferOptions {
+fn sweep_options(size: usize, n: usize) -> TransferOptions {
     let part = if n == 1 {
         u64::MAX
     } else {
@@ -98,16 +100,14 @@ fn sweep_options(size: usize, n: usize, md5: bool) -> TransferOptions {
     TransferOptions::default()
         .with_concurrency(n)
         .with_part_size(part)
-        .with_verify_md5(md5)
 }
 
 #[tokio::main]
 async fn main() {
     let mib = env_usize("EAS_BENCH_MIB", 512);
     let runs = env_usize("EAS_BENCH_RUNS", 3).max(1);
-    let md5 = env_usize("EAS_BENCH_MD5", 1) == 1;
     let with_default = env_usize("EAS_BENCH_DEFAULT", 0) == 1;
-    let no_md5_n = env_usize("EAS_BENCH_NO_MD5_N", 1).max(1);
+    let checks_n = env_usize("EAS_BENCH_CHECKS_N", 1).max(1);
     let sweep: Vec<usize> = std::env::var("EAS_BENCH_SWEEP")
         .unwrap_or_else(|_| "1,2,4".into())
         .split(',')
@@ -122,7 +122,9 @@ async fn main() {
     };
     moto.create_bucket("models").await;
     let content = support::bytes(size, 7);
-    moto.put("models", &[("big/model.bin", &content)]).await;
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &content);
+    moto.put_with_crc64("models", "big/model.bin", &content, crc)
+        .await;
     let work = tempfile::tempdir_in(
         std::env::var("EAS_BENCH_DIR")
             .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target").into()),
@@ -157,7 +159,7 @@ async fn main() {
             }
             builder.build().unwrap()
         };
-    let single = sweep_options(size, 1, md5);
+    let single = sweep_options(size, 1);
 
     // The peer: an instance that holds the file in memory and serves it over HTTP.
     let secret = eas_storage::peer::PeerSecret::new("bench-secret").unwrap();
@@ -179,7 +181,8 @@ async fn main() {
     let mut raw: BTreeMap<usize, Vec<Duration>> = BTreeMap::new();
     let mut cold: BTreeMap<usize, Vec<Duration>> = BTreeMap::new();
     let mut cold_default = Vec::new();
-    let mut cold_no_md5 = Vec::new();
+    let mut cold_md5 = Vec::new();
+    let mut cold_unchecked = Vec::new();
     let mut peer_read = Vec::new();
     let mut peer_mount = Vec::new();
     for run in 0..runs {
@@ -199,7 +202,7 @@ async fn main() {
             if wants("cold") {
                 let target = work.path().join(format!("cold-{run}-{n}"));
                 let start = Instant::now();
-                let report = mount(target.clone(), sweep_options(size, n, md5), None)
+                let report = mount(target.clone(), sweep_options(size, n), None)
                     .mount(MountMode::Eager, None)
                     .await
                     .unwrap();
@@ -208,21 +211,30 @@ async fn main() {
                 std::fs::remove_dir_all(target).unwrap();
             }
         }
-        if md5 && wants("cold") {
-            let target = work.path().join(format!("cold-{run}-no-md5"));
-            let start = Instant::now();
-            mount(target.clone(), sweep_options(size, no_md5_n, false), None)
-                .mount(MountMode::Eager, None)
-                .await
-                .unwrap();
-            cold_no_md5.push(start.elapsed());
-            std::fs::remove_dir_all(target).unwrap();
+        if wants("cold") {
+            let checks = sweep_options(size, checks_n).with_verify_crc64(false);
+            for (name, options, samples) in [
+                ("md5", checks, &mut cold_md5),
+                (
+                    "unchecked",
+                    checks.with_verify_md5(false),
+                    &mut cold_unchecked,
+                ),
+            ] {
+                let target = work.path().join(format!("cold-{run}-{name}"));
+                let start = Instant::now();
+                mount(target.clone(), options, None)
+                    .mount(MountMode::Eager, None)
+                    .await
+                    .unwrap();
+                samples.push(start.elapsed());
+                std::fs::remove_dir_all(target).unwrap();
+            }
         }
         if with_default && wants("cold") {
             let target = work.path().join(format!("cold-{run}-default"));
             let start = Instant::now();
-            let options = TransferOptions::default().with_verify_md5(md5);
-            mount(target.clone(), options, None)
+            mount(target.clone(), TransferOptions::default(), None)
                 .mount(MountMode::Eager, None)
                 .await
                 .unwrap();
@@ -265,7 +277,7 @@ async fn main() {
     }
 
     println!(
-        "mount bench: {mib} MiB object, median of {runs} runs; MD5 check {md5}; sweep N = {sweep:?} (N ranged GETs of size/N)"
+        "mount bench: {mib} MiB object, median of {runs} runs; sweep N = {sweep:?} (N ranged GETs of size/N)"
     );
     let line = |name: &str, samples: &[Duration]| -> Option<f64> {
         if samples.is_empty() {
@@ -294,9 +306,13 @@ async fn main() {
             .filter_map(|(n, s)| Some((*n, line(&format!("cold mount, N = {n}"), s)?)))
             .collect(),
     );
-    let cold_no_md5 = line(
-        &format!("cold mount, N = {no_md5_n}, no MD5 check"),
-        &cold_no_md5,
+    let cold_md5 = line(
+        &format!("cold mount, N = {checks_n}, MD5 not CRC-64"),
+        &cold_md5,
+    );
+    let cold_unchecked = line(
+        &format!("cold mount, N = {checks_n}, no content check"),
+        &cold_unchecked,
     );
     line("cold mount, default options", &cold_default);
     let peer_read = line("peer hit, lazy read (memory)", &peer_read);
@@ -307,11 +323,16 @@ async fn main() {
             cold / raw
         );
     }
-    if let (Some(cold), Some((rn, raw))) = (cold_no_md5, raw) {
-        println!(
-            "  cold mount (N = {no_md5_n}, no MD5 check) / raw ranged GETs (N = {rn}): {:.2}x",
-            cold / raw
-        );
+    for (name, rate) in [
+        ("MD5 not CRC-64", cold_md5),
+        ("no content check", cold_unchecked),
+    ] {
+        if let (Some(cold), Some((rn, raw))) = (rate, raw) {
+            println!(
+                "  cold mount (N = {checks_n}, {name}) / raw ranged GETs (N = {rn}): {:.2}x",
+                cold / raw
+            );
+        }
     }
     if let (Some(peer), Some(local)) = (peer_read, local) {
         println!(

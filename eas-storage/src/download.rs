@@ -1,6 +1,6 @@
 //! Where fetched bytes go while they stream in: a temporary file, memory (one buffer of the
-//! object's size), or both, with the CRC-32C and (when an ETag stands for one) the MD5
-//! computed on the way, so that hashing and disk writes overlap the download instead of
+//! object's size), or both, with the CRC-32C, the store's CRC-64 when it keeps one
+//! ([`Download::with_crc64`]) and, when an ETag stands for one, the MD5 computed on the way, so that hashing and disk writes overlap the download instead of
 //! following it.
 //!
 //! An object arrives as one stream ([`Download::push`]) or as several ranges at once
@@ -10,7 +10,8 @@
 //!   in memory (the slices are carved from one allocation and joined again at the end
 //!   without a copy), else into a reused staging buffer of about [`BATCH`] bytes (so the
 //!   HTTP client's buffers are freed at once and reused);
-//! - computes the CRC-32C of its range (the ranges' CRCs are combined at the end);
+//! - computes the CRC-32C (and the CRC-64, when asked) of its range (the ranges' CRCs are
+//!   combined at the end);
 //! - hands full batches, without copying them, to a writer thread that writes them at their
 //!   offset in the temporary file (positional writes: ranges land where they belong, in any
 //!   order) and passes them on, in object order, to a thread that computes the MD5. A range
@@ -70,6 +71,8 @@ pub struct Finished {
     pub crc32c: u32,
     /// Their MD5 in lower-case hex, when asked for.
     pub md5: Option<String>,
+    /// Their CRC-64, when asked for ([`Download::with_crc64`]).
+    pub crc64: Option<u64>,
     /// The temporary file holding them, when asked for (not yet renamed).
     pub file: Option<tempfile::NamedTempFile>,
     /// The bytes, when asked for.
@@ -87,6 +90,8 @@ pub struct Download {
     pieces: Option<mpsc::Sender<Piece>>,
     writer: Option<JoinHandle<std::io::Result<tempfile::NamedTempFile>>>,
     md5: Option<JoinHandle<std::io::Result<String>>>,
+    /// The CRC-64 each part computes too, if any.
+    crc64: Option<crc_fast::CrcAlgorithm>,
     /// The part [`push`](Self::push) feeds.
     stream: Option<Part>,
     /// Where the next part must start.
@@ -140,9 +145,18 @@ impl Download {
             pieces,
             writer,
             md5,
+            crc64: None,
             stream: None,
             next_part: 0,
         }
+    }
+
+    /// The same, computing this CRC-64 of the bytes too (for a store's checksum): take it
+    /// before the first part.
+    #[must_use]
+    pub fn with_crc64(mut self, algorithm: crc_fast::CrcAlgorithm) -> Self {
+        self.crc64 = Some(algorithm);
+        self
     }
 
     /// The writer of the bytes `range` of the object, to be fed by one ranged GET. Parts
@@ -172,6 +186,7 @@ impl Download {
             len,
             received: 0,
             crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi),
+            crc64: self.crc64.map(crc_fast::Digest::new),
             memory,
             unsent: 0,
             sent: 0,
@@ -232,12 +247,18 @@ impl Download {
         parts.sort_by_key(|p| p.offset);
         let mut len = 0;
         let mut crc: Option<crc_fast::Digest> = None;
+        let mut crc64: Option<crc_fast::Digest> = None;
         let mut memory = self.keep.then(BytesMut::new);
         for part in parts {
             len += part.received;
             match &mut crc {
                 Some(crc) => crc.combine(&part.crc),
                 None => crc = Some(part.crc),
+            }
+            match (&mut crc64, part.crc64) {
+                (Some(crc64), Some(part)) => crc64.combine(&part),
+                (None, part) => crc64 = part,
+                (Some(_), None) => {}
             }
             if let Some(memory) = &mut memory {
                 // The threads are done: every segment is ours again, and the segments of one
@@ -262,6 +283,7 @@ impl Download {
             len,
             crc32c: u32::try_from(crc32c).unwrap_or(0),
             md5,
+            crc64: crc64.map(|crc| crc.finalize()),
             file,
             memory,
         })
@@ -280,6 +302,7 @@ pub struct Part {
     len: u64,
     received: u64,
     crc: crc_fast::Digest,
+    crc64: Option<crc_fast::Digest>,
     /// This range's slice of the object's buffer, from the first byte not yet handed on.
     memory: Option<BytesMut>,
     /// Bytes at the front of `memory` not yet handed on.
@@ -310,6 +333,7 @@ pub struct PartDone {
     offset: u64,
     received: u64,
     crc: crc_fast::Digest,
+    crc64: Option<crc_fast::Digest>,
     segments: Vec<Batch>,
     memory: Option<BytesMut>,
 }
@@ -338,6 +362,9 @@ impl Part {
             });
         }
         self.crc.update(&chunk);
+        if let Some(crc64) = &mut self.crc64 {
+            crc64.update(&chunk);
+        }
         let at = usize::try_from(self.received - self.sent).unwrap_or(usize::MAX);
         self.received = got;
         if let Some(memory) = &mut self.memory {
@@ -418,6 +445,7 @@ impl Part {
             offset: self.offset,
             received: self.received,
             crc: self.crc,
+            crc64: self.crc64,
             segments: self.segments,
             memory: self.memory,
         })
@@ -622,7 +650,8 @@ mod tests {
         let size = data.len() as u64;
         for (keep, in_dir) in [(true, true), (false, true), (true, false)] {
             let dir = in_dir.then_some(dir.path());
-            let mut download = Download::new("t", size, dir, keep, true);
+            let mut download = Download::new("t", size, dir, keep, true)
+                .with_crc64(crc_fast::CrcAlgorithm::Crc64Nvme);
             let mut parts: Vec<(Range<u64>, Part)> = (0..size.div_ceil(part))
                 .map(|i| {
                     let range = i * part..((i + 1) * part).min(size);
@@ -644,6 +673,11 @@ mod tests {
             let done = download.finish_parts(done).await.expect("finish");
             assert_eq!(done.len, size);
             assert_eq!(done.crc32c, crc32c(&data), "CRCs of the ranges combined");
+            assert_eq!(
+                done.crc64,
+                Some(crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &data)),
+                "CRC-64s of the ranges combined"
+            );
             assert_eq!(done.md5, Some(md5_of(&data)), "keep {keep}, dir {in_dir}");
             assert_eq!(done.memory.as_deref(), keep.then_some(&data[..]));
             if let Some(file) = done.file {

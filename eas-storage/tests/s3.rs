@@ -342,6 +342,70 @@ async fn large_objects_should_come_as_parallel_ranged_reads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_should_be_checked_by_the_crc64_the_store_keeps() {
+    let Some(moto) = moto_with(
+        "large_objects_should_be_checked_by_the_crc64_the_store_keeps",
+        &[],
+    )
+    .await
+    else {
+        return;
+    };
+    let big = bytes(9 << 20 | 77, 5); // above STORE_CHECKSUM_MIN
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &big);
+    moto.put_with_crc64("models", "good/model.bin", &big, crc)
+        .await;
+    // The bytes match their ETag's MD5, not the CRC the store keeps: only the CRC check sees it.
+    moto.put_with_crc64("models", "bad/model.bin", &big, crc ^ 1)
+        .await;
+    let ranged = TransferOptions::default()
+        .with_part_size(4 << 20)
+        .with_concurrency(2);
+    let build = |prefix: &str, dir: &std::path::Path, options: TransferOptions| {
+        BucketMount::builder(moto.location("models", prefix), dir)
+            .credentials(credentials())
+            .options(options)
+            .build()
+            .expect("mount")
+    };
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    build("good/", dir.path(), ranged)
+        .mount(MountMode::Eager, None)
+        .await
+        .expect("the CRCs of three ranges combine to the store's");
+    assert_eq!(
+        std::fs::read(dir.path().join("model.bin")).expect("read"),
+        big
+    );
+
+    for options in [ranged, TransferOptions::default().with_part_size(u64::MAX)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let error = Error::from(
+            build("bad/", dir.path(), options)
+                .mount(MountMode::Eager, None)
+                .await
+                .expect_err("a CRC-64 mismatch"),
+        );
+        let text = error.to_string();
+        assert!(
+            matches!(error, Error::Corrupted { .. }) && text.contains("CRC-64/NVME"),
+            "{text}"
+        );
+        assert!(
+            !dir.path().join("model.bin").exists(),
+            "nothing unverified is left"
+        );
+    }
+    // Without the store's checksum the MD5 of the ETag is checked, and it matches.
+    let dir = tempfile::tempdir().expect("tempdir");
+    build("bad/", dir.path(), ranged.with_verify_crc64(false))
+        .mount(MountMode::Eager, None)
+        .await
+        .expect("the MD5 matches");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credentials_should_be_a_clear_error() {
     let Some(moto) = moto_with(
         "refused_credentials_should_be_a_clear_error",
