@@ -9,7 +9,8 @@
 //! at that level, with a p99 within 1.1x (or 1 ms) of that configuration's p99.
 //!
 //! Every service runs in one eas server with `cpu: 2` (two intra-op threads per ONNX
-//! session). For each level: one window per configuration (the sweep), then the defaults and
+//! session), on a node declared as this machine times the number of services (only one
+//! service is loaded at a time; the placement would otherwise refuse all but a few). For each level: one window per configuration (the sweep), then the defaults and
 //! the best few of the sweep take turns for several rounds (in the reverse order every other
 //! round); the figures are the medians of those rounds (latency percentiles over every answer
 //! of them), so that the best of 40 noisy single windows does not stand as the reference. Two
@@ -493,8 +494,13 @@ fn measured(eas: &RunningPlatform, load: &Load<'_>, target: &Target) -> (Window,
 
 /// The eas server with the defaults' service and one service per configuration of the grid.
 async fn start_server(dir: &Path, grid: &[Config]) -> RunningPlatform {
+    let mut node = eas_runtime::provider::detect_node();
+    node.cpu_millis *= grid.len() as u64 + 1;
     let mut builder = Platform::builder()
         .bind("127.0.0.1:0".parse().expect("an address"))
+        .provider(std::sync::Arc::new(
+            eas_runtime::provider::InProcess::with_node(node),
+        ))
         .service(service(DEFAULTS, dir, json!({"batching": true})));
     for config in grid {
         builder = builder.service(config.spec(dir));

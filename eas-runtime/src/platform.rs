@@ -561,16 +561,23 @@ impl RunningPlatform {
     }
 
     /// Waits until every service has a ready instance (`true`), a service can no longer
-    /// become ready (`false`), or `timeout` passes (`false`). A timeout too long to add to
-    /// the clock (`Duration::MAX`) ends decades from now ([`crate::limit::deadline`]).
+    /// become ready (`false`: all its instances failed, or the placement refused every one it
+    /// wants, as [`ServiceView::refused`](crate::control::ServiceView::refused) says; the node
+    /// would have to free room first), or `timeout` passes (`false`). A timeout too long to
+    /// add to the clock (`Duration::MAX`) ends decades from now ([`crate::limit::deadline`]).
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = crate::limit::deadline(timeout);
         loop {
-            if self.edge.is_ready() {
+            let unplaced = || {
+                self.plane.list().iter().any(|view| {
+                    view.desired > 0 && view.replicas.is_empty() && view.refused.is_some()
+                })
+            };
+            if self.edge.is_ready() && !unplaced() {
                 return true;
             }
             let dead = self.edge.services().values().any(|s| s.is_dead());
-            if dead || tokio::time::Instant::now() >= deadline {
+            if dead || unplaced() || tokio::time::Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -189,6 +189,13 @@ async fn a_spec_asking_for_a_gpu_should_fail_at_start_naming_what_is_missing() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
+        if !leased {
+            // Nothing to wait for: the node cannot hold the one instance it wants.
+            let waited =
+                tokio::time::timeout(Duration::from_secs(30), server.wait_ready(Duration::MAX))
+                    .await;
+            assert_eq!(waited, Ok(false), "wait_ready ends, not ready");
+        }
         println!("the start error: {why}");
         assert!(
             why.contains("no NVIDIA driver was found") || why.contains("`cuda` feature"),
