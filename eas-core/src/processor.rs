@@ -116,6 +116,16 @@ pub trait Processor: Send + Sync + 'static {
     fn metadata(&self) -> ModelMetadata {
         ModelMetadata::default()
     }
+
+    /// The most batches worth running at once on one instance, for a processor whose every
+    /// call already keeps all the instance's cores busy (ONNX Runtime on the CPU with
+    /// [`InitContext::threads`] intra-op threads): more calls at once only contend for the
+    /// cores. Once it is initialized, the instance starts no more worker threads than this,
+    /// whatever `rpc.worker_threads` says (and says so at start). `None`, the default: as many
+    /// as `rpc.worker_threads`.
+    fn max_concurrent_batches(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A boxed processor, as instances hold it.

@@ -8,6 +8,10 @@
 //! Goal, per concurrency level: the defaults get >= 0.9x the rows/s of the best configuration
 //! at that level, with a p99 within 1.1x (or 1 ms) of that configuration's p99.
 //!
+//! On the CPU an `onnx` instance starts one worker whatever `worker_threads` says (each run
+//! already uses its cores: `Processor::max_concurrent_batches`), so the grid's `w1` and `w2`
+//! (and the defaults' 5) run alike; they stay in the grid to show it.
+//!
 //! Every service runs in one eas server with `cpu: 2` (two intra-op threads per ONNX
 //! session), on a node declared as this machine times the number of services (only one
 //! service is loaded at a time; the placement would otherwise refuse all but a few). For each level: one window per configuration (the sweep), then the defaults and

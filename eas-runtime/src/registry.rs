@@ -28,11 +28,37 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use eas_core::processor::{DynProcessor, InitContext, ProcessError, Processor, Request, Response};
-use eas_core::spec::ServiceSpec;
+use eas_core::spec::{FieldNotice, ServiceSpec};
 
 /// Makes a fresh processor for a service (once per instance, and again after a crash).
 pub type ProcessorFactory =
     Arc<dyn Fn(&ServiceSpec) -> eas_core::Result<DynProcessor> + Send + Sync>;
+
+/// How the built-in processors narrow a spec's fields, as notices (`eas validate` prints them;
+/// a service started in process shows them among its warnings): an `onnx` service on the CPU
+/// runs one batch at a time whatever `rpc.worker_threads` says
+/// ([`Processor::max_concurrent_batches`]). A processor registered under a built-in's name in
+/// its place is not told apart.
+#[must_use]
+pub fn builtin_notices(spec: &ServiceSpec) -> Vec<FieldNotice> {
+    let name = spec.processor.as_deref().unwrap_or_default();
+    let family = name.split('_').next().unwrap_or(name);
+    let on_cpu = spec.metadata.gpu.unwrap_or(0) == 0 && spec.metadata.gpu_memory.is_none();
+    let workers = spec.metadata.rpc.worker_threads;
+    let mut notices = Vec::new();
+    if family == "onnx" && on_cpu && workers > 1 {
+        notices.push(FieldNotice::new(
+            "metadata.rpc.worker_threads",
+            format!(
+                "an onnx instance on the CPU runs one batch at a time: each run already uses \
+                 the instance's `cpu` cores (its intra-op threads), and {workers} at once only \
+                 contend for them; it starts 1 worker (more instances, or a larger \
+                 `max_batch_size`, add throughput)"
+            ),
+        ));
+    }
+    notices
+}
 
 /// Processors by name.
 #[derive(Clone, Default)]
@@ -157,6 +183,36 @@ impl Processor for EchoProcessor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_onnx_service_on_the_cpu_should_be_told_it_runs_one_batch_at_a_time() {
+        let spec = |processor: &str, extra: serde_json::Value| {
+            let mut doc = serde_json::json!({
+                "metadata": {"name": "m", "instance": 1, "rpc": {"worker_threads": 5}},
+                "processor": processor, "model_path": "/m",
+            });
+            if let (Some(metadata), Some(extra)) =
+                (doc["metadata"].as_object_mut(), extra.as_object())
+            {
+                metadata.extend(extra.clone());
+            }
+            ServiceSpec::from_json_value(doc).expect("valid")
+        };
+        let notices = builtin_notices(&spec("onnx_cpu", serde_json::json!({})));
+        assert_eq!(notices.len(), 1, "{notices:?}");
+        assert_eq!(notices[0].field, "metadata.rpc.worker_threads");
+        assert!(
+            notices[0].reason.contains("one batch at a time"),
+            "{notices:?}"
+        );
+        for quiet in [
+            spec("onnx", serde_json::json!({"gpu": 1})),
+            spec("echo", serde_json::json!({})),
+            spec("onnx", serde_json::json!({"rpc": {"worker_threads": 1}})),
+        ] {
+            assert_eq!(builtin_notices(&quiet), [], "{:?}", quiet.processor);
+        }
+    }
 
     #[test]
     fn registry_should_find_eas_style_names_by_family() {

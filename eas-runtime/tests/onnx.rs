@@ -552,7 +552,13 @@ fn metadata_should_give_names_types_and_dynamic_dimensions() {
     let Some(models) = models("metadata_should_give_names_types_and_dynamic_dimensions") else {
         return;
     };
-    let meta = models.processor("add_mul.onnx", 1).metadata();
+    let processor = models.processor("add_mul.onnx", 1);
+    assert_eq!(
+        processor.max_concurrent_batches(),
+        Some(1),
+        "on the CPU each run already uses the instance's cores"
+    );
+    let meta = processor.metadata();
     assert_eq!(meta.name, "add_mul.onnx");
     assert_eq!(meta.platform, "onnxruntime");
     assert_eq!(

@@ -250,13 +250,15 @@ impl ControlPlane {
         &self.provider
     }
 
-    /// The spec's fields that have no effect here, with why: its notices, less the fields the
-    /// provider honours; and the autoscaler's `gpu` strategy when there is no GPU utilisation
+    /// The spec's fields that have no effect here, with why: its notices and the built-in
+    /// processors' ([`crate::registry::builtin_notices`]), less the fields the provider
+    /// honours; and the autoscaler's `gpu` strategy when there is no GPU utilisation
     /// to read (no NVML, GPUs or `cuda` feature).
     fn warnings(&self, spec: &ServiceSpec) -> Vec<String> {
         let mut warnings: Vec<String> = spec
             .notices()
             .iter()
+            .chain(&crate::registry::builtin_notices(spec))
             .filter(|notice| !self.provider.honours(&notice.field))
             .map(ToString::to_string)
             .collect();

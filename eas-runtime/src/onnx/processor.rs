@@ -36,6 +36,8 @@ pub struct OnnxProcessor {
 
 #[derive(Debug)]
 struct Loaded {
+    /// Whether its sessions run on the CPU.
+    on_cpu: bool,
     service: String,
     instance: u32,
     path: PathBuf,
@@ -191,6 +193,7 @@ impl Processor for OnnxProcessor {
             path: path.clone(),
             reason,
         };
+        let on_cpu = cuda.is_none();
         let pool = SessionPool::new(runtime, &path, ctx.threads, cuda)
             .map_err(|e| model_error(e.to_string()))?;
         let spec = pool
@@ -198,6 +201,7 @@ impl Processor for OnnxProcessor {
             .map_err(|e| model_error(e.to_string()))?
             .map_err(model_error)?;
         self.loaded = Some(Loaded {
+            on_cpu,
             service: ctx.service.clone(),
             instance: ctx.instance_index,
             path,
@@ -205,6 +209,14 @@ impl Processor for OnnxProcessor {
             pool,
         });
         Ok(())
+    }
+
+    /// One on the CPU: each run already uses the instance's `cpu` cores (its session's
+    /// intra-op threads), so two at once share them and both take longer (measured with the
+    /// batching bench's MLP on 2 cores: 5 workers got ~0.85x the rows/s of 1 or 2 at 8 and 16
+    /// connections, at ~15% more CPU per row). On a GPU, as many as `rpc.worker_threads`.
+    fn max_concurrent_batches(&self) -> Option<usize> {
+        self.loaded.as_ref().is_some_and(|l| l.on_cpu).then_some(1)
     }
 
     fn process(&self, batch: &[Request]) -> Vec<Result<Response, ProcessError>> {

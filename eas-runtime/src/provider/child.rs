@@ -141,7 +141,12 @@ impl InstanceProvider for ChildProcess {
     }
 
     fn honours(&self, field: &str) -> bool {
-        matches!(field, "metadata.rpc.enable_sigterm" | "metadata.memory")
+        // Worker threads: each sends its batches to the worker process on a connection of its
+        // own, and the processor there runs them as they come.
+        matches!(
+            field,
+            "metadata.rpc.enable_sigterm" | "metadata.memory" | "metadata.rpc.worker_threads"
+        )
             // With an MPS daemon, worker processes get their core share.
             || (field == "metadata.gpu_core_percentage" && mps::pipe_directory().is_some())
     }

@@ -776,6 +776,61 @@ mod tests {
         }
     }
 
+    /// [`Busy`] that says it runs one batch at a time well.
+    struct OneAtATime(Busy);
+
+    impl Processor for OneAtATime {
+        fn initialize(&mut self, ctx: &InitContext) -> eas_core::Result<()> {
+            self.0.initialize(ctx)
+        }
+
+        fn process(&self, batch: &[Request]) -> Vec<Result<Response, ProcessError>> {
+            self.0.process(batch)
+        }
+
+        fn max_concurrent_batches(&self) -> Option<usize> {
+            Some(1)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_processor_that_runs_one_batch_at_a_time_should_get_one_worker() {
+        let metrics = Arc::new(Metrics::new());
+        let four = ReplicaConfig {
+            worker_threads: 4,
+            ..config(false)
+        };
+        let plain = started(four.clone(), &metrics).await;
+        assert_eq!(plain.shared.workers.lock().expect("lock").len(), 4);
+        let mut parts = ReplicaParts {
+            service: "one".into(),
+            index: 0,
+            version: 1,
+            config: four,
+            make_processor: Arc::new(|| Ok(Box::new(OneAtATime(Busy::default())))),
+            init: InitContext::new("one"),
+            warm_up: Vec::new(),
+            metrics,
+            spec: Arc::new(ServiceSpec::new(eas_core::spec::Metadata::new("one", 1))),
+            process_cpu: None,
+            process_memory: None,
+            gpu: None,
+        };
+        parts.config.max_batch_size = 8;
+        let one = Replica::start(parts);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !one.is_ready() {
+            assert!(std::time::Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(one.shared.workers.lock().expect("lock").len(), 1);
+        assert_eq!(
+            ask(&one, "a").await.expect("answered").body,
+            "a",
+            "it serves"
+        );
+    }
+
     #[tokio::test]
     async fn usage_should_count_answered_requests_successes_and_failures() {
         let created = SystemTime::now();

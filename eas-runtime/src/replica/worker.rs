@@ -24,10 +24,11 @@ pub(super) fn start(shared: &Arc<Shared>, batches: async_channel::Receiver<Vec<J
         }
     };
     warm_up(shared, processor.as_ref());
+    let count = worker_count(shared, processor.as_ref());
     *shared.processor.write().unwrap_or_else(|e| e.into_inner()) = Some(processor);
 
     let mut workers = shared.workers.lock().unwrap_or_else(|e| e.into_inner());
-    for n in 0..shared.config.worker_threads {
+    for n in 0..count {
         let worker_shared = Arc::clone(shared);
         let batches = batches.clone();
         let name = format!("eas-{}-{}-w{n}", shared.service, shared.index);
@@ -46,6 +47,26 @@ pub(super) fn start(shared: &Arc<Shared>, batches: async_channel::Receiver<Vec<J
     drop(workers);
     shared.set_state(ReplicaState::Ready);
     tracing::info!(service = %shared.service, instance = shared.index, "ready");
+}
+
+/// The worker threads to start: `rpc.worker_threads`, or fewer when the processor runs no
+/// more batches than that well at once ([`Processor::max_concurrent_batches`]; said in the
+/// log).
+fn worker_count(shared: &Shared, processor: &dyn Processor) -> usize {
+    let configured = shared.config.worker_threads.max(1);
+    match processor.max_concurrent_batches() {
+        Some(most) if most.max(1) < configured => {
+            let most = most.max(1);
+            tracing::info!(
+                service = %shared.service,
+                instance = shared.index,
+                "rpc.worker_threads {configured}: the processor runs at most {most} batch(es) \
+                 well at once (each already uses the instance's cores); {most} worker(s) started"
+            );
+            most
+        }
+        _ => configured,
+    }
 }
 
 /// A new processor, initialized; `Err` says why not (a panic included).

@@ -21,7 +21,8 @@ pub fn run(file: &Path) -> ExitCode {
     match ServiceSpec::from_json_slice(&text) {
         Ok(spec) => {
             println!("{shown}: valid: {}", spec.summary());
-            for notice in spec.notices() {
+            let builtins = eas::runtime::registry::builtin_notices(&spec);
+            for notice in spec.notices().iter().chain(&builtins) {
                 eprintln!("warning: {notice}");
             }
             ExitCode::SUCCESS
