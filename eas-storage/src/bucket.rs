@@ -22,12 +22,13 @@
 //!   the listed ETag), and the content: by the whole-object CRC-64 the store keeps, when
 //!   [`TransferOptions::verify_crc64`] and the object has at least [`STORE_CHECKSUM_MIN`]
 //!   bytes (asked with one signed `HEAD`: S3's `x-amz-checksum-crc64nvme`, which every object
-//!   S3 stores since 2025 has, multipart uploads included; OSS's `x-oss-hash-crc64ecma`;
-//!   computed as the bytes stream in, at many GB/s), else, when
+//!   S3 stores since 2025 has, multipart uploads included; OSS's `x-oss-hash-crc64ecma`, read
+//!   from the same answer; computed as the bytes stream in, at many GB/s), else, when
 //!   [`TransferOptions::verify_md5`] and the ETag stands for an MD5 (single-part uploads), by
 //!   the MD5 of the bytes (computed in its own thread, overlapping the download; it is the
 //!   slowest check, ~0.5 GB/s a core). Mounts without credentials, or on a store given with
-//!   [`BucketMountBuilder::store`], cannot sign the `HEAD` and check the MD5. *Peer*: the size, the ETag,
+//!   [`BucketMountBuilder::store`], cannot sign the `HEAD` and check the MD5. Multipart
+//!   uploads without a store CRC-64 have no content check. *Peer*: the size, the ETag,
 //!   the CRC-32C the peer announces (computed here while streaming), and the MD5 of the ETag
 //!   for objects up to 64 MiB. *Memory cache*: the ETag of the entry (its bytes were verified
 //!   on the way in). *File under the target*: the size and ETag the manifest recorded, and the
