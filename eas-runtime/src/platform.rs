@@ -568,16 +568,15 @@ impl RunningPlatform {
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let deadline = crate::limit::deadline(timeout);
         loop {
-            let unplaced = || {
+            let unplaced =
                 self.plane.list().iter().any(|view| {
                     view.desired > 0 && view.replicas.is_empty() && view.refused.is_some()
-                })
-            };
-            if self.edge.is_ready() && !unplaced() {
+                });
+            if self.edge.is_ready() && !unplaced {
                 return true;
             }
             let dead = self.edge.services().values().any(|s| s.is_dead());
-            if dead || unplaced() || tokio::time::Instant::now() >= deadline {
+            if dead || unplaced || tokio::time::Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

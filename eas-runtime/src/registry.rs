@@ -41,8 +41,7 @@ pub type ProcessorFactory =
 /// its place is not told apart.
 #[must_use]
 pub fn builtin_notices(spec: &ServiceSpec) -> Vec<FieldNotice> {
-    let name = spec.processor.as_deref().unwrap_or_default();
-    let family = name.split('_').next().unwrap_or(name);
+    let family = family(spec.processor.as_deref().unwrap_or_default());
     let on_cpu = spec.metadata.gpu.unwrap_or(0) == 0 && spec.metadata.gpu_memory.is_none();
     let workers = spec.metadata.rpc.worker_threads;
     let mut notices = Vec::new();
@@ -58,6 +57,11 @@ pub fn builtin_notices(spec: &ServiceSpec) -> Vec<FieldNotice> {
         ));
     }
     notices
+}
+
+/// A processor name's family: its part before the first `_` (`onnx_cu121` -> `onnx`).
+fn family(name: &str) -> &str {
+    name.split('_').next().unwrap_or(name)
 }
 
 /// Processors by name.
@@ -133,7 +137,7 @@ impl ProcessorRegistry {
         let found = if self.factories.contains_key(name) {
             name
         } else {
-            name.split('_').next().unwrap_or(name)
+            family(name)
         };
         self.inline.contains(found)
     }
@@ -149,10 +153,7 @@ impl ProcessorRegistry {
     pub fn get(&self, name: &str) -> Option<ProcessorFactory> {
         self.factories
             .get(name)
-            .or_else(|| {
-                let family = name.split('_').next()?;
-                self.factories.get(family)
-            })
+            .or_else(|| self.factories.get(family(name)))
             .cloned()
     }
 }

@@ -669,46 +669,47 @@ impl BucketMount {
         let enabled = HeaderValue::from_static("ENABLED");
         // S3 refuses `x-amz-*` headers that the signature does not cover.
         let options = SignedUrlOptions::default().with_signed_header(mode.clone(), enabled.clone());
-        let key = self.key(&info.path);
+        let uri = self.object_uri(&info.path);
         let url = signer
             .signed_url_opts(
                 reqwest::Method::HEAD,
-                &key,
+                &self.key(&info.path),
                 Duration::from_secs(60),
                 &options,
             )
             .await;
-        let uri = self.object_uri(&info.path);
-        let answer = match url {
-            Ok(url) => {
-                let _permit = self.requests.acquire().await;
-                self.http
-                    .head(url)
-                    .header(mode, enabled)
-                    .timeout(Duration::from_secs(20))
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-            }
+        let url = match url {
+            Ok(url) => url,
             Err(error) => {
                 tracing::debug!(uri, %error, "cannot sign a HEAD for the store's checksum");
                 return None;
             }
         };
-        let headers = match answer {
-            Ok(answer) => answer.headers().clone(),
+        let answer = {
+            let _permit = self.requests.acquire().await;
+            self.http
+                .head(url)
+                .header(mode, enabled)
+                .timeout(Duration::from_secs(20))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
             Err(error) => {
-                tracing::debug!(uri, %error, "no store checksum: HEAD failed");
+                tracing::warn!(uri, %error, "HEAD for the store's checksum failed: the MD5 is checked where the ETag is one");
                 return None;
             }
         };
+        let headers = answer.headers();
         let etag = headers
             .get(reqwest::header::ETAG)
             .map(HeaderValue::as_bytes);
         if etag != info.etag.as_deref().map(str::as_bytes) {
             return None; // another version: its GETs will fail `If-Match`
         }
-        let checksum = StoreChecksum::from_headers(&headers);
+        let checksum = StoreChecksum::from_headers(headers);
         if checksum.is_none() {
             tracing::debug!(
                 uri,

@@ -1,7 +1,7 @@
 //! Where fetched bytes go while they stream in: a temporary file, memory (one buffer of the
 //! object's size), or both, with the CRC-32C, the store's CRC-64 when it keeps one
-//! ([`Download::with_crc64`]) and, when an ETag stands for one, the MD5 computed on the way, so that hashing and disk writes overlap the download instead of
-//! following it.
+//! ([`Download::with_crc64`]) and, when an ETag stands for one, the MD5 computed on the way,
+//! so that hashing and disk writes overlap the download instead of following it.
 //!
 //! An object arrives as one stream ([`Download::push`]) or as several ranges at once
 //! ([`Download::part`], one [`Part`] per ranged GET, each in its own task). Each part:
@@ -255,10 +255,11 @@ impl Download {
                 Some(crc) => crc.combine(&part.crc),
                 None => crc = Some(part.crc),
             }
-            match (&mut crc64, part.crc64) {
-                (Some(crc64), Some(part)) => crc64.combine(&part),
-                (None, part) => crc64 = part,
-                (Some(_), None) => {}
+            if let Some(part) = part.crc64 {
+                match &mut crc64 {
+                    Some(crc64) => crc64.combine(&part),
+                    None => crc64 = Some(part),
+                }
             }
             if let Some(memory) = &mut memory {
                 // The threads are done: every segment is ours again, and the segments of one

@@ -54,19 +54,18 @@ pub(super) fn start(shared: &Arc<Shared>, batches: async_channel::Receiver<Vec<J
 /// log).
 fn worker_count(shared: &Shared, processor: &dyn Processor) -> usize {
     let configured = shared.config.worker_threads.max(1);
-    match processor.max_concurrent_batches() {
-        Some(most) if most.max(1) < configured => {
-            let most = most.max(1);
-            tracing::info!(
-                service = %shared.service,
-                instance = shared.index,
-                "rpc.worker_threads {configured}: the processor runs at most {most} batch(es) \
-                 well at once (each already uses the instance's cores); {most} worker(s) started"
-            );
-            most
-        }
-        _ => configured,
+    let most = processor
+        .max_concurrent_batches()
+        .map_or(configured, |most| most.clamp(1, configured));
+    if most < configured {
+        tracing::info!(
+            service = %shared.service,
+            instance = shared.index,
+            "rpc.worker_threads {configured}: the processor runs at most {most} batch(es) \
+             well at once (each already uses the instance's cores); {most} worker(s) started"
+        );
     }
+    most
 }
 
 /// A new processor, initialized; `Err` says why not (a panic included).
