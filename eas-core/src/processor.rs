@@ -90,6 +90,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
+/// The header types of [`Request::headers`], from the `http` crate (re-exported so that a
+/// processor needs no dependency of its own to read them).
+pub use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
@@ -442,8 +445,9 @@ pub struct Request {
     pub content_type: Option<String>,
     /// The path after the service name (`/api/predict/{service}/{path}`); may be empty.
     pub path: String,
-    /// The request headers (names as received).
-    pub headers: Vec<(String, String)>,
+    /// The request headers, as the client sent them (HTTP names are case-insensitive: the
+    /// map compares them so). The runtime hands over the map it parsed, without a copy.
+    pub headers: HeaderMap,
 }
 
 impl Request {
@@ -470,20 +474,30 @@ impl Request {
         self
     }
 
-    /// The same with one more header.
+    /// The same with one more header (added to any already named so).
+    ///
+    /// # Panics
+    /// When `name` is not an HTTP header name or `value` not a header value: this builder is
+    /// for requests written in code (tests, warm-up); build a [`HeaderMap`] for others.
     #[must_use]
-    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn with_header<N, V>(mut self, name: N, value: V) -> Self
+    where
+        N: TryInto<HeaderName>,
+        V: TryInto<HeaderValue>,
+        N::Error: std::fmt::Debug,
+        V::Error: std::fmt::Debug,
+    {
+        let name = name.try_into().expect("an HTTP header name");
+        let value = value.try_into().expect("an HTTP header value");
+        self.headers.append(name, value);
         self
     }
 
-    /// The first header named `name`, compared case-insensitively.
+    /// The first header named `name`, compared case-insensitively, if its value is text
+    /// (visible ASCII; [`headers`](Self::headers) has the raw bytes).
     #[must_use]
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)?.to_str().ok()
     }
 }
 

@@ -1,39 +1,34 @@
 //! The one way the runtime builds a processor [`Request`]: from a body, the path after the
-//! service name, and header pairs (`Content-Type` among them sets the content type). HTTP
-//! predict requests, queue items (with their `requestId` header) and warm-up requests all
-//! come through here, so a processor sees the same shape whatever the entry point.
+//! service name, and the headers (their `Content-Type` sets the content type). HTTP predict
+//! requests, queue items (with their `requestId` header) and warm-up requests all come
+//! through here, so a processor sees the same shape whatever the entry point.
 //!
 //! ```
-//! let request = eas_runtime::request::build(
-//!     "hi".into(),
-//!     "v1/run",
-//!     [("content-type", "text/plain"), ("x-trace", "7")],
-//! );
+//! use eas_core::processor::{HeaderMap, HeaderValue};
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("content-type", HeaderValue::from_static("text/plain"));
+//! headers.insert("x-trace", HeaderValue::from_static("7"));
+//! let request = eas_runtime::request::build("hi".into(), "v1/run", headers);
 //! assert_eq!(request.content_type.as_deref(), Some("text/plain"));
+//! assert_eq!(request.header("X-Trace"), Some("7"));
 //! assert_eq!(request.path, "v1/run");
 //! ```
 
 use bytes::Bytes;
-use eas_core::processor::Request;
+use eas_core::processor::{HeaderMap, Request};
+use http::header::CONTENT_TYPE;
 
-/// A processor request with `body`, the sub-path `path` and the headers `headers` (names as
-/// given; a `content-type` one, in any case, also sets [`Request::content_type`]).
+/// A processor request with `body`, the sub-path `path` and `headers` (taken as they are;
+/// a text `Content-Type` among them also sets [`Request::content_type`]).
 #[must_use]
-pub fn build<'a>(
-    body: Bytes,
-    path: &str,
-    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Request {
-    let headers = headers.into_iter();
+pub fn build(body: Bytes, path: &str, headers: HeaderMap) -> Request {
     let mut request = Request::new(body).with_path(path);
-    let (fewest, most) = headers.size_hint();
-    request.headers.reserve_exact(most.unwrap_or(fewest));
-    for (name, value) in headers {
-        if name.eq_ignore_ascii_case("content-type") {
-            request.content_type = Some(value.to_owned());
-        }
-        request.headers.push((name.to_owned(), value.to_owned()));
-    }
+    request.content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    request.headers = headers;
     request
 }
 

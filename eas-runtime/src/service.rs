@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use eas_core::processor::{InitContext, Request};
+use eas_core::processor::{HeaderMap, HeaderValue, InitContext, Request};
 use eas_core::resources::Resources;
 use eas_core::spec::ServiceSpec;
 use eas_core::spec::SinkerType;
@@ -748,7 +748,11 @@ fn read_warm_up(path: &Path) -> std::result::Result<Vec<Request>, String> {
             .collect()
     });
     let Some(lines) = lines.filter(|l| !l.is_empty()) else {
-        return Ok(vec![crate::request::build(bytes.into(), "", [])]);
+        return Ok(vec![crate::request::build(
+            bytes.into(),
+            "",
+            HeaderMap::new(),
+        )]);
     };
     lines
         .iter()
@@ -766,12 +770,14 @@ fn read_warm_up(path: &Path) -> std::result::Result<Vec<Request>, String> {
                     ));
                 }
             };
-            let content_type = line.get("content_type").and_then(|c| c.as_str());
-            Ok(crate::request::build(
-                body.into(),
-                "",
-                content_type.map(|ct| ("content-type", ct)),
-            ))
+            let mut headers = HeaderMap::new();
+            if let Some(ct) = line.get("content_type").and_then(|c| c.as_str()) {
+                let ct = HeaderValue::from_str(ct).map_err(|_| {
+                    format!("line {}: content_type is not an HTTP header value", n + 1)
+                })?;
+                headers.insert(http::header::CONTENT_TYPE, ct);
+            }
+            Ok(crate::request::build(body.into(), "", headers))
         })
         .collect()
 }
@@ -806,6 +812,15 @@ mod tests {
         std::fs::write(&bad, "{\"nobody\": 1}\n").expect("write");
         let error = read_warm_up(&bad).expect_err("no body");
         assert!(error.contains("line 1"), "{error}");
+
+        // A content type is sent as a header: one no header can carry is refused by line.
+        std::fs::write(
+            &bad,
+            "{\"body\": \"a\"}\n{\"body\": \"b\", \"content_type\": \"a\\nb\"}\n",
+        )
+        .expect("write");
+        let error = read_warm_up(&bad).expect_err("a newline in a header value");
+        assert!(error.contains("line 2: content_type"), "{error}");
     }
 
     #[test]

@@ -339,15 +339,13 @@ pub(super) async fn predict(
     headers: &http::HeaderMap,
 ) -> Result<(Served, Bytes), ApiError> {
     // The processor gets the client's headers, but the body is now a DataProto.
-    let headers = headers
-        .iter()
-        .filter(|(name, _)| {
-            *name != header::CONTENT_TYPE
-                && *name != header::CONTENT_LENGTH
-                && name.as_str() != request::HEADER_LENGTH
-        })
-        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
-        .chain([("content-type", PROTO_CONTENT_TYPE)]);
+    let mut headers = headers.clone();
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(request::HEADER_LENGTH);
+    headers.insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(PROTO_CONTENT_TYPE),
+    );
     let request = crate::request::build(body.into(), "", headers);
     let answered = layers.predict(request).await?;
     let served = Served {

@@ -68,11 +68,7 @@ pub(super) async fn predict(
         Ok(request) => {
             let (parts, body) = request.into_parts();
             received = Some(body.clone());
-            let headers = parts
-                .headers
-                .iter()
-                .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
-            let request = crate::request::build(body, sub_path, headers);
+            let request = crate::request::build(body, sub_path, parts.headers);
             if let Some(mirror) = edge.directory().traffic().mirror(service.name())
                 && mirror.sample()
             {

@@ -385,11 +385,14 @@ async fn handle(item: Item, instance: Replica, queues: Queues, keepalive: Durati
         sink,
         stalls,
     } = queues;
-    let request = crate::request::build(
-        item.data.clone(),
-        "",
-        item.request_id().map(|id| (REQUEST_ID_HEADER, id)),
-    );
+    let mut headers = http::HeaderMap::new();
+    if let Some(id) = item
+        .request_id()
+        .and_then(|id| http::HeaderValue::from_str(id).ok())
+    {
+        headers.insert(REQUEST_ID_HEADER, id);
+    }
+    let request = crate::request::build(item.data.clone(), "", headers);
     let stack = admission::stack(keepalive);
     // Runs so far, this delivery's included.
     let mut attempts = 1 + item

@@ -19,7 +19,9 @@ use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use eas_core::processor::{Device, InitContext, ModelMetadata, ProcessError, Request, Response};
+use eas_core::processor::{
+    Device, HeaderName, HeaderValue, InitContext, ModelMetadata, ProcessError, Request, Response,
+};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The environment variable that puts a binary in worker mode: the socket to connect to.
@@ -119,7 +121,8 @@ pub struct WireRequest {
     body: Bytes,
     content_type: Option<String>,
     path: String,
-    headers: Vec<(String, String)>,
+    /// Names and raw values (a header value need not be text).
+    headers: Vec<(String, Bytes)>,
 }
 
 impl From<&Request> for WireRequest {
@@ -128,7 +131,16 @@ impl From<&Request> for WireRequest {
             body: request.body.clone(),
             content_type: request.content_type.clone(),
             path: request.path.clone(),
-            headers: request.headers.clone(),
+            headers: request
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        Bytes::copy_from_slice(value.as_bytes()),
+                    )
+                })
+                .collect(),
         }
     }
 }
@@ -137,7 +149,18 @@ impl From<WireRequest> for Request {
     fn from(wire: WireRequest) -> Self {
         let mut request = Request::new(wire.body).with_path(wire.path);
         request.content_type = wire.content_type;
-        request.headers = wire.headers;
+        // What the other side sent came from a `HeaderMap`; a pair that is not a header (the
+        // pipe corrupted) is left out rather than trusted.
+        request.headers = wire
+            .headers
+            .into_iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    HeaderName::from_bytes(name.as_bytes()).ok()?,
+                    HeaderValue::from_maybe_shared(value).ok()?,
+                ))
+            })
+            .collect();
         request
     }
 }
