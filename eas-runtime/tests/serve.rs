@@ -425,6 +425,17 @@ async fn sub_paths_should_route_to_the_service_and_reach_the_processor() {
     let (status, body) = post(&server, "group.model_v3/x", "c").await;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("group.model_v3/x"), "{body}");
+    // The path is percent-decoded before it is matched and handed over.
+    assert_eq!(
+        post(&server, "model%5Fv2/v1%2Fscore%20x", "d").await,
+        (200, "d path=v1/score x".into())
+    );
+    let (status, body) = post(&server, "model_v2/%FF", "e").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("not UTF-8"), "{body}");
+    let (status, body) = post(&server, "", "f").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no such route"), "{body}");
     let discovery: Value =
         reqwest::get(url(&server, "/api/v1/servicediscovery/upstreams/model_v2"))
             .await

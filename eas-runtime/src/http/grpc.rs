@@ -2,7 +2,7 @@
 //! `grpc_predict_v2.proto`, in `eas-runtime/proto/`; NVIDIA Triton's `grpc_service.proto`, what
 //! `tritonclient[grpc]` speaks, is a superset with the same six methods), on the HTTP port: a
 //! request whose `Content-Type` is `application/grpc` (or `application/grpc+proto`) comes here,
-//! any other goes to the HTTP routes ([`ByContentType`]). The listener speaks HTTP/1.1 and
+//! any other goes to the HTTP routes (`routes.rs`). The listener speaks HTTP/1.1 and
 //! HTTP/2 (cleartext, with prior knowledge: what gRPC clients send without TLS), told apart by
 //! the HTTP/2 preface (`serve.rs`).
 //!
@@ -64,12 +64,8 @@ mod inference;
 mod tensors;
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
@@ -78,7 +74,7 @@ use http_body_util::Full;
 use prost::Message as _;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
-use tower::{Layer as _, Service, ServiceExt as _};
+use tower::{Layer as _, ServiceExt as _};
 
 use inference::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use inference::model_metadata_response::TensorMetadata;
@@ -158,7 +154,7 @@ impl Call {
 
 /// Whether a request with these headers is a gRPC call (`application/grpc`, alone or with a
 /// `+format` or parameters; not `application/grpc-web`, another protocol).
-fn is_grpc(headers: &HeaderMap) -> bool {
+pub(super) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.as_bytes().strip_prefix(b"application/grpc"))
@@ -204,81 +200,19 @@ fn version(version: &str) -> Option<&str> {
     (!version.is_empty()).then_some(version)
 }
 
-/// The edge's routes as one service: gRPC calls (by `Content-Type`) to the
-/// `GRPCInferenceService`, every other request to the HTTP routes.
-#[derive(Clone)]
-pub(crate) struct ByContentType {
-    http: Router,
-    grpc: Grpc,
-}
-
-impl ByContentType {
-    /// `http` for HTTP requests, the gRPC service over `edge` for gRPC calls.
-    pub(crate) fn new(http: Router, edge: Arc<Edge>) -> Self {
-        Self {
-            http,
-            grpc: Grpc::new(edge),
-        }
-    }
-}
-
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-impl Service<Request> for ByContentType {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Dispatched<<Router as Service<Request>>::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Service::<Request>::poll_ready(&mut self.http, cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        if is_grpc(request.headers()) {
-            Dispatched::Grpc {
-                future: Box::pin(self.grpc.clone().serve(request)),
-            }
-        } else {
-            Dispatched::Http {
-                future: self.http.call(request),
-            }
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The answer of the side a request went to.
-    #[project = DispatchedProj]
-    pub(crate) enum Dispatched<F> {
-        Http { #[pin] future: F },
-        Grpc { future: BoxFuture },
-    }
-}
-
-impl<F: Future<Output = Result<Response, Infallible>>> Future for Dispatched<F> {
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            DispatchedProj::Http { future } => future.poll(cx),
-            DispatchedProj::Grpc { future } => future.as_mut().poll(cx),
-        }
-    }
-}
-
 /// A gRPC call's body as it was read, for the admission of the model it names.
 #[derive(Debug, Clone)]
 struct Received(Bytes);
 
 /// Reads gRPC calls' bodies under admission, then lets tonic decode and dispatch them.
 #[derive(Clone)]
-struct Grpc {
+pub(super) struct Grpc {
     edge: Arc<Edge>,
     server: GrpcInferenceServiceServer<Inference>,
 }
 
 impl Grpc {
-    fn new(edge: Arc<Edge>) -> Self {
+    pub(super) fn new(edge: Arc<Edge>) -> Self {
         let inference = Inference {
             edge: Arc::clone(&edge),
         };
@@ -288,7 +222,7 @@ impl Grpc {
         Self { edge, server }
     }
 
-    async fn serve(self, request: Request) -> Result<Response, Infallible> {
+    pub(super) async fn serve(self, request: Request) -> Result<Response, Infallible> {
         let Some(call) = Call::parse(request.uri().path()) else {
             let names = Call::ALL.map(Call::name).join(", ");
             let status = Status::unimplemented(format!(

@@ -35,6 +35,7 @@ mod grpc;
 mod oip;
 mod predict;
 pub mod queue;
+mod routes;
 mod serve;
 
 use std::collections::BTreeMap;
@@ -177,9 +178,9 @@ impl Edge {
 
     /// The same as one service, which the server's connections call without a router around
     /// it (one route lookup and one boxed clone fewer per request).
-    pub(crate) fn routes(self: &Arc<Self>) -> grpc::ByContentType {
+    pub(crate) fn routes(self: &Arc<Self>) -> routes::Routes {
+        // `/api/predict/...` is dispatched by `Routes` itself, before this router.
         let router = Router::new()
-            .route("/api/predict/{*path}", any(predict::predict))
             .route(
                 "/api/v1/servicediscovery/upstreams/{*service}",
                 get(admin::discovery),
@@ -223,7 +224,7 @@ impl Edge {
             Some(cache) => router.merge(eas_storage::peer::router(Arc::clone(cache))),
             None => router,
         };
-        grpc::ByContentType::new(router, Arc::clone(self))
+        routes::Routes::new(router, Arc::clone(self))
     }
 
     /// Records the address the server listens on, for service discovery answers.

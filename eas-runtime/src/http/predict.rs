@@ -8,8 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, Edge};
@@ -27,12 +26,27 @@ impl Drop for InFlight {
     }
 }
 
-pub(super) async fn predict(
-    State(edge): State<Arc<Edge>>,
-    Path(path): Path<String>,
-    request: axum::extract::Request,
-) -> Response {
+/// Where predict paths start; what follows names the service (and a sub-path).
+const PREFIX: &str = "/api/predict/";
+
+/// Whether a request for `path` is a predict (or queue) request: [`PREFIX`] and a name.
+pub(super) fn is_predict(path: &str) -> bool {
+    path.strip_prefix(PREFIX)
+        .is_some_and(|rest| !rest.is_empty())
+}
+
+/// Serves a request whose path [`is_predict`].
+pub(super) async fn predict(edge: Arc<Edge>, request: axum::extract::Request) -> Response {
     let started = Instant::now();
+    // The URI shares its bytes with the request: a clone is a reference, no copy.
+    let uri = request.uri().clone();
+    let raw = uri.path().strip_prefix(PREFIX).unwrap_or_default();
+    let Ok(path) = percent_encoding::percent_decode_str(raw).decode_utf8() else {
+        return ApiError::NotFound(format!(
+            "`{raw}` is not UTF-8 once percent-decoded, so it names no service"
+        ))
+        .into_response();
+    };
     let (entry, sub_path) = match edge.directory().resolve(&path) {
         Resolved::Service(entry, rest) => (entry, rest),
         Resolved::EmptyGroup(group) => {
@@ -42,7 +56,7 @@ pub(super) async fn predict(
             ))
             .into_response();
         }
-        Resolved::Unknown => return ApiError::UnknownService(path).into_response(),
+        Resolved::Unknown => return ApiError::UnknownService(path.into_owned()).into_response(),
     };
     let service = entry.admission().service();
     if let Some(queues) = service.queues() {
@@ -85,14 +99,13 @@ pub(super) async fn predict(
             if let Some(body) = &received {
                 service.record(body, answer.status, &answer.body, started.elapsed());
             }
-            let mut response = (status, answer.body).into_response();
-            if let Some(ct) = answer
-                .content_type
-                .as_deref()
-                .and_then(|ct| ct.parse().ok())
-            {
-                response.headers_mut().insert(header::CONTENT_TYPE, ct);
-            }
+            let mut response = Response::new(axum::body::Body::from(answer.body));
+            *response.status_mut() = status;
+            let headers = response.headers_mut();
+            // Room for the content type and the three served-by headers (hyper adds the length
+            // and the date as it writes): the map is allocated once.
+            headers.reserve(4);
+            headers.insert(header::CONTENT_TYPE, content_type(answer.content_type));
             super::served_by(
                 response.headers_mut(),
                 service,
@@ -121,6 +134,14 @@ pub(super) async fn predict(
     };
     recorder.answered(instance, status, started.elapsed().as_secs_f64());
     response
+}
+
+/// The `Content-Type` of an answer whose processor said `said`: that, when it is a header
+/// value (taken without a copy), else what a body of bytes is.
+fn content_type(said: Option<String>) -> HeaderValue {
+    const BYTES: HeaderValue = HeaderValue::from_static("application/octet-stream");
+    said.and_then(|ct| HeaderValue::try_from(ct).ok())
+        .unwrap_or(BYTES)
 }
 
 /// Sends a copy of `request` to each target of `mirror`, without waiting: the answers are

@@ -39,7 +39,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use super::gate::Peer;
-use super::grpc::ByContentType;
+use super::routes::Routes;
 use crate::metrics::Metrics;
 
 /// The most requests an HTTP/2 connection has in service at once.
@@ -175,7 +175,7 @@ impl AcceptBackoff {
 /// go while the server runs).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    routes: ByContentType,
+    routes: Routes,
     limits: ConnectionLimits,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
@@ -281,7 +281,7 @@ pub(crate) async fn accept_loop(
 }
 
 /// The service each connection serves: the edge's routes, counting the connection's requests.
-type Served = TowerToHyperService<Tracked<ByContentType>>;
+type Served = TowerToHyperService<Tracked<Routes>>;
 
 /// The HTTP version a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
-use super::{Failure, Replica, Reply};
+use super::{Admitted, Failure, Replica, Reply};
 use crate::outcome::{Answered, PredictError};
 
 /// A request and the instance that takes it.
@@ -150,13 +150,16 @@ impl Service<Routed> for Submit {
     fn call(&mut self, routed: Routed) -> Self::Future {
         let instance = routed.instance.index();
         let version = routed.instance.version();
-        match routed.instance.submit(routed.request) {
-            Ok(answer) => SubmitFuture::Waiting {
+        match routed.instance.admit(routed.request) {
+            Ok(Admitted::Queued(answer)) => SubmitFuture::Waiting {
                 answer,
                 instance,
                 version,
             },
-            Err(refused) => SubmitFuture::Refused(Some(PredictError::Replica(refused))),
+            Ok(Admitted::Answered(reply)) => {
+                SubmitFuture::Done(Some(answered(reply, instance, version)))
+            }
+            Err(refused) => SubmitFuture::Done(Some(Err(PredictError::Replica(refused)))),
         }
     }
 }
@@ -164,8 +167,8 @@ impl Service<Routed> for Submit {
 /// The answer of [`Submit`].
 #[derive(Debug)]
 pub enum SubmitFuture {
-    /// The instance refused.
-    Refused(Option<PredictError>),
+    /// The instance refused the request, or an inline processor already answered it.
+    Done(Option<Result<Answered, PredictError>>),
     /// Waiting for the processor.
     Waiting {
         /// Where the answer comes.
@@ -181,11 +184,13 @@ impl Future for SubmitFuture {
     type Output = Result<Answered, PredictError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // Both variants are Unpin (a oneshot receiver, an error).
+        // Both variants are Unpin (a oneshot receiver, an outcome).
         match self.get_mut() {
-            Self::Refused(error) => Poll::Ready(Err(error
-                .take()
-                .expect("a SubmitFuture polled after it completed"))),
+            Self::Done(outcome) => Poll::Ready(
+                outcome
+                    .take()
+                    .expect("a SubmitFuture polled after it completed"),
+            ),
             Self::Waiting {
                 answer,
                 instance,
@@ -193,12 +198,7 @@ impl Future for SubmitFuture {
             } => {
                 let (instance, version) = (*instance, *version);
                 Pin::new(answer).poll(cx).map(|reply| match reply {
-                    Ok(Ok(response)) => Ok(Answered {
-                        response,
-                        instance,
-                        version,
-                    }),
-                    Ok(Err(failure)) => Err(PredictError::Failed { instance, failure }),
+                    Ok(reply) => answered(reply, instance, version),
                     Err(_) => Err(PredictError::Failed {
                         instance,
                         failure: Failure::Dropped(format!(
@@ -208,6 +208,18 @@ impl Future for SubmitFuture {
                 })
             }
         }
+    }
+}
+
+/// The outcome of a request `instance` (running `version`) answered with `reply`.
+fn answered(reply: Reply, instance: u32, version: u32) -> Result<Answered, PredictError> {
+    match reply {
+        Ok(response) => Ok(Answered {
+            response,
+            instance,
+            version,
+        }),
+        Err(failure) => Err(PredictError::Failed { instance, failure }),
     }
 }
 

@@ -75,6 +75,15 @@ pub(crate) use worker::panic_message;
 /// What an instance answers for one request.
 pub type Reply = Result<Response, Failure>;
 
+/// What an instance did with a request it admitted ([`Replica::admit`]).
+#[derive(Debug)]
+pub(crate) enum Admitted {
+    /// An inline processor ran it at once: its answer.
+    Answered(Reply),
+    /// It is queued; the answer comes on this channel.
+    Queued(oneshot::Receiver<Reply>),
+}
+
 /// How an instance batches, queues and limits, from the spec's `metadata.rpc` and `runtime`.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -492,6 +501,19 @@ impl Replica {
 
     /// Admits a request, or says why not. The answer arrives on the returned channel.
     pub fn submit(&self, request: Request) -> Result<oneshot::Receiver<Reply>, ReplicaError> {
+        match self.admit(request)? {
+            Admitted::Queued(answer) => Ok(answer),
+            Admitted::Answered(reply) => {
+                let (sender, answer) = oneshot::channel();
+                let _ = sender.send(reply);
+                Ok(answer)
+            }
+        }
+    }
+
+    /// Admits a request, or says why not: an inline processor answers it at once, on this
+    /// thread; else it is queued ([`submit`](Self::submit) gives both as a channel).
+    pub(crate) fn admit(&self, request: Request) -> Result<Admitted, ReplicaError> {
         let shared = &self.shared;
         if !self.is_ready() {
             return Err(ReplicaError::NotReady {
@@ -529,7 +551,7 @@ impl Replica {
         };
         let queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         match queue.as_ref().map(|q| q.send(job)) {
-            Some(true) => Ok(answer),
+            Some(true) => Ok(Admitted::Queued(answer)),
             _ => {
                 shared.waiting.fetch_sub(1, Ordering::AcqRel);
                 Err(shared.shutting_down())
@@ -537,8 +559,8 @@ impl Replica {
         }
     }
 
-    /// Runs one request on this thread (an inline processor); the answer is ready at once.
-    fn run_inline(&self, request: Request) -> Result<oneshot::Receiver<Reply>, ReplicaError> {
+    /// Runs one request on this thread (an inline processor).
+    fn run_inline(&self, request: Request) -> Result<Admitted, ReplicaError> {
         let shared = &self.shared;
         let open = shared
             .queue
@@ -548,21 +570,15 @@ impl Replica {
         if !open {
             return Err(shared.shutting_down());
         }
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            request,
-            enqueued_at: std::time::Instant::now(),
-            reply,
-        };
         shared.running.fetch_add(1, Ordering::AcqRel);
         // An inline processor runs on the I/O thread and must not block (see
         // `register_inline`), so the wall time of its call is its CPU time; `Instant` reads a
         // vDSO clock, where a thread CPU clock is a system call (about 1.4 us here) per request.
         let started = std::time::Instant::now();
-        worker::run_batch(shared, vec![job]);
+        let reply = worker::run_one(shared, &request);
         shared.add_cpu_time(started.elapsed());
         shared.running.fetch_sub(1, Ordering::AcqRel);
-        Ok(answer)
+        Ok(Admitted::Answered(reply))
     }
 
     /// Stops taking requests, lets what is queued finish (up to `grace`), then stops the

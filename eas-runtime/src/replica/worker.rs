@@ -207,6 +207,45 @@ pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
     }
 }
 
+/// Runs one request of an inline processor on this thread and returns its answer: what
+/// [`run_batch`] does for a batch of one (the same metrics, the same recovery from a panic),
+/// without a queue, a channel or the batch's vectors.
+pub(super) fn run_one(shared: &Arc<Shared>, request: &Request) -> Reply {
+    let metrics = &shared.histograms;
+    // It waited for nothing: it runs where it arrived.
+    metrics.queue_wait.observe(0.0);
+    let Some(processor) = shared.current_processor() else {
+        let why = super::describe_state(&shared.state());
+        return Err(Failure::Dropped(format!(
+            "instance {} of service `{}` is {why}",
+            shared.index, shared.service
+        )));
+    };
+    metrics.batch_size.observe(1.0);
+    let started = std::time::Instant::now();
+    let outcome = call(processor.as_ref(), std::slice::from_ref(request));
+    metrics
+        .process_duration
+        .observe(started.elapsed().as_secs_f64());
+    let (reply, crash) = match outcome {
+        Ok(mut answers) => (
+            answers
+                .pop()
+                .unwrap_or_else(|| Err(Failure::Internal("no answer".into()))),
+            None,
+        ),
+        Err(Crash::Panicked(why)) => (Err(Failure::Panicked(why.clone())), Some(why)),
+        // Inline processors run in this process (the child-process provider turns inline off),
+        // so none has a process to lose; were one to say so, it fails like a panic.
+        Err(Crash::Died(died)) => (Err(Failure::Died(died.why.clone())), Some(died.why)),
+    };
+    shared.completed.fetch_add(1, Ordering::Relaxed);
+    if let Some(why) = crash {
+        recover(shared, &processor, why);
+    }
+    reply
+}
+
 /// Counts the answers, then sends them.
 fn answer(shared: &Shared, replies: Vec<oneshot::Sender<Reply>>, answers: Vec<Reply>) {
     // Counted before the answers go out: a client that has its answer sees it counted.
