@@ -200,8 +200,10 @@ where
 {
     let mut body = std::pin::pin!(Limited::new(body, limit));
     // Chunks are kept as they came (counted exactly against the budget) and joined once at
-    // the end: a growing buffer would hold up to twice what was counted.
-    let mut chunks: Vec<Bytes> = Vec::new();
+    // the end: a growing buffer would hold up to twice what was counted. The first is kept
+    // apart: a body in one chunk (most) is taken as it is, with no list allocated.
+    let mut first: Option<Bytes> = None;
+    let mut more: Vec<Bytes> = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             if e.is::<LengthLimitError>() {
@@ -217,14 +219,19 @@ where
         if declared.is_none() {
             reservation.take(chunk.len())?;
         }
-        chunks.push(chunk);
+        if first.is_none() {
+            first = Some(chunk);
+        } else {
+            more.push(chunk);
+        }
     }
-    Ok(match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.swap_remove(0),
-        _ => {
-            let mut all = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-            for chunk in &chunks {
+    Ok(match first {
+        None => Bytes::new(),
+        Some(one) if more.is_empty() => one,
+        Some(one) => {
+            let size = one.len() + more.iter().map(Bytes::len).sum::<usize>();
+            let mut all = BytesMut::with_capacity(size);
+            for chunk in std::iter::once(&one).chain(&more) {
                 all.extend_from_slice(chunk);
             }
             all.freeze()

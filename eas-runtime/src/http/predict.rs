@@ -36,7 +36,11 @@ pub(super) fn is_predict(path: &str) -> bool {
 }
 
 /// Serves a request whose path [`is_predict`].
-pub(super) async fn predict(edge: Arc<Edge>, request: axum::extract::Request) -> Response {
+pub(super) async fn predict<B>(edge: Arc<Edge>, request: http::Request<B>) -> Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let started = Instant::now();
     // The URI shares its bytes with the request: a clone is a reference, no copy.
     let uri = request.uri().clone();
@@ -60,6 +64,7 @@ pub(super) async fn predict(edge: Arc<Edge>, request: axum::extract::Request) ->
     };
     let service = entry.admission().service();
     if let Some(queues) = service.queues() {
+        let request = request.map(axum::body::Body::new);
         return super::queue::serve(&edge, entry.admission(), queues, sub_path, request).await;
     }
     if request.method() != Method::POST {
@@ -92,12 +97,14 @@ pub(super) async fn predict(edge: Arc<Edge>, request: axum::extract::Request) ->
         }
     };
 
+    // One clock read for the sink and the metrics.
+    let elapsed = started.elapsed();
     let (status, instance, response) = match outcome {
         Ok(answered) => {
             let answer = answered.response;
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
             if let Some(body) = &received {
-                service.record(body, answer.status, &answer.body, started.elapsed());
+                service.record(body, answer.status, &answer.body, elapsed);
             }
             let mut response = Response::new(axum::body::Body::from(answer.body));
             *response.status_mut() = status;
@@ -127,12 +134,12 @@ pub(super) async fn predict(edge: Arc<Edge>, request: axum::extract::Request) ->
             let error = ApiError::Predict(refused);
             if let (Some(body), true) = (&received, sunk) {
                 let answer = error.body().to_string();
-                service.record(body, error.status(), answer.as_bytes(), started.elapsed());
+                service.record(body, error.status(), answer.as_bytes(), elapsed);
             }
             (error.status(), instance, error.into_response())
         }
     };
-    recorder.answered(instance, status, started.elapsed().as_secs_f64());
+    recorder.answered(instance, status, elapsed.as_secs_f64());
     response
 }
 

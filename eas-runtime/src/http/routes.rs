@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
+use bytes::Bytes;
 use tower::Service;
 
 use super::Edge;
@@ -41,7 +43,11 @@ impl Routes {
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-impl Service<Request> for Routes {
+impl<B> Service<http::Request<B>> for Routes
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     type Response = Response;
     type Error = Infallible;
     type Future = Dispatched<<Router as Service<Request>>::Future>;
@@ -50,19 +56,20 @@ impl Service<Request> for Routes {
         Service::<Request>::poll_ready(&mut self.http, cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if grpc::is_grpc(request.headers()) {
             Dispatched::Boxed {
-                future: Box::pin(self.grpc.clone().serve(request)),
+                future: Box::pin(self.grpc.clone().serve(request.map(Body::new))),
             }
         } else if predict::is_predict(request.uri().path()) {
+            // The body is read as the connection gives it, not boxed first.
             let edge = Arc::clone(&self.edge);
             Dispatched::Boxed {
                 future: Box::pin(async move { Ok(predict::predict(edge, request).await) }),
             }
         } else {
             Dispatched::Http {
-                future: self.http.call(request),
+                future: self.http.call(request.map(Body::new)),
             }
         }
     }

@@ -473,9 +473,7 @@ struct Tracked<S> {
 
 impl<S, B> tower::Service<http::Request<B>> for Tracked<S>
 where
-    S: tower::Service<http::Request<axum::body::Body>>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
+    S: tower::Service<http::Request<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -495,7 +493,7 @@ where
             request.extensions_mut().insert(peer);
         }
         TrackedFuture {
-            inner: self.inner.call(request.map(axum::body::Body::new)),
+            inner: self.inner.call(request),
             _serving: InService(Arc::clone(&self.connection)),
         }
     }

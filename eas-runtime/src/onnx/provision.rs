@@ -629,6 +629,20 @@ exit 3
         );
         fs::write(&path, script).expect("write the fake python");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        // A test on another thread that forks while the file is open for writing holds it
+        // open until its child execs: running the file meanwhile fails with ETXTBSY. Wait that
+        // out here, so that the tests see the fake as a user's Python.
+        for _ in 0..200 {
+            match std::process::Command::new(&path)
+                .args(["-c", "probe"])
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => break,
+            }
+        }
         path.into_os_string()
     }
 

@@ -83,8 +83,6 @@ where
     fn call(&mut self, routed: Routed) -> Self::Future {
         let instance = routed.instance.index();
         KeepaliveFuture {
-            // Past the clock's range (a keepalive of centuries): no deadline.
-            deadline: Instant::now().checked_add(self.keepalive),
             keepalive: self.keepalive,
             instance,
             inner: self.inner.call(routed),
@@ -95,14 +93,14 @@ where
 
 pin_project! {
     /// The answer of [`Keepalive`], or [`PredictError::Timeout`] at its deadline. The timer is
-    /// armed only when the answer is not there at the first poll: an instance that answers at
-    /// once (an inline processor) costs no timer.
+    /// armed (from the first poll, which follows the call at once) only when the answer is not
+    /// there then: an instance that answers at once (an inline processor) costs no timer and
+    /// no clock read.
     pub struct KeepaliveFuture<F> {
         #[pin]
         inner: F,
         #[pin]
         timer: Option<Sleep>,
-        deadline: Option<Instant>,
         keepalive: Duration,
         instance: u32,
     }
@@ -119,8 +117,9 @@ where
         if let Poll::Ready(answer) = this.inner.poll(cx) {
             return Poll::Ready(answer);
         }
+        // Past the clock's range (a keepalive of centuries): no deadline.
         if this.timer.is_none()
-            && let Some(deadline) = *this.deadline
+            && let Some(deadline) = Instant::now().checked_add(*this.keepalive)
         {
             this.timer.set(Some(tokio::time::sleep_until(deadline)));
         }

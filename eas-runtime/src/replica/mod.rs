@@ -571,12 +571,7 @@ impl Replica {
             return Err(shared.shutting_down());
         }
         shared.running.fetch_add(1, Ordering::AcqRel);
-        // An inline processor runs on the I/O thread and must not block (see
-        // `register_inline`), so the wall time of its call is its CPU time; `Instant` reads a
-        // vDSO clock, where a thread CPU clock is a system call (about 1.4 us here) per request.
-        let started = std::time::Instant::now();
         let reply = worker::run_one(shared, &request);
-        shared.add_cpu_time(started.elapsed());
         shared.running.fetch_sub(1, Ordering::AcqRel);
         Ok(Admitted::Answered(reply))
     }
@@ -695,7 +690,8 @@ mod tests {
     use super::*;
 
     /// Echoes; `burn:MS` first burns MS milliseconds of its thread's CPU, `fail` fails, `panic`
-    /// panics. Reports how many requests it has seen as the custom metric `seen`.
+    /// panics, `none` makes it return no result for the batch. Reports how many requests it
+    /// has seen as the custom metric `seen`.
     #[derive(Default)]
     struct Busy {
         metrics: Option<MetricReporter>,
@@ -713,6 +709,9 @@ mod tests {
             if let Some(metrics) = &self.metrics {
                 metrics.report("seen", (seen + batch.len() as u64) as f64);
                 metrics.report("not a name", 1.0);
+            }
+            if batch.iter().any(|r| r.body == "none") {
+                return Vec::new();
             }
             batch
                 .iter()
@@ -864,16 +863,39 @@ mod tests {
 
     #[tokio::test]
     async fn usage_should_count_restarts_after_a_crash() {
-        let replica = started(config(false), &Arc::new(Metrics::new())).await;
-        let answer = ask(&replica, "panic").await;
-        assert!(matches!(answer, Err(Failure::Panicked(_))), "{answer:?}");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while replica.usage().restarts == 0 || !replica.is_ready() {
-            assert!(std::time::Instant::now() < deadline, "never restarted");
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        for inline in [false, true] {
+            let replica = started(config(inline), &Arc::new(Metrics::new())).await;
+            let answer = ask(&replica, "panic").await;
+            assert!(matches!(answer, Err(Failure::Panicked(_))), "{answer:?}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while replica.usage().restarts == 0 || !replica.is_ready() {
+                assert!(std::time::Instant::now() < deadline, "never restarted");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let usage = replica.usage();
+            assert_eq!(
+                (usage.restarts, usage.completed),
+                (1, 1),
+                "inline {inline}: {usage:?}"
+            );
+            assert_eq!(
+                ask(&replica, "after").await.ok(),
+                Some(Response::ok("after"))
+            );
         }
-        let usage = replica.usage();
-        assert_eq!((usage.restarts, usage.completed), (1, 1), "{usage:?}");
+    }
+
+    #[tokio::test]
+    async fn a_processor_without_a_result_per_request_should_fail_the_request_and_say_so() {
+        for inline in [false, true] {
+            let replica = started(config(inline), &Arc::new(Metrics::new())).await;
+            let answer = ask(&replica, "none").await;
+            let Err(Failure::Internal(why)) = &answer else {
+                panic!("inline {inline}: {answer:?}");
+            };
+            assert!(why.contains("returned 0 results for a batch of 1"), "{why}");
+            assert_eq!(ask(&replica, "next").await.ok(), Some(Response::ok("next")));
+        }
     }
 
     #[tokio::test]
