@@ -391,7 +391,7 @@ impl Bench {
         }
         let after = batches(&eas, ours);
         let mean_batch = (after.0 - before.0) / (after.1 - before.1).max(1.0);
-        let cpu_terms = self.cpu_terms(&mut session, &body, mean_batch);
+        let cpu_terms = self.cpu_terms(&mut session, &model, &body, mean_batch);
         let ort = median(ort_rates);
         let ours_figure = Figure::of(ours, eas_windows);
         let ort_cores = median(ort_used);
@@ -452,11 +452,29 @@ impl Bench {
 
     /// The baseline of the MLP's CPU per row, measured now: a bare axum server's CPU per
     /// request answering `body` (echoed: it reads and writes as many bytes as eas reads) and
-    /// in-process ort's CPU per row at `mean_batch` rows (rounded), the medians over the
-    /// rounds. Returns (bare us per request, the batch size, ort us per row).
-    fn cpu_terms(&self, session: &mut Session, body: &Bytes, mean_batch: f64) -> (f64, usize, f64) {
+    /// in-process ort's CPU per row at `mean_batch` rows (rounded), with the session options
+    /// eas runs `model` with (`ORT_THREADS` intra-op threads that do not spin; `session`, with
+    /// ort's defaults, is measured too and printed), the medians over the rounds. Returns
+    /// (bare us per request, the batch size, ort us per row).
+    fn cpu_terms(
+        &self,
+        session: &mut Session,
+        model: &Path,
+        body: &Bytes,
+        mean_batch: f64,
+    ) -> (f64, usize, f64) {
         let batch = (mean_batch.round() as usize).max(1);
         let input = inputs(batch, 0);
+        let mut as_eas = Session::builder(runtime().unwrap().environment())
+            .unwrap()
+            .with_intra_threads(ORT_THREADS)
+            .unwrap()
+            .with_inter_threads(1)
+            .unwrap()
+            .with_intra_op_spinning(false)
+            .unwrap()
+            .commit_from_file(model)
+            .unwrap();
         let bare_addr = self.servers.block_on(start_bare_echo());
         let bare = Target::new(
             "bare axum echo (the MLP's body)",
@@ -469,17 +487,25 @@ impl Bench {
         .expecting(body.len())
         .in_process();
         let mut bare_windows = Vec::new();
-        let mut ort_cpu = Vec::new();
-        for _ in 0..self.settings.rounds {
-            bare_windows.push(self.window(&bare, &[]));
+        let (mut ort_cpu, mut spinning_cpu) = (Vec::new(), Vec::new());
+        let per_row = |session: &mut Session| {
             let (rate, used, _) =
                 ort_rate_and_others(session, batch, &input, self.settings.window / 2);
-            ort_cpu.push(used * 1e6 / rate.max(1.0));
+            used * 1e6 / rate.max(1.0)
+        };
+        for _ in 0..self.settings.rounds {
+            bare_windows.push(self.window(&bare, &[]));
+            ort_cpu.push(per_row(&mut as_eas));
+            spinning_cpu.push(per_row(session));
         }
         let bare = Figure::of(&bare, bare_windows);
         println!("{}", bare.line("req/s"));
         let ort_cpu = median(ort_cpu);
-        println!("  in-process ort batch {batch:>3}: {ort_cpu:.1} us of CPU per row (median)");
+        println!(
+            "  in-process ort batch {batch:>3}: {ort_cpu:.1} us of CPU per row (median), eas's \
+             session options; {:.1} us with ort's defaults (threads that spin)",
+            median(spinning_cpu)
+        );
         (bare.cpu_per_answer(), batch, ort_cpu)
     }
 
