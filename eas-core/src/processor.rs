@@ -445,8 +445,10 @@ pub struct Request {
     pub content_type: Option<String>,
     /// The path after the service name (`/api/predict/{service}/{path}`); may be empty.
     pub path: String,
-    /// The request headers, as the client sent them (HTTP names are case-insensitive: the
-    /// map compares them so). The runtime hands over the map it parsed, without a copy.
+    /// The request headers (HTTP names are case-insensitive: the map compares them so). For an
+    /// EAS predict request, those the client sent: the runtime hands over the map it parsed,
+    /// without a copy; several `Content-Type` headers: [`content_type`](Self::content_type) is
+    /// the first, when it is text.
     pub headers: HeaderMap,
 }
 

@@ -772,9 +772,16 @@ fn read_warm_up(path: &Path) -> std::result::Result<Vec<Request>, String> {
             };
             let mut headers = HeaderMap::new();
             if let Some(ct) = line.get("content_type").and_then(|c| c.as_str()) {
-                let ct = HeaderValue::from_str(ct).map_err(|_| {
-                    format!("line {}: content_type is not an HTTP header value", n + 1)
-                })?;
+                // Visible ASCII only: what a processor can read back as text.
+                let ct = HeaderValue::from_str(ct)
+                    .ok()
+                    .filter(|v| v.to_str().is_ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "line {}: content_type is not an HTTP header value of visible ASCII",
+                            n + 1
+                        )
+                    })?;
                 headers.insert(http::header::CONTENT_TYPE, ct);
             }
             Ok(crate::request::build(body.into(), "", headers))
@@ -821,6 +828,13 @@ mod tests {
         .expect("write");
         let error = read_warm_up(&bad).expect_err("a newline in a header value");
         assert!(error.contains("line 2: content_type"), "{error}");
+        std::fs::write(
+            &bad,
+            "{\"body\": \"a\", \"content_type\": \"text/plain; charset=\\u00fc\"}\n",
+        )
+        .expect("write");
+        let error = read_warm_up(&bad).expect_err("not ASCII");
+        assert!(error.contains("line 1: content_type"), "{error}");
     }
 
     #[test]

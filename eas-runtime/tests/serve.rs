@@ -431,7 +431,7 @@ async fn sub_paths_should_route_to_the_service_and_reach_the_processor() {
         (200, "d path=v1/score x".into())
     );
     let (status, body) = post(&server, "model_v2/%FF", "e").await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 400, "{body}");
     assert!(body.contains("not UTF-8"), "{body}");
     let (status, body) = post(&server, "", "f").await;
     assert_eq!(status, 404, "{body}");
@@ -447,6 +447,41 @@ async fn sub_paths_should_route_to_the_service_and_reach_the_processor() {
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["port"], server.local_addr().port());
     assert_eq!(items[0]["ip"], "127.0.0.1");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_answer_to_head_should_have_no_body_over_http2_too() {
+    use http_body_util::BodyExt as _;
+
+    let (server, _) = start(vec![spec(json!({}))]).await;
+    let stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .expect("connects");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("an HTTP/2 connection");
+    tokio::spawn(connection);
+    for method in [http::Method::HEAD, http::Method::GET] {
+        let request = http::Request::builder()
+            .method(method.clone())
+            .uri(format!("http://{}/api/predict/svc", server.local_addr()))
+            .header("authorization", TOKEN)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("a request");
+        let response = sender.send_request(request).await.expect("answered");
+        assert_eq!(response.status(), 405, "{method}");
+        let body = response.into_body().collect().await.expect("a body");
+        // GET gets the reason; HEAD the same status and no body.
+        assert_eq!(
+            body.to_bytes().is_empty(),
+            method == http::Method::HEAD,
+            "{method}"
+        );
+    }
     server.shutdown().await;
 }
 

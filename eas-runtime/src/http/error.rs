@@ -38,6 +38,10 @@ pub enum ApiError {
     #[error("not found: {0}")]
     NotFound(String),
 
+    /// The request's path cannot be read (not UTF-8 once percent-decoded); says which.
+    #[error("bad path: {0}")]
+    BadPath(String),
+
     /// The route does not take this HTTP method.
     #[error("method not allowed: {0}")]
     MethodNotAllowed(String),
@@ -85,6 +89,7 @@ impl ApiError {
             Self::UnknownService(_) => (404, "unknown_service"),
             Self::BadQuery(_) => (400, "bad_query"),
             Self::NotFound(_) => (404, "not_found"),
+            Self::BadPath(_) => (400, "bad_path"),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed"),
             Self::NotReady(_) => (503, "unavailable"),
             Self::BadInference(_) => (400, "bad_inference_request"),
@@ -279,6 +284,7 @@ mod tests {
             (QueueError::Unavailable("x".into()).into(), 503),
             (ApiError::BadQuery("x".into()), 400),
             (ApiError::NotFound("x".into()), 404),
+            (ApiError::BadPath("x".into()), 400),
             (ApiError::MethodNotAllowed("x".into()), 405),
             (ApiError::BadInference("x".into()), 400),
         ];

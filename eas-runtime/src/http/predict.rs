@@ -46,10 +46,8 @@ where
     let uri = request.uri().clone();
     let raw = uri.path().strip_prefix(PREFIX).unwrap_or_default();
     let Ok(path) = percent_encoding::percent_decode_str(raw).decode_utf8() else {
-        return ApiError::NotFound(format!(
-            "`{raw}` is not UTF-8 once percent-decoded, so it names no service"
-        ))
-        .into_response();
+        return ApiError::BadPath(format!("`{raw}` is not UTF-8 once percent-decoded"))
+            .into_response();
     };
     let (entry, sub_path) = match edge.directory().resolve(&path) {
         Resolved::Service(entry, rest) => (entry, rest),

@@ -16,6 +16,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
+use http::Method;
 use tower::Service;
 
 use super::Edge;
@@ -64,8 +65,17 @@ where
         } else if predict::is_predict(request.uri().path()) {
             // The body is read as the connection gives it, not boxed first.
             let edge = Arc::clone(&self.edge);
+            let head = request.method() == Method::HEAD;
             Dispatched::Boxed {
-                future: Box::pin(async move { Ok(predict::predict(edge, request).await) }),
+                future: Box::pin(async move {
+                    let mut response = predict::predict(edge, request).await;
+                    // An answer to HEAD has no body; HTTP/1 leaves it out, HTTP/2 would send
+                    // it (what axum's routes empty for every route).
+                    if head {
+                        *response.body_mut() = Body::empty();
+                    }
+                    Ok(response)
+                }),
             }
         } else {
             Dispatched::Http {

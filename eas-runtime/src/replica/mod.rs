@@ -11,7 +11,9 @@
 //! Instance-level admission is decided in [`Replica::submit`], which refuses with a
 //! [`ReplicaError`]: not ready, over `rpc.rate_limit`, `rpc.max_queue_size` requests already
 //! waiting, shutting down. A request whose client gave up (the keepalive expired) is dropped
-//! before it reaches the processor.
+//! before it reaches the processor. An inline processor (`register_inline`) has no queue,
+//! batcher or workers: it answers on the thread that admits the request, and the admission
+//! layers get the answer without a channel.
 //!
 //! A processor that panics fails only the requests that make it panic: a batch that panics is
 //! run again one request at a time. Then the instance rebuilds its processor (a restart),
@@ -21,7 +23,8 @@
 //! answered, CPU time of the threads that ran the processor, requests in flight, and the
 //! custom metrics the processor reported through the [`MetricReporter`] of its `InitContext`
 //! (each instance has its own). Counting costs two relaxed atomic additions and one read of
-//! the thread's CPU clock per batch (two for an inline processor), no lock and no allocation.
+//! the thread's CPU clock per batch (for an inline processor, the wall time of its call, two
+//! reads of the monotonic clock), no lock and no allocation.
 
 pub mod admission;
 mod batcher;

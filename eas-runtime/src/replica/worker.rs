@@ -208,7 +208,8 @@ pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
 }
 
 /// Runs one request of an inline processor on this thread and returns its answer: what
-/// [`run_batch`] does for a batch of one (the same metrics, the same recovery from a panic),
+/// [`run_batch`] does for a batch of one (the same metrics, the same recovery from a panic;
+/// an inline processor has no process to lose, so none to restart),
 /// without a queue, a channel or the batch's vectors; the call's time is charged to the
 /// instance as its CPU time.
 pub(super) fn run_one(shared: &Arc<Shared>, request: &Request) -> Reply {
