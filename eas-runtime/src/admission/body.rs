@@ -199,11 +199,7 @@ where
     B::Error: Into<BoxError>,
 {
     let mut body = std::pin::pin!(Limited::new(body, limit));
-    // Chunks are kept as they came (counted exactly against the budget) and joined once at
-    // the end: a growing buffer would hold up to twice what was counted. The first is kept
-    // apart: a body in one chunk (most) is taken as it is, with no list allocated.
-    let mut first: Option<Bytes> = None;
-    let mut more: Vec<Bytes> = Vec::new();
+    let mut pieces = Pieces::default();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             if e.is::<LengthLimitError>() {
@@ -219,24 +215,72 @@ where
         if declared.is_none() {
             reservation.take(chunk.len())?;
         }
-        if first.is_none() {
-            first = Some(chunk);
+        pieces.push(chunk);
+    }
+    Ok(pieces.join())
+}
+
+/// Where small chunks are copied together: pieces of this size.
+const PIECE: usize = 64 << 10;
+
+/// A body's chunks as they arrive, joined once at the end. The first is kept as it came: a
+/// body in one chunk (most) is taken as it is, with no copy and no list allocated. After it, a
+/// chunk of at least [`PIECE`] bytes is kept as it came too; smaller ones are copied together
+/// into pieces of up to that size, so that a body sent in tiny chunks holds neither a handle
+/// per chunk nor the connection's read buffers the chunks point into (a client's 1-byte chunks
+/// would cost the server ~40 times the bytes the budget counts); the copies hold at most twice
+/// their bytes while a piece grows.
+#[derive(Debug, Default)]
+struct Pieces {
+    first: Option<Bytes>,
+    kept: Vec<Bytes>,
+    small: BytesMut,
+}
+
+impl Pieces {
+    fn push(&mut self, chunk: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(chunk);
+        } else if chunk.len() >= PIECE {
+            self.flush();
+            self.kept.push(chunk);
         } else {
-            more.push(chunk);
+            self.small.extend_from_slice(&chunk);
+            if self.small.len() >= PIECE {
+                self.flush();
+            }
         }
     }
-    Ok(match first {
-        None => Bytes::new(),
-        Some(one) if more.is_empty() => one,
-        Some(one) => {
-            let size = one.len() + more.iter().map(Bytes::len).sum::<usize>();
-            let mut all = BytesMut::with_capacity(size);
-            for chunk in std::iter::once(&one).chain(&more) {
-                all.extend_from_slice(chunk);
-            }
-            all.freeze()
+
+    /// Ends the piece being copied into.
+    fn flush(&mut self) {
+        if !self.small.is_empty() {
+            self.kept.push(self.small.split().freeze());
         }
-    })
+    }
+
+    /// The chunks held apart (a test's window on the bound).
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        usize::from(self.first.is_some()) + self.kept.len() + usize::from(!self.small.is_empty())
+    }
+
+    /// All the bytes, in order.
+    fn join(mut self) -> Bytes {
+        self.flush();
+        match self.first {
+            None => Bytes::new(),
+            Some(one) if self.kept.is_empty() => one,
+            Some(one) => {
+                let size = one.len() + self.kept.iter().map(Bytes::len).sum::<usize>();
+                let mut all = BytesMut::with_capacity(size);
+                for chunk in std::iter::once(&one).chain(&self.kept) {
+                    all.extend_from_slice(chunk);
+                }
+                all.freeze()
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +289,41 @@ mod tests {
     use tower::{ServiceExt as _, service_fn};
 
     use super::*;
+
+    #[test]
+    fn a_body_in_tiny_chunks_should_be_held_in_few_pieces_and_in_order() {
+        let mut pieces = Pieces::default();
+        let mut sent = Vec::new();
+        for i in 0..200_000u32 {
+            let byte = (i % 251) as u8;
+            sent.push(byte);
+            pieces.push(Bytes::copy_from_slice(&[byte]));
+        }
+        // The first chunk, then the rest in pieces of 64 KiB: not one handle per chunk.
+        assert!(
+            pieces.held() <= 1 + 200_000 / PIECE + 1,
+            "{}",
+            pieces.held()
+        );
+        // A large chunk between small ones is kept as it came, the order with it.
+        let large = vec![7u8; PIECE];
+        pieces.push(Bytes::from(large.clone()));
+        pieces.push(Bytes::from_static(b"end"));
+        sent.extend_from_slice(&large);
+        sent.extend_from_slice(b"end");
+        assert_eq!(pieces.join(), Bytes::from(sent));
+
+        let mut one = Pieces::default();
+        let chunk = Bytes::from_static(b"alone");
+        one.push(chunk.clone());
+        let joined = one.join();
+        assert_eq!(
+            joined.as_ptr(),
+            chunk.as_ptr(),
+            "a body in one chunk is not copied"
+        );
+        assert!(Pieces::default().join().is_empty());
+    }
 
     fn budget(bytes: usize) -> Arc<BodyBudget> {
         Arc::new(BodyBudget::new(bytes))
