@@ -27,7 +27,7 @@ impl Drop for InFlight {
 }
 
 /// Where predict paths start; what follows names the service (and a sub-path).
-const PREFIX: &str = "/api/predict/";
+pub(super) const PREFIX: &str = "/api/predict/";
 
 /// Whether a request for `path` is a predict (or queue) request: [`PREFIX`] and a name.
 pub(super) fn is_predict(path: &str) -> bool {

@@ -502,7 +502,7 @@ where
 /// Whether `path` is a predict or Open Inference Protocol route (the hot paths, behind
 /// service tokens, not the admin gate).
 fn is_data_plane(path: &str) -> bool {
-    path.starts_with("/api/predict/") || path.starts_with("/v2/")
+    path.starts_with(super::predict::PREFIX) || path.starts_with("/v2/")
 }
 
 /// Counts one request as being served until dropped.

@@ -153,12 +153,8 @@ pub(super) fn run_batch(shared: &Arc<Shared>, jobs: Vec<Job>) {
         replies.push(job.reply);
     }
     let Some(processor) = shared.current_processor() else {
-        let why = super::describe_state(&shared.state());
         for reply in replies {
-            let _ = reply.send(Err(Failure::Dropped(format!(
-                "instance {} of service `{}` is {why}",
-                shared.index, shared.service
-            ))));
+            let _ = reply.send(Err(no_processor(shared)));
         }
         return;
     };
@@ -217,11 +213,7 @@ pub(super) fn run_one(shared: &Arc<Shared>, request: &Request) -> Reply {
     // It waited for nothing: it runs where it arrived.
     metrics.queue_wait.observe(0.0);
     let Some(processor) = shared.current_processor() else {
-        let why = super::describe_state(&shared.state());
-        return Err(Failure::Dropped(format!(
-            "instance {} of service `{}` is {why}",
-            shared.index, shared.service
-        )));
+        return Err(no_processor(shared));
     };
     metrics.batch_size.observe(1.0);
     let started = std::time::Instant::now();
@@ -247,6 +239,15 @@ pub(super) fn run_one(shared: &Arc<Shared>, request: &Request) -> Reply {
         recover(shared, &processor, why);
     }
     reply
+}
+
+/// Why a request found the instance without a processor (stopped, or down after a crash).
+fn no_processor(shared: &Shared) -> Failure {
+    let why = super::describe_state(&shared.state());
+    Failure::Dropped(format!(
+        "instance {} of service `{}` is {why}",
+        shared.index, shared.service
+    ))
 }
 
 /// Counts the answers, then sends them.
